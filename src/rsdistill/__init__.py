@@ -1,0 +1,3 @@
+"""rsdistill: knowledge distillation for remote-sensing scene classifiers."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from rsdistill.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,26 @@
+"""Errors that reach the user as one line.
+
+Anything the user can fix (a wrong path, a bad option, a corrupt file) raises a
+subclass of :class:`RsdistillError`; the CLI prints its message on one line and
+exits non-zero instead of showing a traceback.
+"""
+
+
+class RsdistillError(Exception):
+    """An error caused by the user's input; its message says what to do."""
+
+
+class DataError(RsdistillError):
+    """The dataset could not be found, read or decoded."""
+
+
+class ConfigError(RsdistillError):
+    """An option or config value is invalid."""
+
+
+class CheckpointError(RsdistillError):
+    """A checkpoint is missing, unreadable or incompatible."""
+
+
+class TrainingError(RsdistillError):
+    """Training cannot continue (for example, a non-finite loss)."""
