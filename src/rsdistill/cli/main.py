@@ -1,0 +1,48 @@
+"""The ``rsdistill`` command: subcommands are registered by the modules in this package."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from rsdistill import __version__
+from rsdistill.errors import RsdistillError
+
+# Each module adds its subcommand(s) with ``register(subparsers)``.
+COMMAND_MODULES = ("data_cmd", "models_cmd", "train_cmd", "evaluate_cmd")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="rsdistill",
+        description="Knowledge distillation for remote-sensing scene classifiers.",
+    )
+    parser.add_argument("--version", action="version", version=f"rsdistill {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"rsdistill.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="rsdistill: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args) or 0)
+    except RsdistillError as exc:
+        print(f"rsdistill: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rsdistill: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""Everything a run needs from the data layer, resolved from one config section."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from rsdistill.data.augment import BatchAugment
+from rsdistill.data.dataset import SceneDataset, load_dataset_sizes
+from rsdistill.data.loader import Normalizer, TensorBatches
+from rsdistill.data.specs import DATASETS
+from rsdistill.data.splits import Split, find_split_files, parse_fractions, split_from_files, stratified_split
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "ucmerced"
+    data_root: str | None = None
+    image_size: int = 32
+    cache_dir: str | None = None
+    allow_missing_classes: bool = False
+    skip_corrupt: bool = False
+    download: bool = False
+    split: str = "60/20/20"
+    split_seed: int = 0
+    split_dir: str | None = None
+    standardize: bool = False
+    hflip: bool = True
+    vflip: bool = True
+    rot90: bool = True
+    crop: bool = True
+    workers: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PreparedData:
+    config: DataConfig
+    dataset: SceneDataset
+    split: Split
+    normalizer: Normalizer
+    augment: BatchAugment
+    views: dict[int, SceneDataset] = field(default_factory=dict)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.dataset.classes
+
+    @property
+    def num_classes(self) -> int:
+        return self.dataset.num_classes
+
+    def batches(self, split: str, batch_size: int, *, train: bool = False,
+                generator: torch.Generator | None = None,
+                device: torch.device | str = "cpu") -> TensorBatches:
+        """Training batches are shuffled and augmented; evaluation batches never are."""
+        return TensorBatches(
+            self.dataset.images, self.dataset.labels, self.split[split], batch_size,
+            self.normalizer, shuffle=train, augment=self.augment if train else None,
+            generator=generator, device=device,
+        )
+
+    def describe(self) -> dict:
+        return {
+            "dataset": self.dataset.name,
+            "classes": self.classes,
+            "counts": self.dataset.counts(),
+            "total": len(self.dataset),
+            "splits": self.split.sizes(),
+            "image_size": self.dataset.image_size,
+            "cache_path": str(self.dataset.cache_path) if self.dataset.cache_path else None,
+            "source": self.dataset.source,
+            "skipped_corrupt": len(self.dataset.skipped),
+            "missing_classes": self.dataset.missing_classes,
+            "normalization": self.normalizer.to_dict(),
+        }
+
+
+def prepare_data(cfg: DataConfig, extra_sizes: tuple[int, ...] = (), progress: bool = True
+                 ) -> PreparedData:
+    sizes = (cfg.image_size, *extra_sizes)
+    views = load_dataset_sizes(
+        cfg.dataset, cfg.data_root, sizes, cache_dir=cfg.cache_dir,
+        allow_missing_classes=cfg.allow_missing_classes, skip_corrupt=cfg.skip_corrupt,
+        download=cfg.download, workers=cfg.workers, progress=progress,
+    )
+    ds = views[cfg.image_size]
+    if cfg.split_dir:
+        spec = DATASETS.get(cfg.dataset)
+        names = tuple(dict.fromkeys((*spec.split_names, cfg.dataset)))
+        split = split_from_files(ds.files, find_split_files(Path(cfg.split_dir), names))
+    else:
+        split = stratified_split(ds.labels, parse_fractions(cfg.split), cfg.split_seed)
+    normalizer = Normalizer.fit(ds.images[split.train]) if cfg.standardize else Normalizer()
+    augment = BatchAugment(hflip=cfg.hflip, vflip=cfg.vflip, rot90=cfg.rot90, crop=cfg.crop)
+    return PreparedData(cfg, ds, split, normalizer, augment, views)

@@ -1,0 +1,106 @@
+"""The contract between a distillation loss and the trainer.
+
+A loss returns its terms by name, each already multiplied by its weight, so the
+trainer can sum them for the backward pass and still log every term on its own
+(a run where ``soft`` stays flat while ``hard`` falls says something different from
+one where both fall).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Mapping
+
+import torch
+import torch.nn as nn
+
+from rsdistill.errors import ConfigError
+from rsdistill.registry import Registry
+
+DISTILL_LOSSES: Registry[type["DistillationLoss"]] = Registry("distillation method")
+
+
+class DistillationLoss(nn.Module):
+    """Base class of every entry in :data:`DISTILL_LOSSES`.
+
+    Subclasses implement :meth:`forward`. ``needs_teacher`` tells the trainer whether
+    it has to run the teacher at all; a subclass (or an instance, when its options
+    make the teacher irrelevant) sets it to ``False`` and then accepts
+    ``teacher_logits=None``.
+    """
+
+    needs_teacher: bool = True
+
+    def forward(
+        self,
+        student_logits: torch.Tensor,
+        teacher_logits: torch.Tensor | None,
+        labels: torch.Tensor,
+        **extra: object,
+    ) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+def total_loss(terms: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Sum of the (already weighted) loss terms, the tensor to call ``backward`` on."""
+    if not terms:
+        raise ValueError("total_loss needs at least one loss term")
+    values = iter(terms.values())
+    total = next(values)
+    for value in values:
+        total = total + value
+    return total
+
+
+def _as_float(name: str, value: object, valid: str) -> float:
+    # bool is an int subclass; a YAML "yes" landing here is a typo, not a weight of 1.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{name} must be a number {valid}, got {value!r}")
+    return float(value)
+
+
+def check_alpha(alpha: object) -> float:
+    """``alpha`` as a float if ``0 <= alpha <= 1``, else :class:`ConfigError`."""
+    valid = "in [0, 1] (the weight of the soft, teacher term)"
+    a = _as_float("alpha", alpha, valid)
+    if not 0.0 <= a <= 1.0:  # also rejects nan
+        raise ConfigError(f"alpha must be {valid}, got {alpha!r}")
+    return a
+
+
+def check_temperature(temperature: object) -> float:
+    """``temperature`` as a float if it is finite and ``> 0``, else :class:`ConfigError`."""
+    valid = "finite and > 0"
+    t = _as_float("temperature", temperature, valid)
+    if not (math.isfinite(t) and t > 0.0):
+        raise ConfigError(f"temperature must be {valid}, got {temperature!r}")
+    return t
+
+
+def check_beta(beta: object) -> float:
+    """``beta`` as a float if it is finite and ``>= 0``, else :class:`ConfigError`."""
+    valid = "finite and >= 0 (the weight of the nuclear-norm penalty)"
+    b = _as_float("beta", beta, valid)
+    if not (math.isfinite(b) and b >= 0.0):
+        raise ConfigError(f"beta must be {valid}, got {beta!r}")
+    return b
+
+
+def check_label_smoothing(label_smoothing: object) -> float:
+    """``label_smoothing`` as a float if ``0 <= value < 1``, else :class:`ConfigError`."""
+    # At 1 the target is uniform and carries no label at all; torch accepts it silently.
+    valid = "in [0, 1)"
+    s = _as_float("label_smoothing", label_smoothing, valid)
+    if not 0.0 <= s < 1.0:
+        raise ConfigError(f"label_smoothing must be {valid}, got {label_smoothing!r}")
+    return s
+
+
+def zero_term(like: torch.Tensor) -> torch.Tensor:
+    """A float32 scalar zero on ``like``'s device, for a term whose weight is 0.
+
+    Returned instead of ``0 * term`` because ``0 * nan`` is nan: a term with weight 0
+    must not be able to poison the total, and skipping it also skips its compute.
+    """
+    return torch.zeros((), dtype=torch.float32, device=like.device)

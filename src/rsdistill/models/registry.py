@@ -1,0 +1,72 @@
+"""Model registry and the single entry point :func:`build_model`.
+
+Registered names are the small-input families in this package; names starting with
+``timm:`` are handed to timm (``timm:resnet18``). Every registry entry is a factory
+``f(num_classes, image_size, in_chans=3) -> nn.Module``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import torch.nn as nn
+
+from rsdistill.errors import ConfigError
+from rsdistill.models.pretrained import load_pretrained
+from rsdistill.registry import Registry
+
+ModelFactory = Callable[..., nn.Module]
+
+MODELS: Registry[ModelFactory] = Registry("model")
+
+TIMM_PREFIX = "timm:"
+
+
+def list_model_names() -> list[str]:
+    """Names of the registered families (timm models are not listed; use ``timm:<name>``)."""
+    return MODELS.names()
+
+
+def _check_positive(**values: int) -> None:
+    for key, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+
+
+def _build_timm(name: str, num_classes: int, in_chans: int, timm_pretrained: bool) -> nn.Module:
+    # Imported lazily: timm is heavy and only needed for timm: names.
+    import timm
+
+    if not timm.is_model(name):
+        raise ConfigError(f"unknown timm model {name!r}; see timm.list_models() for valid names")
+    return timm.create_model(name, pretrained=timm_pretrained, num_classes=num_classes, in_chans=in_chans)
+
+
+def build_model(
+    name: str,
+    num_classes: int,
+    image_size: int = 32,
+    in_chans: int = 3,
+    pretrained: str | os.PathLike | None = None,
+    *,
+    timm_pretrained: bool = False,
+) -> nn.Module:
+    """Build a classifier by name.
+
+    ``pretrained`` is a local state-dict file; tensors whose shapes differ from the new
+    model (typically the classifier, when the class count changes) are skipped with a
+    warning. ``timm_pretrained`` asks timm for its own weights (needs internet) and only
+    applies to ``timm:`` names. ``image_size`` is not passed to timm: its CNNs pool
+    globally, while ViT-style models keep their default input size.
+    """
+    _check_positive(num_classes=num_classes, image_size=image_size, in_chans=in_chans)
+    if name.startswith(TIMM_PREFIX):
+        model = _build_timm(name[len(TIMM_PREFIX):], num_classes, in_chans, timm_pretrained)
+    else:
+        if timm_pretrained:
+            raise ConfigError(f"timm_pretrained only applies to timm: models, not {name!r}")
+        model = MODELS.get(name)(num_classes, image_size, in_chans)
+    if pretrained is not None:
+        load_pretrained(model, pretrained)
+    return model
