@@ -3,42 +3,49 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from rsdistill.data.module import DataConfig
 from rsdistill.data.specs import DATASETS
 
+_D = DataConfig()
+
 
 def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
+    # Every default is None, meaning "not given": data_config() fills in DataConfig's
+    # defaults, or a base config (e.g. the teacher's) for options the user left out.
     g = p.add_argument_group("data")
     g.add_argument("--dataset", required=dataset_required, choices=DATASETS.names(),
                    help="dataset name (folder = any class-per-folder directory or zip)")
     g.add_argument("--data-root", help="folder holding the dataset archives or extracted folders "
                    "(default: $RSDISTILL_DATA, else ~/.cache/rsdistill/data); for --dataset "
                    "folder, the class-per-folder directory or zip itself")
-    g.add_argument("--image-size", type=int, default=32, help="images are resized to N×N (default 32)")
+    g.add_argument("--image-size", type=int, help=f"images are resized to N×N (default {_D.image_size})")
     g.add_argument("--cache-dir", help="decoded-tensor cache (default: $RSDISTILL_CACHE, "
                    "else ~/.cache/rsdistill/cache)")
-    g.add_argument("--allow-missing-classes", action="store_true",
+    g.add_argument("--allow-missing-classes", action="store_true", default=None,
                    help="use only the class folders found instead of failing")
-    g.add_argument("--skip-corrupt", action="store_true", help="leave undecodable images out")
-    g.add_argument("--download", action="store_true", help="download the archive if missing")
-    g.add_argument("--split", default="60/20/20", help="train/val/test fractions (default 60/20/20)")
-    g.add_argument("--split-seed", type=int, default=0, help="seed of the stratified split")
+    g.add_argument("--skip-corrupt", action="store_true", default=None,
+                   help="leave undecodable images out (reported)")
+    g.add_argument("--download", action="store_true", default=None,
+                   help="download the archive if it is missing")
+    g.add_argument("--split-fractions", dest="split",
+                   help=f"train/val/test fractions (default {_D.split})")
+    g.add_argument("--split-seed", type=int, help=f"seed of the stratified split (default {_D.split_seed})")
     g.add_argument("--split-dir", help="folder with <name>-train.txt/-val.txt/-test.txt split files")
-    g.add_argument("--standardize", action="store_true",
+    g.add_argument("--standardize", action="store_true", default=None,
                    help="per-channel mean/std standardisation (statistics of the training split)")
     for flag in ("hflip", "vflip", "rot90", "crop"):
-        g.add_argument(f"--no-{flag}", dest=flag, action="store_false",
+        g.add_argument(f"--no-{flag}", dest=flag, action="store_false", default=None,
                        help=f"disable the {flag} training augmentation")
     g.add_argument("--workers", type=int, help="processes for the first decode (default: cores)")
 
 
-def data_config(args: argparse.Namespace) -> DataConfig:
-    return DataConfig(
-        dataset=args.dataset, data_root=args.data_root, image_size=args.image_size,
-        cache_dir=args.cache_dir, allow_missing_classes=args.allow_missing_classes,
-        skip_corrupt=args.skip_corrupt, download=args.download, split=args.split,
-        split_seed=args.split_seed, split_dir=args.split_dir, standardize=args.standardize,
-        hflip=args.hflip, vflip=args.vflip, rot90=args.rot90, crop=args.crop,
-        workers=args.workers,
-    )
+def data_config(args: argparse.Namespace, base: DataConfig | None = None) -> DataConfig:
+    """``base`` (or the defaults) overridden by every data option given on the command line."""
+    cfg = dataclasses.replace(base) if base is not None else DataConfig()
+    for f in dataclasses.fields(DataConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            setattr(cfg, f.name, value)
+    return cfg

@@ -1,2 +1,107 @@
+"""``rsdistill train`` (a teacher or a student from scratch) and ``rsdistill distill``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rsdistill.cli.common import add_data_args, data_config
+from rsdistill.config import from_dict
+from rsdistill.data.module import DataConfig
+from rsdistill.engine.precision import PRECISIONS
+from rsdistill.engine.runs import DistillConfig, run_training, teacher_data_config
+from rsdistill.engine.trainer import TrainConfig
+from rsdistill.errors import ConfigError
+
+SUMMARY_KEYS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "params", "flops")
+
+
+def add_train_args(p: argparse.ArgumentParser, model_flag: str, model_help: str) -> None:
+    d = TrainConfig()
+    g = p.add_argument_group("training")
+    g.add_argument(model_flag, dest="model", required=True, help=model_help)
+    g.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    g.add_argument("--optimizer", default=d.optimizer, help="sgd (default) or adamw")
+    g.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
+    g.add_argument("--momentum", type=float, default=d.momentum)
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    g.add_argument("--schedule", default=d.schedule, help="cosine (default), onecycle or constant")
+    g.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
+    g.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    g.add_argument("--seed", type=int, default=d.seed, help="seeds model init, batches and augmentation")
+    g.add_argument("--device", default=d.device, help="auto (CUDA if present, else CPU), cpu, cuda")
+    g.add_argument("--precision", default=d.precision, choices=PRECISIONS,
+                   help="auto = bf16 autocast + channels_last (CPU) / bf16 or fp16 (CUDA); fp32 = plain")
+    g.add_argument("--inference-precision", default=d.inference_precision, choices=PRECISIONS,
+                   help=f"precision for the latency/throughput figures (default {d.inference_precision})")
+    g.add_argument("--latency-runs", type=int, default=d.latency_runs)
+    g.add_argument("--pretrained", help="start from a local state dict (.pt)")
+    g.add_argument("--out", required=True, help="run directory to write")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out")
+    g.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+        optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+        weight_decay=args.weight_decay, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
+        label_smoothing=args.label_smoothing, seed=args.seed, device=args.device,
+        precision=args.precision, inference_precision=args.inference_precision,
+        latency_runs=args.latency_runs, pretrained=args.pretrained,
+    )
+
+
 def register(sub) -> None:
-    pass
+    t = sub.add_parser("train", help="train a model (a teacher, or a student from scratch)",
+                       description="Train a model from scratch (or from --pretrained weights).")
+    add_data_args(t)
+    add_train_args(t, "--model", "model name (see 'rsdistill models list'), e.g. resnet8x4 or timm:resnet18")
+    t.set_defaults(func=cmd_train)
+
+    d = sub.add_parser("distill", help="distil a student from a trained teacher",
+                       description="Train a student with L = α·L_soft + (1−α)·L_hard + β·‖W₁‖*. "
+                                   "Data options default to the teacher run's.")
+    add_data_args(d, dataset_required=False)
+    add_train_args(d, "--student", "student model name, e.g. resnet8")
+    g = d.add_argument_group("distillation")
+    dd = DistillConfig()
+    g.add_argument("--teacher", required=True, help="teacher run directory or model.pt")
+    g.add_argument("--method", default=dd.method, help="distillation method (default kd)")
+    g.add_argument("--alpha", type=float, default=dd.alpha, help="weight of the soft loss, 0..1")
+    g.add_argument("--temperature", "-T", type=float, default=dd.temperature)
+    g.add_argument("--nuclear-beta", default="0",
+                   help="weight β of the first layer's nuclear norm: a number, or 'alpha' (β = α)")
+    d.set_defaults(func=cmd_distill)
+
+
+def _print_summary(metrics: dict, out: str) -> None:
+    summary = {k: metrics[k] for k in SUMMARY_KEYS}
+    summary["latency_ms_p50"] = metrics["inference"]["latency_ms_p50"]
+    print(json.dumps(summary))
+    print(f"wrote {out}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    metrics = run_training(args.out, data_config(args), train_config(args),
+                           resume=args.resume, progress=args.progress)
+    _print_summary(metrics, args.out)
+    return 0
+
+
+def _distill_data_config(args: argparse.Namespace) -> DataConfig:
+    """The teacher run's data options, overridden by those given on the command line."""
+    base = teacher_data_config(args.teacher)
+    if base is None and not args.dataset:
+        raise ConfigError(f"the teacher {args.teacher} has no config.yaml beside it; pass --dataset")
+    return data_config(args, from_dict(DataConfig, base, "teacher data") if base else None)
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    distill = DistillConfig(teacher=args.teacher, method=args.method, alpha=args.alpha,
+                            temperature=args.temperature, nuclear_beta=args.nuclear_beta)
+    metrics = run_training(args.out, _distill_data_config(args), train_config(args), distill,
+                           resume=args.resume, progress=args.progress)
+    _print_summary(metrics, args.out)
+    return 0

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import os
+import zipfile
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -41,8 +43,15 @@ def decode_one(data: bytes, sizes: tuple[int, ...]) -> list[np.ndarray]:
 
 
 # Reading a zip's central directory costs ~0.5 s for EuroSAT's 27,000 entries, so each
-# process opens a given source once, not once per chunk.
+# worker process opens a given source once, not once per chunk. Only workers use this
+# memo (their pool lives for one decode_images call): in the main process it would keep
+# a stale handle on an archive that is later rewritten at the same path, and forked
+# workers would inherit that handle and share its file offset.
 _OPENED: dict[str, ImageSource] = {}
+
+# What a damaged image or archive member raises while being read or decoded.
+DECODE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
+                 zipfile.BadZipFile, zlib.error, Image.DecompressionBombError)
 
 
 def _opened(source: ImageSource) -> ImageSource:
@@ -52,15 +61,18 @@ def _opened(source: ImageSource) -> ImageSource:
     return _OPENED[key]
 
 
+def _decode_chunk_in_worker(source: ImageSource, files: list[str], sizes: tuple[int, ...]):
+    return _decode_chunk(_opened(source), files, sizes)
+
+
 def _decode_chunk(source: ImageSource, files: list[str], sizes: tuple[int, ...]):
-    source = _opened(source)
     arrays = {s: np.zeros((len(files), 3, s, s), dtype=np.uint8) for s in sizes}
     ok = np.zeros(len(files), dtype=bool)
     errors = []
     for i, rel in enumerate(files):
         try:
             views = decode_one(source.read(rel), sizes)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        except DECODE_ERRORS as exc:
             errors.append((rel, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
             continue
         for s, v in zip(sizes, views):
@@ -88,7 +100,7 @@ def decode_images(source: ImageSource, files: list[str], sizes: tuple[int, ...],
                 progress(len(part))
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_decode_chunk, source, part, sizes) for part in chunks]
+            futures = [pool.submit(_decode_chunk_in_worker, source, part, sizes) for part in chunks]
             for fut, part in zip(futures, chunks):
                 results.append(fut.result())
                 if progress is not None:

@@ -33,7 +33,7 @@ def parse_fractions(text: str | tuple) -> tuple[float, float, float]:
     except ValueError:
         parts = ()
     if len(parts) != 3 or any(p < 0 for p in parts) or parts[0] <= 0:
-        raise DataError(f"--split must be three non-negative numbers like 60/20/20, got {text!r}")
+        raise DataError(f"--split-fractions must be three non-negative numbers like 60/20/20, got {text!r}")
     total = sum(parts)
     return tuple(p / total for p in parts)  # type: ignore[return-value]
 

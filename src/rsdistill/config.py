@@ -1,0 +1,87 @@
+"""Typed config sections built from plain dicts (YAML or CLI), with strict validation.
+
+Unknown keys and wrong types are one-line :class:`ConfigError` s naming the key,
+so a typo in a config file never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, TypeVar
+
+from rsdistill.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def _accepts(tp: Any, value: Any) -> tuple[bool, Any]:
+    """Whether ``value`` fits the annotation ``tp``; returns the (possibly widened) value."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            ok, v = _accepts(arg, value)
+            if ok:
+                return True, v
+        return False, value
+    if tp is type(None):
+        return value is None, value
+    if tp is Any:
+        return True, value
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, float(value)
+        return False, value
+    if tp is str:
+        return isinstance(value, str), value
+    if origin in (list, tuple) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False, value
+        args = typing.get_args(tp)
+        item = args[0] if args else Any
+        out = []
+        for v in value:
+            ok, v2 = _accepts(item, v)
+            if not ok:
+                return False, value
+            out.append(v2)
+        return True, (tuple(out) if origin is tuple or tp is tuple else out)
+    if origin is dict or tp is dict:
+        return isinstance(value, dict), value
+    return isinstance(value, tp), value
+
+
+def _type_name(tp: Any) -> str:
+    return str(tp).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def from_dict(cls: type[T], data: dict | None, section: str) -> T:
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section '{section}' must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) in config section '{section}': {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(fields))}"
+        )
+    values = {}
+    for key, value in data.items():
+        ok, v = _accepts(hints[key], value)
+        if not ok:
+            raise ConfigError(
+                f"config key '{section}.{key}' must be {_type_name(hints[key])}, got {value!r}"
+            )
+        values[key] = v
+    return cls(**values)
+
+
+def to_dict(obj: Any) -> dict:
+    return dataclasses.asdict(obj)

@@ -1,0 +1,150 @@
+"""Build and run a training or distillation job from its config sections.
+
+The resolved config is what lands in ``config.yaml``; ``evaluate`` and ``--resume``
+rebuild everything from it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+from rsdistill.config import from_dict
+from rsdistill.data.dataset import default_data_root
+from rsdistill.data.module import DataConfig, PreparedData, prepare_data
+from rsdistill.engine.checkpoint import load_model, resolve_model_path
+from rsdistill.engine.distiller import Distiller
+from rsdistill.engine.environment import seed_everything
+from rsdistill.engine.trainer import RunDirectory, TrainConfig, Trainer
+from rsdistill.errors import CheckpointError, ConfigError
+from rsdistill.losses import build_distill_loss, check_alpha, check_temperature, resolve_beta
+from rsdistill.models import build_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DistillConfig:
+    teacher: str = ""
+    method: str = "kd"
+    alpha: float = 0.5
+    temperature: float = 4.0
+    nuclear_beta: float | str = 0.0
+
+    def validate(self) -> float:
+        """Checks the options; returns the resolved β."""
+        check_alpha(self.alpha)
+        check_temperature(self.temperature)
+        return resolve_beta(self.nuclear_beta, self.alpha)
+
+
+def model_meta(model_name: str, data: PreparedData) -> dict:
+    return {
+        "model": model_name,
+        "num_classes": data.num_classes,
+        "classes": list(data.classes),
+        "image_size": data.dataset.image_size,
+        "dataset": data.dataset.name,
+        "data_fingerprint": data.dataset.fingerprint,
+        "normalization": data.normalizer.to_dict(),
+    }
+
+
+def check_run_dir(out: Path, resume: bool) -> None:
+    run = RunDirectory(out)
+    if run.has_state() and not resume:
+        raise ConfigError(
+            f"{out} already holds a run; pass --resume to continue it or choose another --out"
+        )
+
+
+def check_resume_config(out: Path, record: dict, resume: bool) -> None:
+    run = RunDirectory(out)
+    if not (resume and run.has_state() and run.file("config.yaml").is_file()):
+        return
+    old = run.read_config()
+    ignore = {"data_root", "cache_dir", "workers", "download"}
+    diffs = []
+    for section in ("data", "train", "distill"):
+        a, b = old.get(section) or {}, record.get(section) or {}
+        for key in sorted(set(a) | set(b)):
+            if key not in ignore and a.get(key) != b.get(key):
+                diffs.append(f"{section}.{key}: {a.get(key)!r} -> {b.get(key)!r}")
+    if diffs:
+        raise ConfigError(f"--resume with different settings than {out}/config.yaml: "
+                          + "; ".join(diffs[:5]))
+
+
+def load_teacher(path: str, data: PreparedData) -> tuple[torch.nn.Module, dict]:
+    if not path:
+        raise ConfigError("distillation needs --teacher (a run directory or model.pt)")
+    teacher, meta = load_model(path)
+    if meta["dataset"] != data.dataset.name or list(meta["classes"]) != list(data.classes):
+        raise CheckpointError(
+            f"teacher {resolve_model_path(path)} was trained on {meta['dataset']} with "
+            f"{meta['num_classes']} classes, but this run uses {data.dataset.name} with "
+            f"{data.num_classes}; train a teacher on the same dataset and classes"
+        )
+    return teacher, meta
+
+
+def teacher_data_config(path: str) -> dict | None:
+    """The data section of the teacher's run, used as defaults for the student's run."""
+    model_file = resolve_model_path(path)
+    config = model_file.parent / "config.yaml"
+    if not config.is_file():
+        return None
+    return RunDirectory(model_file.parent).read_config().get("data")
+
+
+def run_training(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
+                 distill_cfg: DistillConfig | None = None, *, resume: bool = False,
+                 progress: bool = True) -> dict:
+    out = Path(out)
+    check_run_dir(out, resume)
+    train_cfg.validate()
+    # The config on disk names what was actually used, not "whatever the environment said".
+    if data_cfg.data_root is None:
+        data_cfg = replace(data_cfg, data_root=str(default_data_root()))
+    if distill_cfg is not None and distill_cfg.teacher:
+        distill_cfg = replace(distill_cfg, teacher=str(Path(distill_cfg.teacher).expanduser().resolve()))
+    beta = distill_cfg.validate() if distill_cfg is not None else 0.0
+    record = {
+        "kind": "distill" if distill_cfg is not None else "train",
+        "data": asdict(data_cfg),
+        "train": asdict(train_cfg),
+        "distill": asdict(distill_cfg) if distill_cfg is not None else None,
+    }
+    check_resume_config(out, record, resume)
+    data = prepare_data(data_cfg, progress=progress)
+    seed_everything(train_cfg.seed)
+    student = build_model(train_cfg.model, data.num_classes, data_cfg.image_size,
+                          pretrained=train_cfg.pretrained)
+    if distill_cfg is None:
+        loss = build_distill_loss("none", label_smoothing=train_cfg.label_smoothing)
+        distiller = Distiller(student, loss)
+    else:
+        teacher, _ = load_teacher(distill_cfg.teacher, data)
+        loss = build_distill_loss(distill_cfg.method, alpha=distill_cfg.alpha,
+                                  temperature=distill_cfg.temperature,
+                                  label_smoothing=train_cfg.label_smoothing)
+        distiller = Distiller(student, loss, teacher=teacher, nuclear_beta=beta)
+        record["distill"]["nuclear_beta_resolved"] = beta
+    trainer = Trainer(out, data, distiller, train_cfg, record,
+                      model_meta(train_cfg.model, data), progress=progress)
+    return trainer.fit(resume=resume)
+
+
+def load_run_config(run_dir: Path) -> tuple[DataConfig, TrainConfig, DistillConfig | None]:
+    record = RunDirectory(run_dir).read_config()
+    data_cfg = from_dict(DataConfig, record["data"], "data")
+    train_cfg = from_dict(TrainConfig, record["train"], "train")
+    distill = record.get("distill")
+    distill_cfg = None
+    if distill:
+        distill = {k: v for k, v in distill.items() if k != "nuclear_beta_resolved"}
+        distill_cfg = from_dict(DistillConfig, distill, "distill")
+    return data_cfg, train_cfg, distill_cfg
