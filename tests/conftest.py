@@ -154,3 +154,48 @@ def shared_datasets() -> Path:
     if not path.is_dir():
         pytest.skip(f"real datasets not found at {path} (set {TEST_DATA_ENV} to their folder)")
     return path
+
+
+# ----------------------------------------------------------------------------- training
+# Added for tests/engine and tests/cli/test_cli_train*.py: torch on one thread, and tiny
+# session-wide class-folder trees that training runs can share (decoded once per cache).
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Two test processes on two cores with two torch threads each run ~50x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def write_class_tree(root: Path, classes, per_class: int = 12, size=(20, 20), seed: int = 0,
+                     ext: str = ".png") -> Path:
+    """``root/<class>/<class>_<i><ext>`` images in the fixture's class colours; returns root."""
+    rng = np.random.default_rng(seed)
+    for k, cls in enumerate(classes):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            (root / cls / f"{cls}_{i}{ext}").write_bytes(encode(image_array(rng, k, size), ext))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_tree3(tmp_path_factory) -> Path:
+    """3 classes × 12 PNGs of 20×20 px: the smallest tree a run trains on in ~1 s."""
+    return write_class_tree(tmp_path_factory.mktemp("tiny3"), ["field", "forest", "river"])
+
+
+@pytest.fixture(scope="session")
+def tiny_tree4(tmp_path_factory) -> Path:
+    """Like ``tiny_tree3`` plus a fourth class: data a 3-class teacher does not fit."""
+    return write_class_tree(tmp_path_factory.mktemp("tiny4"),
+                            ["field", "forest", "river", "urban"])
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    """One decoded-tensor cache for every run on the tiny trees."""
+    return tmp_path_factory.mktemp("tiny-cache")

@@ -90,7 +90,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _distill_data_config(args: argparse.Namespace) -> DataConfig:
+def distill_data_config(args: argparse.Namespace) -> DataConfig:
     """The teacher run's data options, overridden by those given on the command line."""
     base = teacher_data_config(args.teacher)
     if base is None and not args.dataset:
@@ -101,7 +101,7 @@ def _distill_data_config(args: argparse.Namespace) -> DataConfig:
 def cmd_distill(args: argparse.Namespace) -> int:
     distill = DistillConfig(teacher=args.teacher, method=args.method, alpha=args.alpha,
                             temperature=args.temperature, nuclear_beta=args.nuclear_beta)
-    metrics = run_training(args.out, _distill_data_config(args), train_config(args), distill,
+    metrics = run_training(args.out, distill_data_config(args), train_config(args), distill,
                            resume=args.resume, progress=args.progress)
     _print_summary(metrics, args.out)
     return 0

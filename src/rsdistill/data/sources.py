@@ -16,6 +16,7 @@ from pathlib import Path
 from rsdistill.errors import DataError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
+MACOS_RESOURCE_DIR = "__MACOSX"
 
 
 def is_image_path(path: str) -> bool:
@@ -168,7 +169,9 @@ def group_by_class(paths: list[str], root: str) -> tuple[dict[str, list[str]], l
             continue
         rel = p[len(prefix):]
         parts = rel.rstrip("/").split("/")
-        if parts[0].startswith("."):
+        # Hidden folders, and the "__MACOSX" folder of "._" resource forks that archives
+        # made on macOS carry, are never class folders.
+        if parts[0].startswith(".") or parts[0] == MACOS_RESOURCE_DIR:
             continue
         if rel.endswith("/"):
             if len(parts) == 1:

@@ -43,11 +43,12 @@ class Distiller(nn.Module):
         return self.student(images)
 
     def forward_train(self, images: torch.Tensor, labels: torch.Tensor,
-                      teacher_images: torch.Tensor | None = None
+                      teacher_images: torch.Tensor | None = None,
+                      teacher_logits: torch.Tensor | None = None,
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``teacher_logits`` may be given when computed once for several students."""
         logits = self.student(images)
-        teacher_logits = None
-        if self.teacher is not None and self.loss.needs_teacher:
+        if teacher_logits is None and self.teacher is not None and self.loss.needs_teacher:
             with torch.no_grad():
                 teacher_logits = self.teacher(images if teacher_images is None else teacher_images)
         terms = dict(self.loss(logits, teacher_logits, labels))

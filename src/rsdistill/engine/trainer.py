@@ -13,7 +13,7 @@ import io
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -134,155 +134,236 @@ def evaluate_logits(model: torch.nn.Module, data: PreparedData, split: str,
     return predict(model, images, data.normalizer, precision)
 
 
-class Trainer:
-    def __init__(self, run_dir: Path, data: PreparedData, distiller: Distiller, cfg: TrainConfig,
-                 config_record: dict, model_meta: dict, progress: bool = True) -> None:
-        cfg.validate()
-        self.run = RunDirectory(run_dir)
-        self.data = data
-        self.cfg = cfg
-        self.config_record = config_record
-        self.model_meta = model_meta
-        self.progress = progress
-        self.precision = resolve_precision(cfg.precision, cfg.device)
-        self.distiller = distiller
-        self.precision.prepare_model(distiller)
-        steps_per_epoch = len(data.batches("train", cfg.batch_size, train=True))
-        if steps_per_epoch == 0:
-            raise ConfigError("the training split is empty; check --split")
-        self.steps_per_epoch = steps_per_epoch
-        self.optimizer = build_optimizer(cfg.optimizer, distiller.trainable_parameters(), cfg.lr,
-                                         cfg.weight_decay, cfg.momentum)
-        self.scheduler = build_scheduler(cfg.schedule, self.optimizer, cfg.epochs * steps_per_epoch,
-                                         cfg.warmup_epochs * steps_per_epoch)
-        self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.epoch = 0
-        self.best_val = -1.0
-        self.best_epoch = -1
-        self.history: list[dict] = []
-        self.train_seconds = 0.0
+@dataclass
+class Member:
+    """One model being trained: its distiller, optimiser state, run directory and history."""
 
-    # ------------------------------------------------------------------ state
+    name: str
+    distiller: Distiller
+    run: RunDirectory
+    config_record: dict
+    model_meta: dict
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    best_val: float = -1.0
+    best_epoch: int = -1
+    history: list[dict] = field(default_factory=list)
+
     def state(self) -> dict:
-        return {
-            "epoch": self.epoch,
-            "model": self.distiller.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "best_val": self.best_val,
-            "best_epoch": self.best_epoch,
-            "history": self.history,
-            "train_seconds": self.train_seconds,
-        }
+        return {"model": self.distiller.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "best_val": self.best_val,
+                "best_epoch": self.best_epoch, "history": self.history}
 
     def load(self, state: dict) -> None:
         self.distiller.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        self.epoch = int(state["epoch"])
         self.best_val = float(state["best_val"])
         self.best_epoch = int(state["best_epoch"])
         self.history = list(state["history"])
+
+
+class Trainer:
+    """Trains one model, or several students in one pass over the data (a fused sweep).
+
+    Fused members share everything that does not depend on the student: each batch is
+    drawn and augmented once and the teacher runs once; then every member takes its
+    own step. A member therefore sees exactly the batches a single run with the same
+    seed would, and its result equals that run's.
+    """
+
+    def __init__(self, run_dir: Path, data: PreparedData, distiller: Distiller, cfg: TrainConfig,
+                 config_record: dict, model_meta: dict, progress: bool = True) -> None:
+        member = Member("model", distiller, RunDirectory(run_dir), config_record, model_meta)
+        self._setup(Path(run_dir), data, [member], cfg, progress)
+
+    @classmethod
+    def fused(cls, state_dir: Path, data: PreparedData, members: list[Member], cfg: TrainConfig,
+              progress: bool = True) -> "Trainer":
+        self = cls.__new__(cls)
+        self._setup(Path(state_dir), data, members, cfg, progress)
+        return self
+
+    def _setup(self, state_dir: Path, data: PreparedData, members: list[Member],
+               cfg: TrainConfig, progress: bool) -> None:
+        cfg.validate()
+        self.state_dir = state_dir
+        self.data = data
+        self.cfg = cfg
+        self.progress = progress
+        self.precision = resolve_precision(cfg.precision, cfg.device)
+        self.members = members
+        steps_per_epoch = len(data.batches("train", cfg.batch_size, train=True))
+        if steps_per_epoch == 0:
+            raise ConfigError("the training split is empty; check --split-fractions")
+        self.steps_per_epoch = steps_per_epoch
+        for m in members:
+            self.precision.prepare_model(m.distiller)
+            m.optimizer = build_optimizer(cfg.optimizer, m.distiller.trainable_parameters(),
+                                          cfg.lr, cfg.weight_decay, cfg.momentum)
+            m.scheduler = build_scheduler(cfg.schedule, m.optimizer, cfg.epochs * steps_per_epoch,
+                                          cfg.warmup_epochs * steps_per_epoch)
+        teachers = {id(m.distiller.teacher) for m in members if m.distiller.teacher is not None}
+        if len(teachers) > 1:
+            raise ValueError("fused members must share one teacher")
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.epoch = 0
+        self.train_seconds = 0.0
+
+    # Single-model conveniences.
+    @property
+    def distiller(self) -> Distiller:
+        return self.members[0].distiller
+
+    @property
+    def run(self) -> RunDirectory:
+        return self.members[0].run
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / STATE_FILE
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "train_seconds": self.train_seconds,
+            "members": {m.name: m.state() for m in self.members},
+        }
+
+    def load(self, state: dict) -> None:
+        for m in self.members:
+            m.load(state["members"][m.name])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.epoch = int(state["epoch"])
         self.train_seconds = float(state["train_seconds"])
 
     # ------------------------------------------------------------------ loop
-    def train_epoch(self) -> dict:
-        d = self.distiller
-        d.train()
-        sums: dict[str, float] = {}
-        correct = seen = 0
+    def _teacher_logits(self, x: torch.Tensor) -> torch.Tensor | None:
+        users = [m.distiller for m in self.members
+                 if m.distiller.teacher is not None and m.distiller.loss.needs_teacher]
+        if not users:
+            return None
+        with torch.no_grad(), self.precision.autocast():
+            return users[0].teacher(x)
+
+    def train_epoch(self) -> list[dict]:
+        """One pass over the training split; returns one row of averages per member."""
+        for m in self.members:
+            m.distiller.train()
+        sums = [dict[str, float]() for _ in self.members]
+        correct = [0] * len(self.members)
+        seen = 0
         batches = self.data.batches("train", self.cfg.batch_size, train=True,
                                     generator=self.generator, device=self.precision.device)
         bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", leave=False,
                    disable=None if self.progress else True)
         for step, batch in enumerate(bar):
             x = self.precision.prepare_input(batch.images)
-            with self.precision.autocast():
-                logits, terms = d.forward_train(x, batch.labels)
-            loss = sum(terms.values())
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"loss became {float(loss)} at epoch {self.epoch + 1}, step {step + 1}; "
-                    f"the last good checkpoint (epoch {self.epoch}) stays in "
-                    f"{self.run.file(STATE_FILE)}; lower --lr or check the data"
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.scheduler.step()
+            teacher_logits = self._teacher_logits(x)
             n = batch.labels.numel()
             seen += n
-            correct += int((logits.argmax(1) == batch.labels).sum())
-            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * n
-            for k, v in terms.items():
-                sums[f"loss_{k}"] = sums.get(f"loss_{k}", 0.0) + float(v.detach()) * n
-            bar.set_postfix(loss=f"{sums['loss'] / seen:.3f}", acc=f"{correct / seen:.3f}")
-        row = {k: v / seen for k, v in sums.items()}
-        row["train_accuracy"] = correct / seen
-        return row
+            for i, m in enumerate(self.members):
+                with self.precision.autocast():
+                    logits, terms = m.distiller.forward_train(x, batch.labels,
+                                                              teacher_logits=teacher_logits)
+                loss = sum(terms.values())
+                if not torch.isfinite(loss):
+                    raise TrainingError(
+                        f"loss of {m.run.path} became {float(loss)} at epoch {self.epoch + 1}, "
+                        f"step {step + 1}; the last good checkpoint (epoch {self.epoch}) stays in "
+                        f"{self.state_file}; lower --lr or check the data"
+                    )
+                m.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                m.optimizer.step()
+                m.scheduler.step()
+                correct[i] += int((logits.argmax(1) == batch.labels).sum())
+                acc = sums[i]
+                acc["loss"] = acc.get("loss", 0.0) + float(loss.detach()) * n
+                for k, v in terms.items():
+                    acc[f"loss_{k}"] = acc.get(f"loss_{k}", 0.0) + float(v.detach()) * n
+            best = max(range(len(self.members)), key=lambda i: correct[i])
+            bar.set_postfix(loss=f"{sums[best]['loss'] / seen:.3f}", acc=f"{correct[best] / seen:.3f}")
+        rows = []
+        for i in range(len(self.members)):
+            row = {k: v / seen for k, v in sums[i].items()}
+            row["train_accuracy"] = correct[i] / seen
+            rows.append(row)
+        return rows
 
-    def fit(self, resume: bool = False) -> dict:
-        if resume and self.run.has_state():
-            self.load(load_state(self.run.file(STATE_FILE)))
-            log.info("resuming %s at epoch %d/%d", self.run.path, self.epoch, self.cfg.epochs)
-        self.run.write_config(self.config_record)
-        write_json(self.run.file(VERSIONS_FILE), versions())
-        board = _TensorBoard(self.run.file("tensorboard"))
+    def fit(self, resume: bool = False) -> list[dict] | dict:
+        if resume and self.state_file.is_file():
+            self.load(load_state(self.state_file))
+            log.info("resuming %s at epoch %d/%d", self.state_dir, self.epoch, self.cfg.epochs)
+        for m in self.members:
+            m.run.write_config(m.config_record)
+            write_json(m.run.file(VERSIONS_FILE), versions())
+        boards = [_TensorBoard(m.run.file("tensorboard")) for m in self.members]
+        val_labels = self.data.dataset.labels[self.data.split.val]
         try:
             while self.epoch < self.cfg.epochs:
                 start = time.perf_counter()
-                row = {"epoch": self.epoch + 1, **self.train_epoch()}
+                rows = self.train_epoch()
                 elapsed = time.perf_counter() - start
                 self.train_seconds += elapsed
-                val_logits = evaluate_logits(self.distiller.student, self.data, "val", self.precision)
-                val_labels = self.data.dataset.labels[self.data.split.val]
-                val_acc = float((val_logits.argmax(1) == val_labels).float().mean()) \
-                    if val_labels.numel() else row["train_accuracy"]
-                row.update(val_accuracy=val_acc, lr=self.scheduler.get_last_lr()[0],
-                           epoch_seconds=elapsed, **self.distiller.first_layer_stats())
                 self.epoch += 1
-                # Ties keep the later epoch: with a decaying schedule it is the better-converged one.
-                if val_acc >= self.best_val:
-                    self.best_val, self.best_epoch = val_acc, self.epoch
-                    save_model(self.run.file(MODEL_FILE), self.distiller.student,
-                               {**self.model_meta, "epoch": self.epoch, "val_accuracy": val_acc})
-                self.history.append(row)
-                save_state(self.run.file(STATE_FILE), self.state())
-                self.run.write_history(self.history)
-                board.log(row, self.epoch)
-                log.info("epoch %d/%d  loss %.4f  train %.3f  val %.3f  (%.1fs)", self.epoch,
-                         self.cfg.epochs, row["loss"], row["train_accuracy"], val_acc, elapsed)
+                for m, row, board in zip(self.members, rows, boards):
+                    val_logits = evaluate_logits(m.distiller.student, self.data, "val", self.precision)
+                    val_acc = float((val_logits.argmax(1) == val_labels).float().mean()) \
+                        if val_labels.numel() else row["train_accuracy"]
+                    row = {"epoch": self.epoch, **row, "val_accuracy": val_acc,
+                           "lr": m.scheduler.get_last_lr()[0],
+                           "epoch_seconds": elapsed / len(self.members),
+                           **m.distiller.first_layer_stats()}
+                    # Ties keep the later epoch: with a decaying schedule it is better converged.
+                    if val_acc >= m.best_val:
+                        m.best_val, m.best_epoch = val_acc, self.epoch
+                        save_model(m.run.file(MODEL_FILE), m.distiller.student,
+                                   {**m.model_meta, "epoch": self.epoch, "val_accuracy": val_acc})
+                    m.history.append(row)
+                    m.run.write_history(m.history)
+                    board.log(row, self.epoch)
+                save_state(self.state_file, self.state())
+                best = max(self.members, key=lambda m: m.history[-1]["val_accuracy"])
+                log.info("epoch %d/%d  %sloss %.4f  train %.3f  val %.3f  (%.1fs)", self.epoch,
+                         self.cfg.epochs, f"best {best.name}: " if len(self.members) > 1 else "",
+                         best.history[-1]["loss"], best.history[-1]["train_accuracy"],
+                         best.history[-1]["val_accuracy"], elapsed)
         finally:
-            board.close()
-        return self.finish()
+            for board in boards:
+                board.close()
+        results = [self.finish(m) for m in self.members]
+        return results[0] if len(results) == 1 else results
 
-    def finish(self) -> dict:
+    def finish(self, m: Member | None = None) -> dict:
         from rsdistill.engine.checkpoint import load_model
 
-        student, meta = load_model(self.run.file(MODEL_FILE))
+        m = m or self.members[0]
+        student, meta = load_model(m.run.file(MODEL_FILE))
         metrics = evaluate_model(student, meta, self.data, "test", self.precision,
                                  resolve_precision(self.cfg.inference_precision, self.cfg.device),
                                  self.cfg.latency_runs)
         metrics["run"] = {
-            "kind": self.config_record.get("kind", "train"),
+            "kind": m.config_record.get("kind", "train"),
             "model": meta["model"],
             "checkpoint": MODEL_FILE,
-            "best_epoch": self.best_epoch,
+            "best_epoch": m.best_epoch,
             "epochs": self.cfg.epochs,
-            "val_accuracy": self.best_val,
-            "train_seconds": round(self.train_seconds, 3),
-            "seconds_per_epoch": round(self.train_seconds / max(1, len(self.history)), 3),
+            "val_accuracy": m.best_val,
+            "fused_members": len(self.members),
+            "train_seconds": round(self.train_seconds / len(self.members), 3),
+            "seconds_per_epoch": round(self.train_seconds / len(self.members) / max(1, self.epoch), 3),
             "train_precision": self.precision.describe(),
         }
-        metrics["checkpoint_bytes"] = self.run.file(MODEL_FILE).stat().st_size
-        metrics["first_layer"] = {"name": self.distiller.first_layer_name,
-                                  **self.distiller.first_layer_stats()}
+        metrics["checkpoint_bytes"] = m.run.file(MODEL_FILE).stat().st_size
+        metrics["first_layer"] = {"name": m.distiller.first_layer_name,
+                                  **m.distiller.first_layer_stats()}
         metrics["versions"] = versions()
-        write_json(self.run.file(METRICS_FILE), metrics)
+        write_json(m.run.file(METRICS_FILE), metrics)
         return metrics
 
 

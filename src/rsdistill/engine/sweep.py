@@ -1,0 +1,205 @@
+"""α (and β) sweeps trained as one fused run per seed, with per-run and aggregated results.
+
+Every student of a seed trains in the same pass over the data (one augmentation
+and one teacher forward per batch). Each keeps its own run directory laid out
+exactly like a single ``distill`` run, so ``rsdistill evaluate`` works on it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import statistics
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from rsdistill.data.dataset import default_data_root
+from rsdistill.data.module import DataConfig, prepare_data
+from rsdistill.engine.distiller import Distiller
+from rsdistill.engine.environment import seed_everything
+from rsdistill.engine.runs import DistillConfig, load_teacher, model_meta
+from rsdistill.engine.trainer import METRICS_FILE, Member, RunDirectory, TrainConfig, Trainer
+from rsdistill.errors import ConfigError
+from rsdistill.io import atomic_write_text, read_json, write_json
+from rsdistill.losses import build_distill_loss, check_alpha, check_temperature, resolve_beta
+from rsdistill.models import build_model
+
+log = logging.getLogger(__name__)
+
+RESULT_KEYS = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
+
+
+def parse_alphas(text: str) -> list[float]:
+    """``0,0.1,0.3`` or ``start:stop:step`` with an inclusive stop."""
+    text = str(text).strip()
+    try:
+        if ":" in text:
+            start, stop, step = (float(x) for x in text.split(":"))
+            if step <= 0:
+                raise ValueError
+            n = int(math.floor((stop - start) / step + 1e-9)) + 1
+            values = [round(start + i * step, 10) for i in range(max(n, 0))]
+        else:
+            values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--alphas must be a list like 0,0.1,0.3 or a range start:stop:step "
+                          f"with step > 0, got {text!r}") from None
+    if not values:
+        raise ConfigError(f"--alphas {text!r} gives no values")
+    for a in values:
+        check_alpha(a)
+    return list(dict.fromkeys(values))
+
+
+def parse_betas(text: str) -> list[str]:
+    """Comma-separated β settings, each a number or ``alpha``; kept as given for labels."""
+    items = [x.strip() for x in str(text).split(",") if x.strip()]
+    if not items:
+        raise ConfigError("--nuclear-beta gives no values")
+    for item in items:
+        resolve_beta(item, 0.5)
+    return list(dict.fromkeys(items))
+
+
+def beta_label(spec: str) -> str:
+    return "alpha" if spec.lower() == "alpha" else f"{float(spec):g}"
+
+
+@dataclass
+class SweepConfig:
+    teacher: str = ""
+    alphas: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
+    betas: list[str] = field(default_factory=lambda: ["0"])
+    seeds: int = 1
+    temperature: float = 4.0
+    method: str = "kd"
+
+    def validate(self) -> None:
+        if self.seeds < 1:
+            raise ConfigError(f"--seeds must be >= 1, got {self.seeds}")
+        check_temperature(self.temperature)
+        for a in self.alphas:
+            check_alpha(a)
+        for b in self.betas:
+            resolve_beta(b, 0.5)
+
+
+def member_name(alpha: float, beta: str) -> str:
+    return f"alpha{alpha:.2f}_beta{beta_label(beta)}"
+
+
+def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: SweepConfig,
+              *, resume: bool = False, progress: bool = True) -> dict:
+    out = Path(out)
+    sweep.validate()
+    train_cfg.validate()
+    if data_cfg.data_root is None:
+        data_cfg = replace(data_cfg, data_root=str(default_data_root()))
+    sweep = replace(sweep, teacher=str(Path(sweep.teacher).expanduser().resolve()))
+    sweep_record = {"kind": "sweep", "data": asdict(data_cfg), "train": asdict(train_cfg),
+                    "sweep": asdict(sweep)}
+    state = RunDirectory(out)
+    if state.file("sweep.yaml").is_file() and not resume:
+        raise ConfigError(f"{out} already holds a sweep; pass --resume to continue it or choose "
+                          "another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    import yaml
+    atomic_write_text(out / "sweep.yaml", yaml.safe_dump(sweep_record, sort_keys=False))
+
+    data = prepare_data(data_cfg, progress=progress)
+    teacher, _ = load_teacher(sweep.teacher, data)
+    grid = [(a, b) for b in sweep.betas for a in sweep.alphas]
+    rows = []
+    for seed in range(sweep.seeds):
+        seed_dir = out / f"seed{seed}"
+        cfg = replace(train_cfg, seed=seed)
+        names = [member_name(a, b) for a, b in grid]
+        done = all((seed_dir / n / METRICS_FILE).is_file() for n in names)
+        if done:
+            results = [read_json(seed_dir / n / METRICS_FILE) for n in names]
+        else:
+            members = []
+            for (alpha, beta), name in zip(grid, names):
+                seed_everything(seed)  # every student starts as a single run with this seed would
+                student = build_model(cfg.model, data.num_classes, data_cfg.image_size,
+                                      pretrained=cfg.pretrained)
+                loss = build_distill_loss(sweep.method, alpha=alpha, temperature=sweep.temperature,
+                                          label_smoothing=cfg.label_smoothing)
+                beta_value = resolve_beta(beta, alpha)
+                distill = DistillConfig(teacher=sweep.teacher, method=sweep.method, alpha=alpha,
+                                        temperature=sweep.temperature, nuclear_beta=beta)
+                record = {"kind": "distill", "data": asdict(data_cfg), "train": asdict(cfg),
+                          "distill": {**asdict(distill), "nuclear_beta_resolved": beta_value}}
+                members.append(Member(name, Distiller(student, loss, teacher, beta_value),
+                                      RunDirectory(seed_dir / name), record,
+                                      model_meta(cfg.model, data)))
+            log.info("seed %d: %d students in one fused pass", seed, len(members))
+            trainer = Trainer.fused(seed_dir, data, members, cfg, progress=progress)
+            results = trainer.fit(resume=resume)
+            results = results if isinstance(results, list) else [results]
+        for (alpha, beta), name, m in zip(grid, names, results):
+            rows.append(result_row(alpha, beta, seed, f"seed{seed}/{name}", m))
+    summary = {"config": sweep_record, "data": data.describe(), "rows": rows,
+               "aggregate": aggregate(rows), "teacher": teacher_summary(sweep.teacher),
+               "student": {"model": train_cfg.model, "params": results[0]["params"],
+                           "flops": results[0]["flops"]}}
+    write_json(out / "results.json", summary)
+    write_csv(out / "results.csv", rows)
+    write_csv(out / "results_aggregate.csv", summary["aggregate"])
+    return summary
+
+
+def result_row(alpha: float, beta: str, seed: int, run: str, m: dict) -> dict:
+    return {
+        "alpha": alpha, "beta": beta_label(beta), "seed": seed,
+        **{k: m[k] for k in RESULT_KEYS},
+        "latency_ms_p50": m["inference"]["latency_ms_p50"],
+        "test_seconds": m["inference"]["test_seconds"],
+        "effective_rank": m["first_layer"]["effective_rank"],
+        "nuclear_norm": m["first_layer"]["nuclear_norm"],
+        "best_epoch": m["run"]["best_epoch"],
+        "seconds_per_epoch": m["run"]["seconds_per_epoch"],
+        "run": run,
+    }
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["beta"], r["alpha"]), []).append(r)
+    out = []
+    for (beta, alpha), rs in groups.items():
+        row = {"alpha": alpha, "beta": beta, "seeds": len(rs)}
+        for key in (*RESULT_KEYS, "latency_ms_p50", "test_seconds", "effective_rank"):
+            mean, std = _mean_std([float(r[key]) for r in rs])
+            row[f"{key}_mean"], row[f"{key}_std"] = mean, std
+        out.append(row)
+    return out
+
+
+def teacher_summary(teacher: str) -> dict | None:
+    from rsdistill.engine.checkpoint import resolve_model_path
+
+    metrics_file = resolve_model_path(teacher).parent / METRICS_FILE
+    if not metrics_file.is_file():
+        return None
+    m = read_json(metrics_file)
+    return {"model": m["run"]["model"], "params": m["params"], "flops": m["flops"],
+            **{k: m[k] for k in RESULT_KEYS}, "latency_ms_p50": m["inference"]["latency_ms_p50"],
+            "test_seconds": m["inference"]["test_seconds"]}
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())

@@ -1,0 +1,101 @@
+"""Figures of a sweep (matplotlib, PNG, Agg backend so no display is needed)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from rsdistill.io import atomic_write_bytes  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    import io
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def _beta_title(beta: str) -> str:
+    if beta == "0":
+        return "no nuclear norm (β = 0)"
+    return "nuclear norm, β = α" if beta == "alpha" else f"nuclear norm, β = {beta}"
+
+
+def alpha_curve(aggregate: list[dict], metric: str, label: str, path: Path,
+                teacher: dict | None, baseline: dict | None) -> Path:
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for beta in dict.fromkeys(r["beta"] for r in aggregate):
+        rows = sorted((r for r in aggregate if r["beta"] == beta), key=lambda r: r["alpha"])
+        ax.errorbar([r["alpha"] for r in rows], [100 * r[f"{metric}_mean"] for r in rows],
+                    yerr=[100 * r[f"{metric}_std"] for r in rows], marker="o", capsize=3,
+                    label=f"student, {_beta_title(beta)}")
+    if teacher is not None:
+        ax.axhline(100 * teacher[metric], color="black", linestyle="--",
+                   label=f"teacher ({teacher['model']})")
+    if baseline is not None:
+        ax.axhline(100 * baseline[f"{metric}_mean"], color="gray", linestyle=":",
+                   label="student without distillation (α = 0)")
+    ax.set_xlabel("α (weight of the soft, teacher-matching loss)")
+    ax.set_ylabel(f"test {label} (%)")
+    seeds = max(r["seeds"] for r in aggregate)
+    ax.set_title(f"α vs {label} (mean ± std over {seeds} seed{'s' if seeds > 1 else ''})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def confusion(matrix: list[list[int]], classes: list[str], title: str, path: Path) -> Path:
+    m = np.asarray(matrix, dtype=float)
+    norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    n = len(classes)
+    size = max(5.0, 0.32 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), classes, rotation=90, fontsize=7)
+    ax.set_yticks(range(n), classes, fontsize=7)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
+    return _save(fig, path)
+
+
+def training_curves(runs: dict[str, Path], path: Path) -> Path:
+    """Validation accuracy per epoch for each labelled run's epochs.csv."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label, csv_path in runs.items():
+        with open(csv_path) as fh:
+            rows = list(csv.DictReader(fh))
+        ax.plot([int(r["epoch"]) for r in rows], [100 * float(r["val_accuracy"]) for r in rows],
+                label=label, linewidth=1)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title("training curves (seed 0)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def accuracy_vs_latency(points: list[tuple[str, float, float]], path: Path) -> Path:
+    """``points``: (label, batch-1 latency ms, accuracy in [0, 1])."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label, latency, acc in points:
+        ax.scatter(latency, 100 * acc, s=40)
+        ax.annotate(label, (latency, 100 * acc), fontsize=7, xytext=(4, 2),
+                    textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("batch-1 latency, median (ms, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("accuracy vs latency")
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)
