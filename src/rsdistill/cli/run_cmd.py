@@ -1,0 +1,46 @@
+"""``rsdistill run``: the whole study (teacher, α sweeps with/without nuclear norm, report)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rsdistill.data.specs import DATASETS
+from rsdistill.engine.study import StudyConfig, load_study_config, run_study
+from rsdistill.errors import ConfigError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run the whole study in one command",
+                       description="Prepare data, train the teacher, sweep α without and with the "
+                                   "nuclear norm (β = α), evaluate and write the report. Rerunning "
+                                   "continues an interrupted study.")
+    p.add_argument("--config", help="study config YAML (see configs/)")
+    p.add_argument("--dataset", choices=DATASETS.names(), help="dataset (overrides the config)")
+    p.add_argument("--data-root", help="folder holding the dataset archives")
+    p.add_argument("--cache-dir")
+    p.add_argument("--allow-missing-classes", action="store_true", default=None)
+    p.add_argument("--seeds", type=int, help="seeds of the sweep (overrides the config)")
+    p.add_argument("--out", help="study directory (default runs/<dataset>)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.config is None and args.dataset is None:
+        raise ConfigError("pass --dataset NAME or --config FILE.yaml")
+    cfg = load_study_config(args.config) if args.config else StudyConfig()
+    if args.dataset:
+        cfg.data.dataset = args.dataset
+    for key in ("data_root", "cache_dir", "allow_missing_classes"):
+        if getattr(args, key) is not None:
+            setattr(cfg.data, key, getattr(args, key))
+    if args.seeds is not None:
+        cfg.sweep.seeds = args.seeds
+    if args.out:
+        cfg.out = args.out
+    elif not args.config:
+        cfg.out = str(Path("runs") / cfg.data.dataset)
+    report = run_study(cfg, progress=args.progress)
+    print(f"wrote {report}")
+    return 0

@@ -1,0 +1,104 @@
+"""The whole study in one call: data → teacher → α sweeps without/with the nuclear norm →
+report. Every stage resumes or is skipped when already complete, so rerunning the same
+command after an interruption continues where it stopped."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from rsdistill.config import from_dict
+from rsdistill.data.module import DataConfig
+from rsdistill.engine.runs import run_training
+from rsdistill.engine.sweep import SweepConfig, parse_alphas, parse_betas, run_sweep
+from rsdistill.engine.trainer import METRICS_FILE, TrainConfig
+from rsdistill.errors import ConfigError
+from rsdistill.report.sweep_report import write_report
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StudySweep:
+    alphas: str | list[float] = "0:0.5:0.1"
+    betas: list[str] = field(default_factory=lambda: ["0", "alpha"])
+    seeds: int = 3
+    temperature: float = 4.0
+    method: str = "kd"
+
+
+@dataclass
+class StudyConfig:
+    out: str = "runs/study"
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TrainConfig = field(default_factory=lambda: TrainConfig(model="resnet8x4", epochs=60))
+    student: TrainConfig = field(default_factory=lambda: TrainConfig(model="resnet8", epochs=30))
+    sweep: StudySweep = field(default_factory=StudySweep)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+SECTIONS = {"data": DataConfig, "teacher": TrainConfig, "student": TrainConfig, "sweep": StudySweep}
+
+
+def study_from_dict(raw: dict) -> StudyConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError("a study config must be a mapping with sections "
+                          f"out, {', '.join(SECTIONS)}")
+    unknown = sorted(set(raw) - {"out", *SECTIONS})
+    if unknown:
+        raise ConfigError(f"unknown section(s) in study config: {', '.join(unknown)}; "
+                          f"allowed: out, {', '.join(SECTIONS)}")
+    cfg = StudyConfig()
+    if "out" in raw:
+        if not isinstance(raw["out"], str):
+            raise ConfigError(f"config key 'out' must be a path string, got {raw['out']!r}")
+        cfg.out = raw["out"]
+    for name, cls in SECTIONS.items():
+        if name in raw:
+            defaults = asdict(getattr(cfg, name))
+            merged = {**defaults, **(raw[name] or {})} if isinstance(raw[name], (dict, type(None))) \
+                else raw[name]
+            setattr(cfg, name, from_dict(cls, merged, name))
+    return cfg
+
+
+def load_study_config(path: str | Path) -> StudyConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return study_from_dict(raw or {})
+
+
+def run_study(cfg: StudyConfig, progress: bool = True) -> Path:
+    out = Path(cfg.out)
+    sweep = SweepConfig(
+        teacher=str(out / "teacher"),
+        alphas=parse_alphas(cfg.sweep.alphas if isinstance(cfg.sweep.alphas, str)
+                            else ",".join(str(a) for a in cfg.sweep.alphas)),
+        betas=parse_betas(",".join(cfg.sweep.betas)), seeds=cfg.sweep.seeds,
+        temperature=cfg.sweep.temperature, method=cfg.sweep.method)
+    sweep.validate()
+    cfg.teacher.validate()
+    cfg.student.validate()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "study.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    teacher_dir = out / "teacher"
+    if not (teacher_dir / METRICS_FILE).is_file():
+        log.info("stage 1/3: training the teacher %s", cfg.teacher.model)
+        run_training(teacher_dir, cfg.data, cfg.teacher, resume=True, progress=progress)
+    log.info("stage 2/3: α sweep of %s (%d α × %d β × %d seeds)", cfg.student.model,
+             len(sweep.alphas), len(sweep.betas), sweep.seeds)
+    run_sweep(out / "sweep", cfg.data, cfg.student, sweep, resume=True, progress=progress)
+    log.info("stage 3/3: report")
+    return write_report(out / "sweep")
