@@ -98,3 +98,29 @@ def test_load_run_config_rejects_a_typo(tmp_path):
                                      "distill": None})
     with pytest.raises(ConfigError, match="epoch"):
         load_run_config(tmp_path / "run")
+
+
+def test_default_train_config_is_valid():
+    TrainConfig().validate()
+
+
+@pytest.mark.parametrize("overrides, pattern", [
+    ({"epochs": 0}, "--epochs"),
+    ({"batch_size": 0}, "--batch-size"),
+    ({"latency_runs": 0}, "--latency-runs"),
+    ({"lr": 0.0}, "--lr"),
+    ({"lr": float("nan")}, "--lr"),
+    ({"lr": float("inf")}, "--lr"),
+    ({"momentum": -0.5}, "--momentum"),
+    ({"weight_decay": -1e-4}, "--weight-decay"),
+    ({"weight_decay": float("nan")}, "--weight-decay"),
+    ({"warmup_epochs": -1}, "--warmup-epochs"),
+    ({"optimizer": "lion"}, "optimizer 'lion'"),
+    ({"schedule": "linear"}, "schedule 'linear'"),
+    ({"precision": "fp64"}, "--precision"),
+    ({"inference_precision": "int8"}, "--inference-precision"),
+    ({"label_smoothing": 1.0}, "label_smoothing"),
+])
+def test_invalid_train_options_are_config_errors(overrides, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        TrainConfig(**overrides).validate()

@@ -104,8 +104,54 @@ def test_model_selection_uses_val_and_test_is_scored_with_the_best_weights(refer
     model, meta = load_model(out)
     assert meta["epoch"] == best_epoch
     assert meta["val_accuracy"] == pytest.approx(best)
-    assert metrics["num_samples"] == sum(metrics["confusion_matrix"][0]) + \
-        sum(sum(r) for r in metrics["confusion_matrix"][1:])
+
+
+def test_the_best_val_epoch_is_kept_and_described(tmp_path, tiny_data, tiny_train, monkeypatch):
+    # Validation is perfect after epoch 1 and wrong afterwards: epoch 1 must be the model.
+    import rsdistill.engine.trainer as trainer_mod
+    from rsdistill.losses import effective_rank, nuclear_norm
+    from rsdistill.models import first_weight_layer
+
+    calls = {"val": 0}
+    real = trainer_mod.evaluate_logits
+
+    def scripted_val(model, data, split, precision):
+        logits = real(model, data, split, precision)
+        if split == "val":
+            calls["val"] += 1
+            labels = data.dataset.labels[data.split[split]]
+            onehot = torch.nn.functional.one_hot(labels, data.num_classes).float()
+            return onehot if calls["val"] == 1 else onehot.roll(1, dims=1)
+        return logits
+
+    monkeypatch.setattr(trainer_mod, "evaluate_logits", scripted_val)
+    out = tmp_path / "run"
+    metrics = run_training(out, tiny_data(), tiny_train(), progress=False)
+    assert calls["val"] == 3
+    assert metrics["run"]["best_epoch"] == 1
+    assert metrics["run"]["val_accuracy"] == 1.0
+    model, meta = load_model(out)
+    assert meta["epoch"] == 1
+    # metrics.json describes model.pt (epoch 1), not the last epoch's weights.
+    name, layer = first_weight_layer(model)
+    assert metrics["first_layer"]["nuclear_norm"] == pytest.approx(
+        float(nuclear_norm(layer.weight.detach())), rel=1e-6)
+    assert metrics["first_layer"]["effective_rank"] == effective_rank(layer.weight)
+    # The test split is scored once, with those weights.
+    from rsdistill.data.module import prepare_data
+    from rsdistill.engine.precision import resolve_precision
+    from rsdistill.engine.trainer import evaluate_model
+
+    again = evaluate_model(model, meta, prepare_data(tiny_data(), progress=False), "test",
+                           resolve_precision("auto", "cpu"), resolve_precision("fp32", "cpu"), 1)
+    for key in QUALITY:
+        assert again[key] == metrics[key], key
+    rows = epochs_rows(out)
+    assert float(rows[0]["nuclear_norm"]) == pytest.approx(metrics["first_layer"]["nuclear_norm"],
+                                                           rel=1e-6)
+    assert float(rows[-1]["nuclear_norm"]) != pytest.approx(metrics["first_layer"]["nuclear_norm"],
+                                                             rel=1e-6)
+    assert not torch.equal(layer.weight, last_weights(out)[f"student.{name}.weight"])
 
 
 def test_same_seed_same_metrics_and_weights(reference_run, tmp_path, tiny_data, tiny_train):
@@ -293,18 +339,28 @@ def test_non_finite_loss_in_the_first_epoch_does_not_claim_a_checkpoint(
         tmp_path, tiny_data, tiny_train, monkeypatch):
     out = tmp_path / "nan1"
     _nan_from_epoch(monkeypatch, bad_epoch=1)
-    with pytest.raises(TrainingError, match="epoch 1") as exc:
+    with pytest.raises(TrainingError, match=r"at epoch 1\b") as exc:
         run_training(out, tiny_data(), tiny_train(), progress=False)
     assert not (out / STATE_FILE).exists()
     assert "epoch 0" not in str(exc.value)
 
 
 def test_weights_that_overflow_stop_the_run_before_they_are_checkpointed(
-        tmp_path, tiny_data, tiny_train):
-    # One step per epoch at an absurd learning rate: the loss of that step is finite,
-    # but the step leaves infinite weights that must not become "the last good checkpoint".
+        tmp_path, tiny_data, tiny_train, monkeypatch):
+    # One step per epoch whose loss is finite but whose update leaves inf weights:
+    # no loss check follows it, and those weights must not become "the last good checkpoint".
     out = tmp_path / "overflow"
-    with pytest.raises(TrainingError, match="epoch 1"):
-        run_training(out, tiny_data(), tiny_train(batch_size=64, lr=3e38), progress=False)
+    step = torch.optim.SGD.step
+
+    def overflowing_step(self, *args, **kwargs):
+        result = step(self, *args, **kwargs)
+        with torch.no_grad():
+            self.param_groups[0]["params"][-1].fill_(float("inf"))
+        return result
+
+    monkeypatch.setattr(torch.optim.SGD, "step", overflowing_step)
+    with pytest.raises(TrainingError, match=r"non-finite.*at epoch 1\b") as exc:
+        run_training(out, tiny_data(), tiny_train(batch_size=64), progress=False)
+    assert "no checkpoint was written yet" in str(exc.value)
     assert not (out / STATE_FILE).exists()
     assert not (out / "model.pt").exists()

@@ -56,7 +56,12 @@ class Distiller(nn.Module):
             terms.update(self.nuclear(self.first_layer.weight))
         return logits, terms
 
-    @torch.no_grad()
     def first_layer_stats(self) -> dict[str, float]:
-        w = self.first_layer.weight.detach()
-        return {"nuclear_norm": float(nuclear_norm(w)), "effective_rank": effective_rank(w)}
+        return weight_stats(self.first_layer.weight)
+
+
+@torch.no_grad()
+def weight_stats(weight: torch.Tensor) -> dict[str, float]:
+    """Nuclear norm and effective rank of a weight read as a matrix."""
+    w = weight.detach()
+    return {"nuclear_norm": float(nuclear_norm(w)), "effective_rank": effective_rank(w)}

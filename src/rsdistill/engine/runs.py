@@ -116,7 +116,9 @@ def run_training(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
         "kind": "distill" if distill_cfg is not None else "train",
         "data": asdict(data_cfg),
         "train": asdict(train_cfg),
-        "distill": asdict(distill_cfg) if distill_cfg is not None else None,
+        # β resolved here, before the --resume comparison with the config on disk.
+        "distill": ({**asdict(distill_cfg), "nuclear_beta_resolved": beta}
+                    if distill_cfg is not None else None),
     }
     check_resume_config(out, record, resume)
     data = prepare_data(data_cfg, progress=progress)
@@ -132,7 +134,6 @@ def run_training(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
                                   temperature=distill_cfg.temperature,
                                   label_smoothing=train_cfg.label_smoothing)
         distiller = Distiller(student, loss, teacher=teacher, nuclear_beta=beta)
-        record["distill"]["nuclear_beta_resolved"] = beta
     trainer = Trainer(out, data, distiller, train_cfg, record,
                       model_meta(train_cfg.model, data), progress=progress)
     return trainer.fit(resume=resume)

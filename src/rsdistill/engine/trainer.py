@@ -23,14 +23,15 @@ from tqdm import tqdm
 
 from rsdistill.data.module import PreparedData
 from rsdistill.engine.checkpoint import MODEL_FILE, STATE_FILE, load_state, save_model, save_state
-from rsdistill.engine.distiller import Distiller
+from rsdistill.engine.distiller import Distiller, weight_stats
 from rsdistill.engine.environment import versions
-from rsdistill.engine.optim import build_optimizer, build_scheduler
-from rsdistill.engine.precision import Precision, resolve_precision
+from rsdistill.engine.optim import OPTIMIZERS, SCHEDULES, build_optimizer, build_scheduler
+from rsdistill.engine.precision import PRECISIONS, Precision, resolve_precision
 from rsdistill.errors import ConfigError, TrainingError
 from rsdistill.evaluation import classification_metrics, inference_report, predict, timed_predict
 from rsdistill.io import atomic_write_text, read_json, write_json
-from rsdistill.models import count_flops, count_parameters
+from rsdistill.losses import check_label_smoothing
+from rsdistill.models import count_flops, count_parameters, first_weight_layer
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,21 @@ class TrainConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"--lr must be a positive number, got {self.lr}")
-        if self.weight_decay < 0 or self.warmup_epochs < 0:
-            raise ConfigError("--weight-decay and --warmup-epochs must be >= 0")
+        # Also catches nan; torch would raise a bare ValueError (a traceback) for these.
+        for name in ("weight_decay", "momentum"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a number >= 0, got {value}")
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"--warmup-epochs must be >= 0, got {self.warmup_epochs}")
+        # Names are checked here, before any data is decoded.
+        OPTIMIZERS.get(self.optimizer)
+        SCHEDULES.get(self.schedule)
+        for name in ("precision", "inference_precision"):
+            if getattr(self, name) not in PRECISIONS:
+                raise ConfigError(f"invalid --{name.replace('_', '-')} {getattr(self, name)!r}; "
+                                  f"choose one of: {', '.join(PRECISIONS)}")
+        check_label_smoothing(self.label_smoothing)
 
 
 class RunDirectory:
@@ -163,6 +177,14 @@ class Member:
         self.history = list(state["history"])
 
 
+def _first_non_finite(distiller: Distiller) -> str | None:
+    """Name of the first trained parameter or buffer holding inf/nan (the teacher is frozen)."""
+    for name, t in (*distiller.named_parameters(), *distiller.named_buffers()):
+        if not name.startswith("teacher.") and t.is_floating_point() and not torch.isfinite(t).all():
+            return name
+    return None
+
+
 class Trainer:
     """Trains one model, or several students in one pass over the data (a fused sweep).
 
@@ -241,6 +263,11 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.train_seconds = float(state["train_seconds"])
 
+    def _last_good(self) -> str:
+        if self.epoch == 0 or not self.state_file.is_file():
+            return "no checkpoint was written yet"
+        return f"the last good checkpoint (epoch {self.epoch}) stays in {self.state_file}"
+
     # ------------------------------------------------------------------ loop
     def _teacher_logits(self, x: torch.Tensor) -> torch.Tensor | None:
         users = [m.distiller for m in self.members
@@ -272,10 +299,12 @@ class Trainer:
                                                               teacher_logits=teacher_logits)
                 loss = sum(terms.values())
                 if not torch.isfinite(loss):
+                    # detach(): float() of a tensor that requires grad warns on stderr,
+                    # which would break the CLI's one-line error.
                     raise TrainingError(
-                        f"loss of {m.run.path} became {float(loss)} at epoch {self.epoch + 1}, "
-                        f"step {step + 1}; the last good checkpoint (epoch {self.epoch}) stays in "
-                        f"{self.state_file}; lower --lr or check the data"
+                        f"loss of {m.run.path} became {float(loss.detach())} at epoch "
+                        f"{self.epoch + 1}, step {step + 1}; {self._last_good()}; "
+                        "lower --lr or check the data"
                     )
                 m.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -288,6 +317,15 @@ class Trainer:
                     acc[f"loss_{k}"] = acc.get(f"loss_{k}", 0.0) + float(v.detach()) * n
             best = max(range(len(self.members)), key=lambda i: correct[i])
             bar.set_postfix(loss=f"{sums[best]['loss'] / seen:.3f}", acc=f"{correct[best] / seen:.3f}")
+        # A finite loss can still take a step to inf/nan weights (the last step of an
+        # epoch is never followed by a loss check): never validate or checkpoint those.
+        for m in self.members:
+            bad = _first_non_finite(m.distiller)
+            if bad is not None:
+                raise TrainingError(
+                    f"weights of {m.run.path} became non-finite ({bad}) at epoch "
+                    f"{self.epoch + 1}; {self._last_good()}; lower --lr or check the data"
+                )
         rows = []
         for i in range(len(self.members)):
             row = {k: v / seen for k, v in sums[i].items()}
@@ -360,8 +398,9 @@ class Trainer:
             "train_precision": self.precision.describe(),
         }
         metrics["checkpoint_bytes"] = m.run.file(MODEL_FILE).stat().st_size
-        metrics["first_layer"] = {"name": m.distiller.first_layer_name,
-                                  **m.distiller.first_layer_stats()}
+        # Of the evaluated (best-val) weights, not of the last epoch's.
+        layer_name, layer = first_weight_layer(student)
+        metrics["first_layer"] = {"name": layer_name, **weight_stats(layer.weight)}
         metrics["versions"] = versions()
         write_json(m.run.file(METRICS_FILE), metrics)
         return metrics
