@@ -38,6 +38,8 @@ def main() -> int:
     ap.add_argument("--data-root", default="../shared/datasets")
     ap.add_argument("--out", default="runs/bench_ucm_kd")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seed-list", help="comma-separated seeds to run now (default: 0..seeds-1); "
+                    "lets two processes train different seeds in parallel")
     ap.add_argument("--teacher", default="resnet8x4")
     ap.add_argument("--student", default="resnet8")
     ap.add_argument("--teacher-epochs", type=int, default=120)
@@ -50,7 +52,8 @@ def main() -> int:
     data = DataConfig(dataset="ucmerced", data_root=args.data_root, image_size=32)
     rows: dict[str, list[dict]] = {"teacher": [], "scratch": [], "kd": []}
     stages = args.only or ["teacher", "scratch", "kd"]
-    for seed in range(args.seeds):
+    seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else range(args.seeds)
+    for seed in seeds:
         teacher_dir = out / f"teacher_{args.teacher}_s{seed}"
         if "teacher" in stages:
             rows["teacher"].append(run(teacher_dir, data, TrainConfig(

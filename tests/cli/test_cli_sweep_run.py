@@ -96,7 +96,8 @@ def test_sweep_command_trains_reports_and_refuses_to_overwrite(teacher_dir, tmp_
     for line, a in zip(stdout[1:-1], res["aggregate"]):
         fields = line.split()
         assert fields[:2] == ["alpha", f"{a['alpha']:.2f}"]
-        assert f"{100 * a['accuracy_mean']:.2f}" in fields and f"{100 * a['f1_macro_mean']:.2f}" in fields
+        assert f"{100 * a['accuracy_mean']:.2f}" in fields
+        assert f"{100 * a['f1_macro_mean']:.2f}" in fields
 
     assert [(r["alpha"], r["beta"], r["seed"]) for r in res["rows"]] == \
         [(0.0, "alpha", 0), (0.5, "alpha", 0)]
@@ -130,7 +131,7 @@ def test_sweep_command_trains_reports_and_refuses_to_overwrite(teacher_dir, tmp_
     assert read_json(out / "results.json")["rows"] == res["rows"]
 
 
-def test_sweep_command_passes_its_options(monkeypatch, tmp_path, capsys):
+def test_sweep_command_passes_its_options(teacher_dir, monkeypatch, tmp_path, capsys):
     seen = {}
 
     def fake_run_sweep(out, data_cfg, train_cfg, sweep, *, resume, progress):
@@ -139,7 +140,7 @@ def test_sweep_command_passes_its_options(monkeypatch, tmp_path, capsys):
         return {"aggregate": []}
 
     monkeypatch.setattr(sweep_cmd, "run_sweep", fake_run_sweep)
-    assert main(["sweep", "--teacher", str(tmp_path / "t"), "--dataset", "folder", "--data-root",
+    assert main(["sweep", "--teacher", str(teacher_dir), "--dataset", "folder", "--data-root",
                  str(tmp_path), "--student", "resnet8", "--alphas", "0:0.5:0.05",
                  "--nuclear-beta", "0,alpha", "--seeds", "3", "-T", "3", "--epochs", "5",
                  "--out", str(tmp_path / "o"), "--resume", "--no-progress"]) == 0
@@ -147,7 +148,9 @@ def test_sweep_command_passes_its_options(monkeypatch, tmp_path, capsys):
     assert sweep.alphas == [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5]
     assert sweep.betas == ["0", "alpha"] and sweep.seeds == 3 and sweep.temperature == 3.0
     assert seen["train"].epochs == 5 and seen["train"].model == "resnet8"
-    assert seen["data"].dataset == "folder" and seen["resume"] and not seen["progress"]
+    assert seen["data"].dataset == "folder" and seen["data"].data_root == str(tmp_path)
+    assert seen["data"].image_size == 16  # from the teacher's run
+    assert seen["resume"] and not seen["progress"]
 
 
 @pytest.mark.parametrize("flag, value, needle", [
@@ -158,9 +161,9 @@ def test_sweep_command_passes_its_options(monkeypatch, tmp_path, capsys):
     ("--nuclear-beta", "gamma", "beta"),
     ("--seeds", "0", "--seeds"),
 ])
-def test_sweep_command_rejects_bad_options(flag, value, needle, tmp_path, capsys):
+def test_sweep_command_rejects_bad_options(flag, value, needle, teacher_dir, tmp_path, capsys):
     out = tmp_path / "o"
-    rc = main(["sweep", "--teacher", str(tmp_path / "t"), "--dataset", "folder", "--data-root",
+    rc = main(["sweep", "--teacher", str(teacher_dir), "--dataset", "folder", "--data-root",
                str(tmp_path), "--student", "resnet8", flag, value, "--out", str(out),
                "--no-progress"])
     assert rc == 2
@@ -247,7 +250,8 @@ def test_run_again_completes_without_retraining(study, monkeypatch, capsys):
     capsys.readouterr()
     forbid_training(monkeypatch)
     assert main(argv) == 0
-    assert capsys.readouterr().out.strip().splitlines()[-1] == f"wrote {out / 'sweep' / 'report.md'}"
+    stdout = capsys.readouterr().out.strip().splitlines()
+    assert stdout[-1] == f"wrote {out / 'sweep' / 'report.md'}"
     assert [p.stat().st_mtime_ns for p in files] == mtimes
     assert read_json(out / "sweep" / "results.json")["rows"] == rows
 

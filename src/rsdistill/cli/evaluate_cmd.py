@@ -27,6 +27,8 @@ def register(sub) -> None:
     p.add_argument("--inference-precision", choices=PRECISIONS)
     p.add_argument("--device")
     p.add_argument("--latency-runs", type=int)
+    p.add_argument("--inference-threads", type=int,
+                   help="CPU threads for the latency figures (0 = all cores)")
     add_data_args(p, dataset_required=False)
     p.set_defaults(func=cmd_evaluate)
 
@@ -42,18 +44,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         timing_name = args.inference_precision or train_cfg.inference_precision
         device = args.device or train_cfg.device
         runs = args.latency_runs or train_cfg.latency_runs
+        threads = train_cfg.inference_threads
     else:
         if not args.dataset:
             raise ConfigError(f"{model_file} has no config.yaml beside it; pass --dataset and data options")
         cfg = data_config(args)
         precision_name, timing_name = args.precision or "auto", args.inference_precision or "fp32"
-        device, runs = args.device or "auto", args.latency_runs or 100
+        device, runs, threads = args.device or "auto", args.latency_runs or 100, 0
     cfg.image_size = meta["image_size"]
     data = prepare_data(cfg)
     if list(data.classes) != list(meta["classes"]):
         raise ConfigError(f"{model_file} was trained on other classes than {cfg.dataset} provides here")
     metrics = evaluate_model(model, meta, data, args.eval_split, resolve_precision(precision_name, device),
-                             resolve_precision(timing_name, device), runs)
+                             resolve_precision(timing_name, device), runs,
+                             threads if args.inference_threads is None else args.inference_threads)
     metrics["checkpoint"] = str(model_file)
     if args.json:
         print(json.dumps(metrics))

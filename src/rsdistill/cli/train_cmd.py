@@ -36,6 +36,8 @@ def add_train_args(p: argparse.ArgumentParser, model_flag: str, model_help: str)
     g.add_argument("--inference-precision", default=d.inference_precision, choices=PRECISIONS,
                    help=f"precision for the latency/throughput figures (default {d.inference_precision})")
     g.add_argument("--latency-runs", type=int, default=d.latency_runs)
+    g.add_argument("--inference-threads", type=int, default=d.inference_threads,
+                   help="CPU threads for the latency figures (default 0 = all cores)")
     g.add_argument("--pretrained", help="start from a local state dict (.pt)")
     g.add_argument("--out", required=True, help="run directory to write")
     g.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -49,7 +51,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         weight_decay=args.weight_decay, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
         label_smoothing=args.label_smoothing, seed=args.seed, device=args.device,
         precision=args.precision, inference_precision=args.inference_precision,
-        latency_runs=args.latency_runs, pretrained=args.pretrained,
+        latency_runs=args.latency_runs, inference_threads=args.inference_threads,
+        pretrained=args.pretrained,
     )
 
 

@@ -81,3 +81,21 @@ def resolve_precision(name: str = "auto", device: str | torch.device = "auto") -
     # channels_last pays off together with reduced precision (oneDNN / tensor cores);
     # plain fp32 stays in the default layout so "fp32" means the plain eager baseline.
     return Precision(device=dev, autocast_dtype=dtype, channels_last=dtype is not None)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` intra-op threads (0 = leave torch's setting alone).
+
+    Batch-1 latency of a small CNN on a CPU depends strongly on the thread count
+    (thread start-up costs more than the work), so timings name and can fix it.
+    """
+    if n <= 0:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -26,7 +26,7 @@ from rsdistill.engine.checkpoint import MODEL_FILE, STATE_FILE, load_state, save
 from rsdistill.engine.distiller import Distiller, weight_stats
 from rsdistill.engine.environment import versions
 from rsdistill.engine.optim import OPTIMIZERS, SCHEDULES, build_optimizer, build_scheduler
-from rsdistill.engine.precision import PRECISIONS, Precision, resolve_precision
+from rsdistill.engine.precision import PRECISIONS, Precision, resolve_precision, torch_threads
 from rsdistill.errors import ConfigError, TrainingError
 from rsdistill.evaluation import classification_metrics, inference_report, predict, timed_predict
 from rsdistill.io import atomic_write_text, read_json, write_json
@@ -45,7 +45,7 @@ VERSIONS_FILE = "versions.json"
 class TrainConfig:
     model: str = "resnet8"
     epochs: int = 60
-    batch_size: int = 64
+    batch_size: int = 32
     optimizer: str = "sgd"
     lr: float = 0.05
     momentum: float = 0.9
@@ -58,9 +58,12 @@ class TrainConfig:
     precision: str = "auto"
     inference_precision: str = "fp32"
     latency_runs: int = 100
+    inference_threads: int = 0  # 0 = torch's default (all cores)
     pretrained: str | None = None
 
     def validate(self) -> None:
+        if self.inference_threads < 0:
+            raise ConfigError(f"--inference-threads must be >= 0, got {self.inference_threads}")
         for name in ("epochs", "batch_size", "latency_runs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -384,7 +387,7 @@ class Trainer:
         student, meta = load_model(m.run.file(MODEL_FILE))
         metrics = evaluate_model(student, meta, self.data, "test", self.precision,
                                  resolve_precision(self.cfg.inference_precision, self.cfg.device),
-                                 self.cfg.latency_runs)
+                                 self.cfg.latency_runs, self.cfg.inference_threads)
         metrics["run"] = {
             "kind": m.config_record.get("kind", "train"),
             "model": meta["model"],
@@ -408,7 +411,7 @@ class Trainer:
 
 def evaluate_model(model: torch.nn.Module, meta: dict, data: PreparedData, split: str,
                    precision: Precision, timing_precision: Precision,
-                   latency_runs: int = 100) -> dict:
+                   latency_runs: int = 100, inference_threads: int = 0) -> dict:
     """All metrics of ``model`` on ``split``: quality, size, cost and inference time."""
     model = precision.prepare_model(model)
     images = data.dataset.images[data.split[split]]
@@ -420,8 +423,9 @@ def evaluate_model(model: torch.nn.Module, meta: dict, data: PreparedData, split
     metrics["params"] = count_parameters(model)
     metrics["flops"] = count_flops(model.float().to(memory_format=torch.contiguous_format), size)
     timed = timing_precision.prepare_model(model)
-    _, seconds = timed_predict(timed, images, data.normalizer, timing_precision)
-    inference = inference_report(timed, (3, size, size), timing_precision, n_runs=latency_runs)
+    with torch_threads(inference_threads):
+        _, seconds = timed_predict(timed, images, data.normalizer, timing_precision)
+        inference = inference_report(timed, (3, size, size), timing_precision, n_runs=latency_runs)
     inference["test_seconds"] = seconds
     inference["test_images"] = int(images.shape[0])
     metrics["inference"] = inference
