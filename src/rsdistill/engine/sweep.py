@@ -101,9 +101,11 @@ def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, swe
     sweep_record = {"kind": "sweep", "data": asdict(data_cfg), "train": asdict(train_cfg),
                     "sweep": asdict(sweep)}
     state = RunDirectory(out)
-    if state.file("sweep.yaml").is_file() and not resume:
-        raise ConfigError(f"{out} already holds a sweep; pass --resume to continue it or choose "
-                          "another --out")
+    if state.file("sweep.yaml").is_file():
+        if not resume:
+            raise ConfigError(f"{out} already holds a sweep; pass --resume to continue it or "
+                              "choose another --out")
+        _check_same_sweep(state.file("sweep.yaml"), sweep_record)
     out.mkdir(parents=True, exist_ok=True)
     import yaml
     atomic_write_text(out / "sweep.yaml", yaml.safe_dump(sweep_record, sort_keys=False))
@@ -149,6 +151,23 @@ def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, swe
     write_csv(out / "results.csv", rows)
     write_csv(out / "results_aggregate.csv", summary["aggregate"])
     return summary
+
+
+def _check_same_sweep(path: Path, record: dict) -> None:
+    """Resuming with other settings would silently mix two studies: refuse it."""
+    import yaml
+
+    old = yaml.safe_load(path.read_text()) or {}
+    ignore = {"data_root", "cache_dir", "workers", "download", "seeds"}
+    diffs = []
+    for section in ("data", "train", "sweep"):
+        a, b = old.get(section) or {}, record.get(section) or {}
+        for key in sorted(set(a) | set(b)):
+            if key not in ignore and a.get(key) != b.get(key):
+                diffs.append(f"{section}.{key}: {a.get(key)!r} -> {b.get(key)!r}")
+    if diffs:
+        raise ConfigError(f"--resume with different settings than {path}: " + "; ".join(diffs[:5])
+                          + "; use another --out for a new sweep")
 
 
 def result_row(alpha: float, beta: str, seed: int, run: str, m: dict) -> dict:

@@ -44,7 +44,7 @@ def _baseline(aggregate: list[dict]) -> dict | None:
 def lead_verdict(best: dict, base: dict | None) -> str:
     if base is None:
         return "α = 0 is not in the sweep, so the lead over training without distillation is unknown."
-    if best is base:
+    if best["alpha"] == 0:
         return "The best setting is α = 0: distillation did not beat training without it."
     diff = best["accuracy_mean"] - base["accuracy_mean"]
     if best["seeds"] < 2:
