@@ -7,6 +7,7 @@ import dataclasses
 
 from rsdistill.data.module import DataConfig
 from rsdistill.data.specs import DATASETS
+from rsdistill.errors import ConfigError
 
 _D = DataConfig()
 
@@ -49,3 +50,45 @@ def data_config(args: argparse.Namespace, base: DataConfig | None = None) -> Dat
         if value is not None:
             setattr(cfg, f.name, value)
     return cfg
+
+
+def parse_option_value(text: str) -> object:
+    """``true``/``false`` -> bool, then int, then float, else the string itself.
+
+    Typed here so the loss's own check sees ``50`` and not ``"50"``, and so the value is
+    written to config.yaml as a number (a later ``--resume`` then compares numbers).
+    """
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_method_options(items: list[str] | None) -> dict[str, object]:
+    """Repeated ``KEY=VALUE`` arguments as a dict; a malformed or repeated key is an error."""
+    options: dict[str, object] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key or not value.strip():
+            raise ConfigError(f"--method-option takes KEY=VALUE (e.g. hint_weight=50), "
+                              f"got {item!r}")
+        if key in options:
+            raise ConfigError(f"--method-option {key} is given twice")
+        options[key] = parse_option_value(value.strip())
+    return options
+
+
+def parse_layers(text: str | None, flag: str) -> list[str] | None:
+    """``layer1,layer2`` as a list; ``None`` (flag not given) stays ``None``."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ConfigError(f"{flag} needs one or more comma-separated layer names, got {text!r}")
+    return names

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 
 from rsdistill.cli.common import add_data_args, data_config
-from rsdistill.cli.train_cmd import add_train_args, distill_data_config, train_config
+from rsdistill.cli.train_cmd import (
+    add_method_args,
+    add_train_args,
+    distill_data_config,
+    method_settings,
+    train_config,
+)
 from rsdistill.engine.sweep import SweepConfig, parse_alphas, parse_betas, run_sweep
 
 
@@ -23,14 +29,14 @@ def register(sub) -> None:
                    help="β settings, comma-separated numbers and/or 'alpha' (e.g. 0,alpha)")
     g.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default 1)")
     g.add_argument("--temperature", "-T", type=float, default=4.0)
-    g.add_argument("--method", default="kd")
+    add_method_args(g)
     p.set_defaults(func=cmd_sweep)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = SweepConfig(teacher=args.teacher, alphas=parse_alphas(args.alphas),
                         betas=parse_betas(args.nuclear_beta), seeds=args.seeds,
-                        temperature=args.temperature, method=args.method)
+                        temperature=args.temperature, **method_settings(args))
     summary = run_sweep(args.out, distill_data_config(args), train_config(args), sweep,
                         resume=args.resume, progress=args.progress)
     print(f"{'beta':>6} {'alpha':>6} {'accuracy':>16} {'f1_macro':>16}")

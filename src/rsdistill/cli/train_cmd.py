@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from rsdistill.cli.common import add_data_args, data_config
+from rsdistill.cli.common import add_data_args, data_config, parse_layers, parse_method_options
 from rsdistill.config import from_dict
 from rsdistill.data.module import DataConfig
 from rsdistill.engine.precision import PRECISIONS
 from rsdistill.engine.runs import DistillConfig, run_training, teacher_data_config
 from rsdistill.engine.trainer import TrainConfig
 from rsdistill.errors import ConfigError
+from rsdistill.losses import DISTILL_LOSSES
 
 SUMMARY_KEYS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "params", "flops")
 
@@ -64,19 +65,42 @@ def register(sub) -> None:
     t.set_defaults(func=cmd_train)
 
     d = sub.add_parser("distill", help="distil a student from a trained teacher",
-                       description="Train a student with L = α·L_soft + (1−α)·L_hard + β·‖W₁‖*. "
+                       description="Train a student with L = α·L_method + (1−α)·L_hard + β·‖W₁‖* "
+                                   "(L_method: kd's soft loss, dkd, fitnet's hint or at). "
                                    "Data options default to the teacher run's.")
     add_data_args(d, dataset_required=False)
     add_train_args(d, "--student", "student model name, e.g. resnet8")
     g = d.add_argument_group("distillation")
     dd = DistillConfig()
     g.add_argument("--teacher", required=True, help="teacher run directory or model.pt")
-    g.add_argument("--method", default=dd.method, help="distillation method (default kd)")
-    g.add_argument("--alpha", type=float, default=dd.alpha, help="weight of the soft loss, 0..1")
+    add_method_args(g)
+    g.add_argument("--alpha", type=float, default=dd.alpha,
+                   help="weight of the method's loss; (1-α) weighs the hard loss, 0..1")
     g.add_argument("--temperature", "-T", type=float, default=dd.temperature)
     g.add_argument("--nuclear-beta", default="0",
                    help="weight β of the first layer's nuclear norm: a number, or 'alpha' (β = α)")
     d.set_defaults(func=cmd_distill)
+
+
+def add_method_args(g) -> None:
+    """--method and its settings, shared by ``distill`` and ``sweep``."""
+    g.add_argument("--method", default=DistillConfig().method,
+                   help=f"distillation method: {', '.join(DISTILL_LOSSES.names())} (default kd)")
+    g.add_argument("--method-option", dest="method_options", action="append", metavar="KEY=VALUE",
+                   help="an option of the method, repeatable, e.g. hint_weight=50 (fitnet), "
+                        "at_weight=1000 (at), dkd_beta=8 or warmup_epochs=20 (dkd)")
+    g.add_argument("--student-layers", metavar="A,B",
+                   help="student modules tapped by fitnet/at (default: the method's pick among "
+                        "the model's stages)")
+    g.add_argument("--teacher-layers", metavar="A,B", help="teacher modules, paired with "
+                   "--student-layers in order")
+
+
+def method_settings(args: argparse.Namespace) -> dict:
+    """The method settings from the command line, as DistillConfig/SweepConfig keywords."""
+    return {"method": args.method, "method_options": parse_method_options(args.method_options),
+            "student_layers": parse_layers(args.student_layers, "--student-layers"),
+            "teacher_layers": parse_layers(args.teacher_layers, "--teacher-layers")}
 
 
 def _print_summary(metrics: dict, out: str) -> None:
@@ -102,8 +126,9 @@ def distill_data_config(args: argparse.Namespace) -> DataConfig:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    distill = DistillConfig(teacher=args.teacher, method=args.method, alpha=args.alpha,
-                            temperature=args.temperature, nuclear_beta=args.nuclear_beta)
+    distill = DistillConfig(teacher=args.teacher, alpha=args.alpha,
+                            temperature=args.temperature, nuclear_beta=args.nuclear_beta,
+                            **method_settings(args))
     metrics = run_training(args.out, distill_data_config(args), train_config(args), distill,
                            resume=args.resume, progress=args.progress)
     _print_summary(metrics, args.out)

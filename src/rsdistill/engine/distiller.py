@@ -3,20 +3,44 @@
 Like mdistiller's ``Distiller``: ``forward_train`` returns the student's logits and a
 dict of named, already weighted loss terms; the training loop only sums them. A new
 method is a new loss class, never a change to the loop.
+
+For a feature-based loss (``loss.uses_features``) the distiller taps the chosen layers
+of both models with forward hooks (:class:`~rsdistill.engine.hooks.FeatureTap`), so the
+models themselves are never rewritten; :meth:`close` removes the hooks.
 """
 
 from __future__ import annotations
 
+import logging
+from typing import Sequence
+
 import torch
 from torch import nn
 
+from rsdistill.engine.hooks import FeatureTap, default_feature_layers
+from rsdistill.errors import ConfigError
 from rsdistill.losses import DistillationLoss, NuclearNormPenalty, effective_rank, nuclear_norm
 from rsdistill.models import first_weight_layer
+
+log = logging.getLogger(__name__)
+
+
+def example_input(image_size: int, in_chans: int = 3) -> torch.Tensor:
+    """A one-image batch for the losses' dry run: only its shape matters.
+
+    Zeros, not random numbers, so building a distiller draws nothing from the global
+    RNG beyond what its modules' initialisation does (a fused sweep member must start
+    exactly like the single run with the same seed).
+    """
+    return torch.zeros(1, in_chans, image_size, image_size)
 
 
 class Distiller(nn.Module):
     def __init__(self, student: nn.Module, loss: DistillationLoss,
-                 teacher: nn.Module | None = None, nuclear_beta: float = 0.0) -> None:
+                 teacher: nn.Module | None = None, nuclear_beta: float = 0.0, *,
+                 student_layers: Sequence[str] | None = None,
+                 teacher_layers: Sequence[str] | None = None,
+                 example_input: torch.Tensor | None = None) -> None:
         super().__init__()
         self.student = student
         self.loss = loss
@@ -27,6 +51,48 @@ class Distiller(nn.Module):
                 p.requires_grad_(False)
         self.nuclear = NuclearNormPenalty(nuclear_beta) if nuclear_beta > 0 else None
         self.first_layer_name, self.first_layer = first_weight_layer(student)
+        self.student_tap: FeatureTap | None = None
+        self.teacher_tap: FeatureTap | None = None
+        self.student_layers: tuple[str, ...] | None = None
+        self.teacher_layers: tuple[str, ...] | None = None
+        if loss.uses_features:
+            self._tap_features(student_layers, teacher_layers, example_input)
+
+    def _tap_features(self, student_layers: Sequence[str] | None,
+                      teacher_layers: Sequence[str] | None,
+                      example: torch.Tensor | None) -> None:
+        if self.teacher is None:
+            raise ConfigError(f"{type(self.loss).__name__} compares features with a teacher's; "
+                              "pass --teacher")
+        if example is None:
+            raise ValueError("a feature-based loss needs example_input for its dry run")
+        # Named layers win; otherwise the method picks among the model's declared stages.
+        s_layers = tuple(student_layers) if student_layers else \
+            self.loss.default_layers(default_feature_layers(self.student, "--student-layers"))
+        t_layers = tuple(teacher_layers) if teacher_layers else \
+            self.loss.default_layers(default_feature_layers(self.teacher, "--teacher-layers"))
+        # The taps are created first: they reject unknown names with the list of valid
+        # ones, before setup() tries a forward pass with them.
+        self.student_tap = FeatureTap(self.student, s_layers, "student")
+        try:
+            self.teacher_tap = FeatureTap(self.teacher, t_layers, "teacher")
+            self.loss.setup(self.student, self.teacher, s_layers, t_layers, example)
+        except BaseException:
+            self.close()  # a failed setup leaves no hook on a model the caller still holds
+            raise
+        self.student_layers, self.teacher_layers = s_layers, t_layers
+        log.debug("%s taps student %s and teacher %s", type(self.loss).__name__,
+                  ", ".join(s_layers), ", ".join(t_layers))
+
+    @property
+    def uses_features(self) -> bool:
+        return self.student_tap is not None
+
+    def close(self) -> None:
+        """Remove every forward hook this distiller registered (idempotent)."""
+        for tap in (self.student_tap, self.teacher_tap):
+            if tap is not None:
+                tap.remove()
 
     def train(self, mode: bool = True) -> "Distiller":
         super().train(mode)
@@ -42,16 +108,39 @@ class Distiller(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.student(images)
 
+    @torch.no_grad()
+    def teacher_outputs(self, images: torch.Tensor
+                        ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """The teacher's logits and, for a feature loss, its tapped feature maps."""
+        if self.teacher is None:
+            raise ValueError("this distiller has no teacher")
+        logits = self.teacher(images)
+        features = self.teacher_tap.take() if self.teacher_tap is not None else None
+        return logits, features
+
     def forward_train(self, images: torch.Tensor, labels: torch.Tensor,
                       teacher_images: torch.Tensor | None = None,
                       teacher_logits: torch.Tensor | None = None,
+                      teacher_features: list[torch.Tensor] | None = None,
+                      epoch: int = 0,
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """``teacher_logits`` may be given when computed once for several students."""
+        """``teacher_logits`` (and ``teacher_features``) may be given when computed once
+        for several students; ``epoch`` (0-based) is passed to the loss for schedules."""
         logits = self.student(images)
+        student_features = self.student_tap.take() if self.student_tap is not None else None
         if teacher_logits is None and self.teacher is not None and self.loss.needs_teacher:
-            with torch.no_grad():
-                teacher_logits = self.teacher(images if teacher_images is None else teacher_images)
-        terms = dict(self.loss(logits, teacher_logits, labels))
+            teacher_logits, features = self.teacher_outputs(
+                images if teacher_images is None else teacher_images)
+            teacher_features = features if teacher_features is None else teacher_features
+        elif self.teacher_tap is not None:
+            # A shared teacher ran through another member's distiller; this one's hooks
+            # saw the same pass and would otherwise keep its activations alive.
+            self.teacher_tap.clear()
+        if student_features is not None and teacher_features is None:
+            raise ValueError(f"{type(self.loss).__name__} needs teacher_features together "
+                             "with teacher_logits")
+        terms = dict(self.loss(logits, teacher_logits, labels, student_features=student_features,
+                               teacher_features=teacher_features, epoch=epoch))
         if self.nuclear is not None:
             terms.update(self.nuclear(self.first_layer.weight))
         return logits, terms

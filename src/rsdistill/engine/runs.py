@@ -7,7 +7,7 @@ rebuild everything from it.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -16,14 +16,29 @@ from rsdistill.config import from_dict
 from rsdistill.data.dataset import default_data_root
 from rsdistill.data.module import DataConfig, PreparedData, prepare_data
 from rsdistill.engine.checkpoint import load_model, resolve_model_path
-from rsdistill.engine.distiller import Distiller
+from rsdistill.engine.distiller import Distiller, example_input
 from rsdistill.engine.environment import seed_everything
 from rsdistill.engine.trainer import RunDirectory, TrainConfig, Trainer
 from rsdistill.errors import CheckpointError, ConfigError
-from rsdistill.losses import build_distill_loss, check_alpha, check_temperature, resolve_beta
+from rsdistill.losses import (
+    build_distill_loss,
+    build_method_loss,
+    check_alpha,
+    check_temperature,
+    resolve_beta,
+)
 from rsdistill.models import build_model
 
 log = logging.getLogger(__name__)
+
+
+def check_layers(flag: str, layers: list[str] | None) -> None:
+    """``None`` (the model's default stages) or a non-empty list of non-empty names."""
+    if layers is None:
+        return
+    if not layers or not all(isinstance(n, str) and n.strip() for n in layers):
+        raise ConfigError(f"{flag} must name one or more layers, e.g. layer2 or "
+                          f"layer1,layer2,layer3; got {layers!r}")
 
 
 @dataclass
@@ -33,11 +48,23 @@ class DistillConfig:
     alpha: float = 0.5
     temperature: float = 4.0
     nuclear_beta: float | str = 0.0
+    # The method's own options (--method-option KEY=VALUE), checked against its constructor.
+    method_options: dict = field(default_factory=dict)
+    # Tapped layers of a feature-based method; None = the method's pick among the
+    # model's declared stages. Methods on logits ignore them.
+    student_layers: list[str] | None = None
+    teacher_layers: list[str] | None = None
 
     def validate(self) -> float:
         """Checks the options; returns the resolved β."""
         check_alpha(self.alpha)
         check_temperature(self.temperature)
+        check_layers("--student-layers", self.student_layers)
+        check_layers("--teacher-layers", self.teacher_layers)
+        # Built once and thrown away: an unknown method, option or value fails here,
+        # before any data is decoded (the real loss is built with the run's label smoothing).
+        build_method_loss(self.method, alpha=self.alpha, temperature=self.temperature,
+                          options=self.method_options)
         return resolve_beta(self.nuclear_beta, self.alpha)
 
 
@@ -70,12 +97,25 @@ def check_resume_config(out: Path, record: dict, resume: bool) -> None:
     diffs = []
     for section in ("data", "train", "distill"):
         a, b = old.get(section) or {}, record.get(section) or {}
+        if section == "distill" and old.get(section) is not None:
+            # A run written before a key existed used that key's default.
+            a = {**added_defaults(DistillConfig), **a}
         for key in sorted(set(a) | set(b)):
             if key not in ignore and a.get(key) != b.get(key):
                 diffs.append(f"{section}.{key}: {a.get(key)!r} -> {b.get(key)!r}")
     if diffs:
         raise ConfigError(f"--resume with different settings than {out}/config.yaml: "
                           + "; ".join(diffs[:5]))
+
+
+# Keys added to a config section after runs were already written; an old config.yaml
+# lacking them is read with their defaults, so --resume of an old run still matches.
+_ADDED_KEYS = ("method_options", "student_layers", "teacher_layers")
+
+
+def added_defaults(cls: type) -> dict:
+    defaults = asdict(cls())
+    return {k: defaults[k] for k in _ADDED_KEYS if k in defaults}
 
 
 def load_teacher(path: str, data: PreparedData) -> tuple[torch.nn.Module, dict]:
@@ -122,6 +162,10 @@ def run_training(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
     }
     check_resume_config(out, record, resume)
     data = prepare_data(data_cfg, progress=progress)
+    # The teacher is loaded before seeding: building it draws from the global RNG, and
+    # whatever is initialised after the student (a FitNet regressor) must draw exactly
+    # what it draws in a fused sweep, where the teacher is loaded once up front.
+    teacher = load_teacher(distill_cfg.teacher, data)[0] if distill_cfg is not None else None
     seed_everything(train_cfg.seed)
     student = build_model(train_cfg.model, data.num_classes, data_cfg.image_size,
                           pretrained=train_cfg.pretrained)
@@ -129,11 +173,14 @@ def run_training(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
         loss = build_distill_loss("none", label_smoothing=train_cfg.label_smoothing)
         distiller = Distiller(student, loss)
     else:
-        teacher, _ = load_teacher(distill_cfg.teacher, data)
-        loss = build_distill_loss(distill_cfg.method, alpha=distill_cfg.alpha,
-                                  temperature=distill_cfg.temperature,
-                                  label_smoothing=train_cfg.label_smoothing)
-        distiller = Distiller(student, loss, teacher=teacher, nuclear_beta=beta)
+        loss = build_method_loss(distill_cfg.method, alpha=distill_cfg.alpha,
+                                 temperature=distill_cfg.temperature,
+                                 label_smoothing=train_cfg.label_smoothing,
+                                 options=distill_cfg.method_options)
+        distiller = Distiller(student, loss, teacher=teacher, nuclear_beta=beta,
+                              student_layers=distill_cfg.student_layers,
+                              teacher_layers=distill_cfg.teacher_layers,
+                              example_input=example_input(data_cfg.image_size))
     trainer = Trainer(out, data, distiller, train_cfg, record,
                       model_meta(train_cfg.model, data), progress=progress)
     return trainer.fit(resume=resume)

@@ -28,6 +28,9 @@ class StudySweep:
     seeds: int = 3
     temperature: float = 4.0
     method: str = "kd"
+    method_options: dict = field(default_factory=dict)
+    student_layers: list[str] | None = None
+    teacher_layers: list[str] | None = None
 
 
 @dataclass
@@ -87,7 +90,9 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> Path:
         alphas=parse_alphas(cfg.sweep.alphas if isinstance(cfg.sweep.alphas, str)
                             else ",".join(str(a) for a in cfg.sweep.alphas)),
         betas=parse_betas(",".join(cfg.sweep.betas)), seeds=cfg.sweep.seeds,
-        temperature=cfg.sweep.temperature, method=cfg.sweep.method)
+        temperature=cfg.sweep.temperature, method=cfg.sweep.method,
+        method_options=dict(cfg.sweep.method_options), student_layers=cfg.sweep.student_layers,
+        teacher_layers=cfg.sweep.teacher_layers)
     sweep.validate()
     cfg.teacher.validate()
     cfg.student.validate()

@@ -17,13 +17,13 @@ from pathlib import Path
 
 from rsdistill.data.dataset import default_data_root
 from rsdistill.data.module import DataConfig, prepare_data
-from rsdistill.engine.distiller import Distiller
+from rsdistill.engine.distiller import Distiller, example_input
 from rsdistill.engine.environment import seed_everything
-from rsdistill.engine.runs import DistillConfig, load_teacher, model_meta
+from rsdistill.engine.runs import DistillConfig, added_defaults, load_teacher, model_meta
 from rsdistill.engine.trainer import METRICS_FILE, Member, RunDirectory, TrainConfig, Trainer
 from rsdistill.errors import ConfigError
 from rsdistill.io import atomic_write_text, read_json, write_json
-from rsdistill.losses import build_distill_loss, check_alpha, check_temperature, resolve_beta
+from rsdistill.losses import build_method_loss, check_alpha, check_temperature, resolve_beta
 from rsdistill.models import build_model
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,10 @@ class SweepConfig:
     seeds: int = 1
     temperature: float = 4.0
     method: str = "kd"
+    # As in DistillConfig: every member uses the same method, options and layers.
+    method_options: dict = field(default_factory=dict)
+    student_layers: list[str] | None = None
+    teacher_layers: list[str] | None = None
 
     def validate(self) -> None:
         if self.seeds < 1:
@@ -84,6 +88,17 @@ class SweepConfig:
             check_alpha(a)
         for b in self.betas:
             resolve_beta(b, 0.5)
+        # Each member's settings checked as its own distill run would check them.
+        for a in self.alphas:
+            self.member_config(a, "0").validate()
+
+    def member_config(self, alpha: float, beta: str) -> DistillConfig:
+        """The ``distill`` section of one member's run, as a single run would record it."""
+        return DistillConfig(teacher=self.teacher, method=self.method, alpha=alpha,
+                             temperature=self.temperature, nuclear_beta=beta,
+                             method_options=dict(self.method_options),
+                             student_layers=self.student_layers,
+                             teacher_layers=self.teacher_layers)
 
 
 def member_name(alpha: float, beta: str) -> str:
@@ -127,15 +142,20 @@ def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, swe
                 seed_everything(seed)  # every student starts as a single run with this seed would
                 student = build_model(cfg.model, data.num_classes, data_cfg.image_size,
                                       pretrained=cfg.pretrained)
-                loss = build_distill_loss(sweep.method, alpha=alpha, temperature=sweep.temperature,
-                                          label_smoothing=cfg.label_smoothing)
+                distill = sweep.member_config(alpha, beta)
+                loss = build_method_loss(sweep.method, alpha=alpha, temperature=sweep.temperature,
+                                         label_smoothing=cfg.label_smoothing,
+                                         options=distill.method_options)
                 beta_value = resolve_beta(beta, alpha)
-                distill = DistillConfig(teacher=sweep.teacher, method=sweep.method, alpha=alpha,
-                                        temperature=sweep.temperature, nuclear_beta=beta)
                 record = {"kind": "distill", "data": asdict(data_cfg), "train": asdict(cfg),
                           "distill": {**asdict(distill), "nuclear_beta_resolved": beta_value}}
-                members.append(Member(name, Distiller(student, loss, teacher, beta_value),
-                                      RunDirectory(seed_dir / name), record,
+                # Built right after its student, under the same seed: a FitNet regressor
+                # is then initialised exactly as in the single run.
+                distiller = Distiller(student, loss, teacher, beta_value,
+                                      student_layers=sweep.student_layers,
+                                      teacher_layers=sweep.teacher_layers,
+                                      example_input=example_input(data_cfg.image_size))
+                members.append(Member(name, distiller, RunDirectory(seed_dir / name), record,
                                       model_meta(cfg.model, data)))
             log.info("seed %d: %d students in one fused pass", seed, len(members))
             trainer = Trainer.fused(seed_dir, data, members, cfg, progress=progress)
@@ -162,6 +182,8 @@ def _check_same_sweep(path: Path, record: dict) -> None:
     diffs = []
     for section in ("data", "train", "sweep"):
         a, b = old.get(section) or {}, record.get(section) or {}
+        if section == "sweep":
+            a = {**added_defaults(SweepConfig), **a}  # keys a sweep.yaml may predate
         for key in sorted(set(a) | set(b)):
             if key not in ignore and a.get(key) != b.get(key):
                 diffs.append(f"{section}.{key}: {a.get(key)!r} -> {b.get(key)!r}")

@@ -231,6 +231,11 @@ class Trainer:
         teachers = {id(m.distiller.teacher) for m in members if m.distiller.teacher is not None}
         if len(teachers) > 1:
             raise ValueError("fused members must share one teacher")
+        # The teacher runs once per batch and its tapped maps go to every member, which
+        # is right only if they all tap the same layers (a sweep shares method and layers).
+        tapped = {m.distiller.teacher_layers for m in members if m.distiller.uses_features}
+        if len(tapped) > 1:
+            raise ValueError(f"fused members must tap the same teacher layers, got {sorted(tapped)}")
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.epoch = 0
         self.train_seconds = 0.0
@@ -272,13 +277,19 @@ class Trainer:
         return f"the last good checkpoint (epoch {self.epoch}) stays in {self.state_file}"
 
     # ------------------------------------------------------------------ loop
-    def _teacher_logits(self, x: torch.Tensor) -> torch.Tensor | None:
+    def _teacher_logits(self, x: torch.Tensor
+                        ) -> tuple[torch.Tensor | None, list[torch.Tensor] | None]:
+        """The teacher's logits and tapped feature maps for this batch, computed once for
+        all members (``(None, None)`` when no member needs the teacher)."""
         users = [m.distiller for m in self.members
                  if m.distiller.teacher is not None and m.distiller.loss.needs_teacher]
         if not users:
-            return None
-        with torch.no_grad(), self.precision.autocast():
-            return users[0].teacher(x)
+            return None, None
+        # Through a member that taps features, if any: its hooks record them. The other
+        # members' hooks on the same teacher see the same pass; they drop it in forward_train.
+        runner = next((d for d in users if d.uses_features), users[0])
+        with self.precision.autocast():
+            return runner.teacher_outputs(x)
 
     def train_epoch(self) -> list[dict]:
         """One pass over the training split; returns one row of averages per member."""
@@ -293,13 +304,14 @@ class Trainer:
                    disable=None if self.progress else True)
         for step, batch in enumerate(bar):
             x = self.precision.prepare_input(batch.images)
-            teacher_logits = self._teacher_logits(x)
+            teacher_logits, teacher_features = self._teacher_logits(x)
             n = batch.labels.numel()
             seen += n
             for i, m in enumerate(self.members):
                 with self.precision.autocast():
-                    logits, terms = m.distiller.forward_train(x, batch.labels,
-                                                              teacher_logits=teacher_logits)
+                    logits, terms = m.distiller.forward_train(
+                        x, batch.labels, teacher_logits=teacher_logits,
+                        teacher_features=teacher_features, epoch=self.epoch)
                 loss = sum(terms.values())
                 if not torch.isfinite(loss):
                     # detach(): float() of a tensor that requires grad warns on stderr,
@@ -377,6 +389,10 @@ class Trainer:
         finally:
             for board in boards:
                 board.close()
+            # Training is over (or aborted): no hook may stay on the student or the teacher,
+            # which callers keep using. finish() evaluates the reloaded model.pt.
+            for m in self.members:
+                m.distiller.close()
         results = [self.finish(m) for m in self.members]
         return results[0] if len(results) == 1 else results
 

@@ -1,7 +1,7 @@
 """Distillation losses, dispatched by name through :data:`DISTILL_LOSSES`.
 
-Importing this package registers every method ("kd", "none"); add a method by
-writing one module that registers its class and importing it here.
+Importing this package registers every method ("kd", "dkd", "fitnet", "at", "none");
+add a method by writing one module that registers its class and importing it here.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 
 from rsdistill.errors import ConfigError
+from rsdistill.losses.attention import AttentionTransferLoss, at_pair_loss, attention_map
 from rsdistill.losses.base import (
     DISTILL_LOSSES,
     DistillationLoss,
@@ -18,6 +19,8 @@ from rsdistill.losses.base import (
     check_temperature,
     total_loss,
 )
+from rsdistill.losses.dkd import DKDLoss, dkd_parts, warmup_factor
+from rsdistill.losses.fitnet import FitNetLoss
 from rsdistill.losses.kd import KDLoss, kd_soft_loss
 from rsdistill.losses.nuclear import (
     NuclearNormPenalty,
@@ -53,13 +56,63 @@ def build_distill_loss(name: str, **options: object) -> DistillationLoss:
     return cls(**options)
 
 
+# Settings every method may use, each set by its own command-line flag and config key;
+# the layer lists are read by the distiller, not by a loss constructor.
+SHARED_SETTINGS = ("alpha", "temperature", "label_smoothing")
+_OWN_FLAGS = (*SHARED_SETTINGS, "student_layers", "teacher_layers")
+
+
+def method_option_names(name: str) -> list[str]:
+    """The options of method ``name`` that only ``--method-option`` sets."""
+    params = inspect.signature(DISTILL_LOSSES.get(name)).parameters
+    return [p for p, v in params.items() if v.kind is not v.VAR_KEYWORD and p not in _OWN_FLAGS]
+
+
+def build_method_loss(name: str, *, alpha: float, temperature: float,
+                      label_smoothing: float = 0.0,
+                      options: dict[str, object] | None = None) -> DistillationLoss:
+    """Method ``name`` from the run's shared settings plus its own ``options``.
+
+    A shared setting the method does not take is left out (``--temperature`` means
+    nothing to FitNet, as the layer flags mean nothing to KD), so one config section
+    serves every method. ``options`` are strict: an unknown key, or one that has its own
+    flag, is a :class:`ConfigError` naming the keys the method does take.
+    """
+    options = dict(options or {})
+    own = sorted(set(options) & set(_OWN_FLAGS))
+    if own:
+        raise ConfigError(f"{own[0]} is not a --method-option; set it with "
+                          f"--{own[0].replace('_', '-')}")
+    accepted = method_option_names(name)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        takes = (f"its --method-option keys: {', '.join(accepted)}" if accepted
+                 else "it takes no --method-option")
+        raise ConfigError(f"{DISTILL_LOSSES.kind} {name!r} has no option(s) "
+                          f"{', '.join(unknown)}; {takes}")
+    params = inspect.signature(DISTILL_LOSSES.get(name)).parameters
+    shared = {k: v for k, v in (("alpha", alpha), ("temperature", temperature),
+                                ("label_smoothing", label_smoothing)) if k in params}
+    return build_distill_loss(name, **shared, **options)
+
+
 __all__ = [
     "DISTILL_LOSSES",
+    "SHARED_SETTINGS",
+    "AttentionTransferLoss",
     "CrossEntropyLoss",
+    "DKDLoss",
     "DistillationLoss",
+    "FitNetLoss",
     "KDLoss",
     "NuclearNormPenalty",
+    "at_pair_loss",
+    "attention_map",
     "build_distill_loss",
+    "build_method_loss",
+    "dkd_parts",
+    "method_option_names",
+    "warmup_factor",
     "check_alpha",
     "check_beta",
     "check_label_smoothing",

@@ -28,15 +28,46 @@ class DistillationLoss(nn.Module):
     it has to run the teacher at all; a subclass (or an instance, when its options
     make the teacher irrelevant) sets it to ``False`` and then accepts
     ``teacher_logits=None``.
+
+    A method that compares intermediate feature maps sets ``uses_features``. The
+    distiller then taps the chosen layers of both models with forward hooks, calls
+    :meth:`setup` once before training, and passes the maps of every step to
+    :meth:`forward` as lists, ``student_features[i]`` paired with ``teacher_features[i]``.
+    Weighting is the same for every method: ``alpha * L_method + (1 - alpha) * L_hard``,
+    returned as named, already weighted terms.
     """
 
     needs_teacher: bool = True
+    uses_features: bool = False
+
+    def default_layers(self, stages: tuple[str, ...]) -> tuple[str, ...]:
+        """Which of a model's declared ``stages`` to tap when the user names none.
+
+        All of them by default; a method that reads one stage picks it here, so the
+        choice is the method's and not the trainer's.
+        """
+        return stages
+
+    def setup(self, student: nn.Module, teacher: nn.Module | None,
+              student_layers: tuple[str, ...], teacher_layers: tuple[str, ...],
+              example_input: torch.Tensor) -> None:
+        """Called once, before the optimiser is built, with the layers that will be tapped.
+
+        A method checks the layer choice here (a :class:`ConfigError` stops the run before
+        any step) and creates the parameters that depend on the feature shapes, e.g. a
+        regressor sized by one dry forward pass of ``example_input``. Parameters created
+        here are submodules of the loss, so the distiller's ``trainable_parameters`` and
+        ``state_dict`` include them.
+        """
 
     def forward(
         self,
         student_logits: torch.Tensor,
         teacher_logits: torch.Tensor | None,
         labels: torch.Tensor,
+        student_features: list[torch.Tensor] | None = None,
+        teacher_features: list[torch.Tensor] | None = None,
+        epoch: int = 0,
         **extra: object,
     ) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -104,3 +135,19 @@ def zero_term(like: torch.Tensor) -> torch.Tensor:
     must not be able to poison the total, and skipping it also skips its compute.
     """
     return torch.zeros((), dtype=torch.float32, device=like.device)
+
+
+def check_weight(name: str, value: object) -> float:
+    """A method's loss weight as a float if it is finite and ``>= 0``, else :class:`ConfigError`."""
+    valid = "finite and >= 0"
+    w = _as_float(name, value, valid)
+    if not (math.isfinite(w) and w >= 0.0):
+        raise ConfigError(f"{name} must be {valid}, got {value!r}")
+    return w
+
+
+def check_epochs(name: str, value: object) -> int:
+    """A count of epochs as an int if it is ``>= 0``, else :class:`ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ConfigError(f"{name} must be a whole number of epochs >= 0, got {value!r}")
+    return int(value)

@@ -11,9 +11,8 @@ from rsdistill.losses.base import (
     check_alpha,
     check_label_smoothing,
     check_temperature,
-    zero_term,
 )
-from rsdistill.losses.supervised import hard_loss
+from rsdistill.losses.supervised import blend_with_hard
 
 
 def kd_soft_loss(
@@ -74,19 +73,13 @@ class KDLoss(DistillationLoss):
         labels: torch.Tensor | None,
         **extra: object,
     ) -> dict[str, torch.Tensor]:
-        if self.alpha > 0.0:
+        def soft() -> torch.Tensor:
             if teacher_logits is None:
                 raise ValueError(f"KDLoss with alpha={self.alpha} needs teacher logits")
-            soft = self.alpha * kd_soft_loss(student_logits, teacher_logits, self.temperature)
-        else:
-            soft = zero_term(student_logits)
-        if self.alpha < 1.0:
-            if labels is None:
-                raise ValueError(f"KDLoss with alpha={self.alpha} needs labels")
-            hard = (1.0 - self.alpha) * hard_loss(student_logits, labels, self.label_smoothing)
-        else:
-            hard = zero_term(student_logits)
-        return {"soft": soft, "hard": hard}
+            return kd_soft_loss(student_logits, teacher_logits, self.temperature)
+
+        return blend_with_hard("soft", self.alpha, soft, student_logits, labels,
+                               self.label_smoothing)
 
     def extra_repr(self) -> str:
         return (

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
-from rsdistill.losses.base import DISTILL_LOSSES, DistillationLoss, check_label_smoothing
+from rsdistill.losses.base import DISTILL_LOSSES, DistillationLoss, check_label_smoothing, zero_term
 
 
 def hard_loss(
@@ -13,6 +15,34 @@ def hard_loss(
 ) -> torch.Tensor:
     """Cross-entropy with the true labels, in float32 so bf16 logits do not lose the mean."""
     return F.cross_entropy(student_logits.float(), labels, label_smoothing=label_smoothing)
+
+
+def blend_with_hard(
+    name: str,
+    alpha: float,
+    method_loss: Callable[[], torch.Tensor],
+    student_logits: torch.Tensor,
+    labels: torch.Tensor | None,
+    label_smoothing: float = 0.0,
+) -> dict[str, torch.Tensor]:
+    """``{name: alpha * method_loss(), "hard": (1 - alpha) * L_hard}``, the weighting of
+    every distillation method.
+
+    ``method_loss`` is called only when ``alpha > 0`` and the labels are read only when
+    ``alpha < 1``: a term whose weight is 0 is a float32 zero and is not computed, so it
+    cannot turn the total into nan (``0 * nan``) and costs nothing.
+    """
+    if alpha > 0.0:
+        method = alpha * method_loss()
+    else:
+        method = zero_term(student_logits)
+    if alpha < 1.0:
+        if labels is None:
+            raise ValueError(f"the {name!r} loss with alpha={alpha} needs labels")
+        hard = (1.0 - alpha) * hard_loss(student_logits, labels, label_smoothing)
+    else:
+        hard = zero_term(student_logits)
+    return {name: method, "hard": hard}
 
 
 @DISTILL_LOSSES.register("none")
