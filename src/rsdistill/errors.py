@@ -24,3 +24,7 @@ class CheckpointError(RsdistillError):
 
 class TrainingError(RsdistillError):
     """Training cannot continue (for example, a non-finite loss)."""
+
+
+class ExportError(RsdistillError):
+    """An exported model does not reproduce its checkpoint (nothing is written)."""

@@ -10,7 +10,9 @@ from rsdistill import __version__
 from rsdistill.errors import RsdistillError
 
 # Each module adds its subcommand(s) with ``register(subparsers)``.
-COMMAND_MODULES = ("data_cmd", "models_cmd", "train_cmd", "evaluate_cmd", "sweep_cmd", "report_cmd", "run_cmd")
+COMMAND_MODULES = ("data_cmd", "models_cmd", "train_cmd", "evaluate_cmd", "sweep_cmd", "report_cmd", "run_cmd",
+                   "compare_cmd",
+                   "export_cmd", "compress_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

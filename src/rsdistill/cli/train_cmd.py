@@ -64,19 +64,27 @@ def register(sub) -> None:
     add_train_args(t, "--model", "model name (see 'rsdistill models list'), e.g. resnet8x4 or timm:resnet18")
     t.set_defaults(func=cmd_train)
 
-    d = sub.add_parser("distill", help="distil a student from a trained teacher",
+    d = sub.add_parser("distill", help="distil a student from a trained teacher, its peers "
+                       "(dml) or itself (self)",
                        description="Train a student with L = α·L_method + (1−α)·L_hard + β·‖W₁‖* "
-                                   "(L_method: kd's soft loss, dkd, fitnet's hint or at). "
-                                   "Data options default to the teacher run's.")
+                                   "(L_method: kd's soft loss, dkd, fitnet's hint, at; dml's "
+                                   "mutual KL; self's born-again or teacher-free KD). Data "
+                                   "options default to the teacher run's; without --teacher "
+                                   "(dml, self) pass --dataset.")
     add_data_args(d, dataset_required=False)
     add_train_args(d, "--student", "student model name, e.g. resnet8")
     g = d.add_argument_group("distillation")
     dd = DistillConfig()
-    g.add_argument("--teacher", required=True, help="teacher run directory or model.pt")
+    g.add_argument("--teacher", default="", help="teacher run directory or model.pt (not "
+                   "needed by dml and self, which only take their data defaults from it)")
     add_method_args(g)
+    g.add_argument("--peers", metavar="A,B", help="dml: every peer's model, peer 0 first and "
+                   "equal to --student (default: two copies of the student); the same as "
+                   "--method-option peers=A,B")
     g.add_argument("--alpha", type=float, default=dd.alpha,
                    help="weight of the method's loss; (1-α) weighs the hard loss, 0..1")
-    g.add_argument("--temperature", "-T", type=float, default=dd.temperature)
+    g.add_argument("--temperature", "-T", type=float, default=None,
+                   help="softmax temperature (default: the method's, 1 for dml, else 4)")
     g.add_argument("--nuclear-beta", default="0",
                    help="weight β of the first layer's nuclear norm: a number, or 'alpha' (β = α)")
     d.set_defaults(func=cmd_distill)
@@ -88,7 +96,9 @@ def add_method_args(g) -> None:
                    help=f"distillation method: {', '.join(DISTILL_LOSSES.names())} (default kd)")
     g.add_argument("--method-option", dest="method_options", action="append", metavar="KEY=VALUE",
                    help="an option of the method, repeatable, e.g. hint_weight=50 (fitnet), "
-                        "at_weight=1000 (at), dkd_beta=8 or warmup_epochs=20 (dkd)")
+                        "at_weight=1000 (at), dkd_beta=8 or warmup_epochs=20 (dkd), "
+                        "peers=resnet8,resnet14 (dml), variant=born_again|teacher_free, "
+                        "generations=2, a=0.9 (self)")
     g.add_argument("--student-layers", metavar="A,B",
                    help="student modules tapped by fitnet/at (default: the method's pick among "
                         "the model's stages)")
@@ -98,7 +108,14 @@ def add_method_args(g) -> None:
 
 def method_settings(args: argparse.Namespace) -> dict:
     """The method settings from the command line, as DistillConfig/SweepConfig keywords."""
-    return {"method": args.method, "method_options": parse_method_options(args.method_options),
+    options = parse_method_options(args.method_options)
+    # --peers is the readable spelling of dml's option; given both ways it is ambiguous.
+    peers = getattr(args, "peers", None)
+    if peers is not None:
+        if "peers" in options:
+            raise ConfigError("peers is given twice (--peers and --method-option peers=...)")
+        options["peers"] = peers
+    return {"method": args.method, "method_options": options,
             "student_layers": parse_layers(args.student_layers, "--student-layers"),
             "teacher_layers": parse_layers(args.teacher_layers, "--teacher-layers")}
 
@@ -119,6 +136,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def distill_data_config(args: argparse.Namespace) -> DataConfig:
     """The teacher run's data options, overridden by those given on the command line."""
+    if not args.teacher:
+        if not args.dataset:
+            raise ConfigError("without --teacher there are no data options to start from; "
+                              "pass --dataset (and --data-root, --image-size, ...)")
+        return data_config(args)
     base = teacher_data_config(args.teacher)
     if base is None and not args.dataset:
         raise ConfigError(f"the teacher {args.teacher} has no config.yaml beside it; pass --dataset")

@@ -56,6 +56,7 @@ def resolve_model_path(path: str | Path) -> Path:
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict]:
     from rsdistill.models import build_model
+    from rsdistill.models.lowrank import apply_low_rank
 
     file = resolve_model_path(path)
     obj = safe_load(file)
@@ -66,6 +67,9 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict]:
         )
     meta = obj["meta"]
     model = build_model(meta["model"], meta["num_classes"], meta["image_size"])
+    # A compressed checkpoint (rsdistill compress) replaced a layer by two; rebuild that
+    # structure so its state dict fits.
+    apply_low_rank(model, meta.get("low_rank"))
     try:
         model.load_state_dict(obj["model"])
     except RuntimeError as exc:

@@ -16,7 +16,7 @@ SCHEDULES: Registry[Callable[[int, int, int], Callable[[int], float]]] = Registr
 @OPTIMIZERS.register("sgd")
 def _sgd(params: Iterable, lr: float, weight_decay: float, momentum: float) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                           nesterov=momentum > 0)
+                           nesterov=momentum > 0, foreach=True)
 
 
 @OPTIMIZERS.register("adamw")

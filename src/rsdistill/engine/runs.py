@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -21,13 +22,17 @@ from rsdistill.engine.environment import seed_everything
 from rsdistill.engine.trainer import RunDirectory, TrainConfig, Trainer
 from rsdistill.errors import CheckpointError, ConfigError
 from rsdistill.losses import (
+    DISTILL_LOSSES,
+    DistillationLoss,
     build_distill_loss,
     build_method_loss,
     check_alpha,
     check_temperature,
+    default_temperature,
     resolve_beta,
 )
 from rsdistill.models import build_model
+from rsdistill.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +51,9 @@ class DistillConfig:
     teacher: str = ""
     method: str = "kd"
     alpha: float = 0.5
-    temperature: float = 4.0
+    # None = the method's own default (1 for dml, 4 otherwise), filled in at construction
+    # so config.yaml always records the number a run used.
+    temperature: float | None = None
     nuclear_beta: float | str = 0.0
     # The method's own options (--method-option KEY=VALUE), checked against its constructor.
     method_options: dict = field(default_factory=dict)
@@ -55,9 +62,15 @@ class DistillConfig:
     student_layers: list[str] | None = None
     teacher_layers: list[str] | None = None
 
+    def __post_init__(self) -> None:
+        # An unknown method keeps None here; validate() then names the valid ones.
+        if self.temperature is None and self.method in DISTILL_LOSSES:
+            self.temperature = default_temperature(self.method)
+
     def validate(self) -> float:
         """Checks the options; returns the resolved β."""
         check_alpha(self.alpha)
+        DISTILL_LOSSES.get(self.method)
         check_temperature(self.temperature)
         check_layers("--student-layers", self.student_layers)
         check_layers("--teacher-layers", self.teacher_layers)
@@ -66,6 +79,15 @@ class DistillConfig:
         build_method_loss(self.method, alpha=self.alpha, temperature=self.temperature,
                           options=self.method_options)
         return resolve_beta(self.nuclear_beta, self.alpha)
+
+    def check_teacher(self) -> None:
+        """A method whose loss reads a teacher (``needs_teacher``: kd, dkd, fitnet and at
+        with ``alpha > 0``) is refused without one, before any data is decoded."""
+        loss = build_method_loss(self.method, alpha=self.alpha, temperature=self.temperature,
+                                 options=self.method_options)
+        if loss.needs_teacher and not self.teacher:
+            raise ConfigError(f"method {self.method!r} distils from a teacher; pass --teacher "
+                              "(a run directory or model.pt)")
 
 
 def model_meta(model_name: str, data: PreparedData) -> dict:
@@ -88,9 +110,16 @@ def check_run_dir(out: Path, resume: bool) -> None:
         )
 
 
-def check_resume_config(out: Path, record: dict, resume: bool) -> None:
+def check_resume_config(out: Path, record: dict, resume: bool, *,
+                        has_state: bool | None = None) -> None:
+    """With ``--resume``, refuse settings that differ from the run's config.yaml.
+
+    ``has_state`` says whether ``out`` holds a run to continue (default: its last.pt); a
+    run made of sub-runs (born-again generations) has no last.pt of its own.
+    """
     run = RunDirectory(out)
-    if not (resume and run.has_state() and run.file("config.yaml").is_file()):
+    started = run.has_state() if has_state is None else has_state
+    if not (resume and started and run.file("config.yaml").is_file()):
         return
     old = run.read_config()
     ignore = {"data_root", "cache_dir", "workers", "download"}
@@ -140,11 +169,40 @@ def teacher_data_config(path: str) -> dict | None:
     return RunDirectory(model_file.parent).read_config().get("data")
 
 
+@dataclass
+class RunRequest:
+    """One resolved run, handed to the procedure its method names."""
+
+    out: Path
+    data_cfg: DataConfig
+    train_cfg: TrainConfig
+    distill_cfg: DistillConfig | None
+    beta: float
+    record: dict
+    resume: bool
+    progress: bool
+
+
+# How a run of a method is trained, keyed by the loss's ``procedure`` attribute: "single"
+# (one student, the loss per step, here), "mutual" (dml, engine/mutual.py), "generations"
+# (born-again, engine/born_again.py). A method with a new training scheme adds an entry.
+PROCEDURES: Registry[Callable[[RunRequest], dict]] = Registry("training procedure")
+
+
+def method_loss(distill_cfg: DistillConfig | None, train_cfg: TrainConfig) -> DistillationLoss:
+    """The run's loss: the method's, or plain cross-entropy when there is no distillation."""
+    if distill_cfg is None:
+        return build_distill_loss("none", label_smoothing=train_cfg.label_smoothing)
+    return build_method_loss(distill_cfg.method, alpha=distill_cfg.alpha,
+                             temperature=distill_cfg.temperature,
+                             label_smoothing=train_cfg.label_smoothing,
+                             options=distill_cfg.method_options)
+
+
 def run_training(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
                  distill_cfg: DistillConfig | None = None, *, resume: bool = False,
                  progress: bool = True) -> dict:
     out = Path(out)
-    check_run_dir(out, resume)
     train_cfg.validate()
     # The config on disk names what was actually used, not "whatever the environment said".
     if data_cfg.data_root is None:
@@ -152,6 +210,8 @@ def run_training(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
     if distill_cfg is not None and distill_cfg.teacher:
         distill_cfg = replace(distill_cfg, teacher=str(Path(distill_cfg.teacher).expanduser().resolve()))
     beta = distill_cfg.validate() if distill_cfg is not None else 0.0
+    if distill_cfg is not None:
+        distill_cfg.check_teacher()
     record = {
         "kind": "distill" if distill_cfg is not None else "train",
         "data": asdict(data_cfg),
@@ -160,30 +220,53 @@ def run_training(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
         "distill": ({**asdict(distill_cfg), "nuclear_beta_resolved": beta}
                     if distill_cfg is not None else None),
     }
-    check_resume_config(out, record, resume)
-    data = prepare_data(data_cfg, progress=progress)
+    # Only read for its procedure: each procedure builds the loss it trains with at the
+    # point where its RNG draws (if any) belong.
+    procedure = PROCEDURES.get(method_loss(distill_cfg, train_cfg).procedure)
+    return procedure(RunRequest(out, data_cfg, train_cfg, distill_cfg, beta, record,
+                                resume, progress))
+
+
+DistillerBuilder = Callable[[RunRequest, PreparedData, "torch.nn.Module | None"], torch.nn.Module]
+
+
+def train_one(req: RunRequest, build_distiller: DistillerBuilder) -> dict:
+    """Everything a run of one trainer does around the distiller ``build_distiller`` makes
+    (called right after seeding, with the prepared data and the teacher, if given)."""
+    check_run_dir(req.out, req.resume)
+    check_resume_config(req.out, req.record, req.resume)
+    data = prepare_data(req.data_cfg, progress=req.progress)
     # The teacher is loaded before seeding: building it draws from the global RNG, and
     # whatever is initialised after the student (a FitNet regressor) must draw exactly
     # what it draws in a fused sweep, where the teacher is loaded once up front.
-    teacher = load_teacher(distill_cfg.teacher, data)[0] if distill_cfg is not None else None
-    seed_everything(train_cfg.seed)
-    student = build_model(train_cfg.model, data.num_classes, data_cfg.image_size,
-                          pretrained=train_cfg.pretrained)
+    distill_cfg = req.distill_cfg
+    teacher = load_teacher(distill_cfg.teacher, data)[0] \
+        if distill_cfg is not None and distill_cfg.teacher else None
+    seed_everything(req.train_cfg.seed)
+    distiller = build_distiller(req, data, teacher)
+    trainer = Trainer(req.out, data, distiller, req.train_cfg, req.record,
+                      model_meta(req.train_cfg.model, data), progress=req.progress)
+    return trainer.fit(resume=req.resume)
+
+
+def single_distiller(req: RunRequest, data: PreparedData,
+                     teacher: torch.nn.Module | None) -> Distiller:
+    """One student and the method's loss (plain cross-entropy for a ``train`` run)."""
+    cfg, distill_cfg = req.train_cfg, req.distill_cfg
+    student = build_model(cfg.model, data.num_classes, req.data_cfg.image_size,
+                          pretrained=cfg.pretrained)
+    loss = method_loss(distill_cfg, cfg)
     if distill_cfg is None:
-        loss = build_distill_loss("none", label_smoothing=train_cfg.label_smoothing)
-        distiller = Distiller(student, loss)
-    else:
-        loss = build_method_loss(distill_cfg.method, alpha=distill_cfg.alpha,
-                                 temperature=distill_cfg.temperature,
-                                 label_smoothing=train_cfg.label_smoothing,
-                                 options=distill_cfg.method_options)
-        distiller = Distiller(student, loss, teacher=teacher, nuclear_beta=beta,
-                              student_layers=distill_cfg.student_layers,
-                              teacher_layers=distill_cfg.teacher_layers,
-                              example_input=example_input(data_cfg.image_size))
-    trainer = Trainer(out, data, distiller, train_cfg, record,
-                      model_meta(train_cfg.model, data), progress=progress)
-    return trainer.fit(resume=resume)
+        return Distiller(student, loss)
+    return Distiller(student, loss, teacher=teacher, nuclear_beta=req.beta,
+                     student_layers=distill_cfg.student_layers,
+                     teacher_layers=distill_cfg.teacher_layers,
+                     example_input=example_input(req.data_cfg.image_size))
+
+
+@PROCEDURES.register("single")
+def train_single(req: RunRequest) -> dict:
+    return train_one(req, single_distiller)
 
 
 def load_run_config(run_dir: Path) -> tuple[DataConfig, TrainConfig, DistillConfig | None]:
@@ -196,3 +279,8 @@ def load_run_config(run_dir: Path) -> tuple[DataConfig, TrainConfig, DistillConf
         distill = {k: v for k, v in distill.items() if k != "nuclear_beta_resolved"}
         distill_cfg = from_dict(DistillConfig, distill, "distill")
     return data_cfg, train_cfg, distill_cfg
+
+
+# Procedures of the methods that train otherwise; imported last because they build on
+# this module (their registration is all that is needed here).
+from rsdistill.engine import born_again, mutual  # noqa: E402,F401

@@ -91,6 +91,15 @@ class SweepConfig:
         # Each member's settings checked as its own distill run would check them.
         for a in self.alphas:
             self.member_config(a, "0").validate()
+        # A fused pass steps one student per member; a method that trains several models
+        # per run (dml's peers, born-again's generations) cannot be one of them.
+        procedure = build_method_loss(self.method, alpha=self.alphas[0],
+                                      temperature=self.temperature,
+                                      options=self.method_options).procedure
+        if procedure != "single":
+            raise ConfigError(f"method {self.method!r} trains several models per run "
+                              f"({procedure}), which a fused sweep cannot; run it with "
+                              "'rsdistill distill' or 'rsdistill compare'")
 
     def member_config(self, alpha: float, beta: str) -> DistillConfig:
         """The ``distill`` section of one member's run, as a single run would record it."""
@@ -206,7 +215,7 @@ def result_row(alpha: float, beta: str, seed: int, run: str, m: dict) -> dict:
     }
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
@@ -218,7 +227,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
     for (beta, alpha), rs in groups.items():
         row = {"alpha": alpha, "beta": beta, "seeds": len(rs)}
         for key in (*RESULT_KEYS, "latency_ms_p50", "test_seconds", "effective_rank"):
-            mean, std = _mean_std([float(r[key]) for r in rs])
+            mean, std = mean_std([float(r[key]) for r in rs])
             row[f"{key}_mean"], row[f"{key}_std"] = mean, std
         out.append(row)
     return out

@@ -24,14 +24,16 @@ from tqdm import tqdm
 from rsdistill.data.module import PreparedData
 from rsdistill.engine.checkpoint import MODEL_FILE, STATE_FILE, load_state, save_model, save_state
 from rsdistill.engine.distiller import Distiller, weight_stats
+from rsdistill.engine.peers import peer_metrics, peer_models, save_peers, training_cost
 from rsdistill.engine.environment import versions
 from rsdistill.engine.optim import OPTIMIZERS, SCHEDULES, build_optimizer, build_scheduler
 from rsdistill.engine.precision import PRECISIONS, Precision, resolve_precision, torch_threads
 from rsdistill.errors import ConfigError, TrainingError
 from rsdistill.evaluation import classification_metrics, inference_report, predict, timed_predict
+from rsdistill.evaluation.backends import Backend, as_backend
 from rsdistill.io import atomic_write_text, read_json, write_json
 from rsdistill.losses import check_label_smoothing
-from rsdistill.models import count_flops, count_parameters, first_weight_layer
+from rsdistill.models import first_weight_layer
 
 log = logging.getLogger(__name__)
 
@@ -377,6 +379,7 @@ class Trainer:
                         m.best_val, m.best_epoch = val_acc, self.epoch
                         save_model(m.run.file(MODEL_FILE), m.distiller.student,
                                    {**m.model_meta, "epoch": self.epoch, "val_accuracy": val_acc})
+                        save_peers(m.distiller, m.run.path, m.model_meta, self.epoch)
                     m.history.append(row)
                     m.run.write_history(m.history)
                     board.log(row, self.epoch)
@@ -416,6 +419,10 @@ class Trainer:
             "seconds_per_epoch": round(self.train_seconds / len(self.members) / max(1, self.epoch), 3),
             "train_precision": self.precision.describe(),
         }
+        metrics["run"].update(training_cost(m.distiller))
+        if peer_models(m.distiller):
+            metrics["peers"] = peer_metrics(m.distiller, m.run.path, metrics, self.data,
+                                            self.precision)
         metrics["checkpoint_bytes"] = m.run.file(MODEL_FILE).stat().st_size
         # Of the evaluated (best-val) weights, not of the last epoch's.
         layer_name, layer = first_weight_layer(student)
@@ -425,23 +432,27 @@ class Trainer:
         return metrics
 
 
-def evaluate_model(model: torch.nn.Module, meta: dict, data: PreparedData, split: str,
+def evaluate_model(model: torch.nn.Module | Backend, meta: dict, data: PreparedData, split: str,
                    precision: Precision, timing_precision: Precision,
                    latency_runs: int = 100, inference_threads: int = 0) -> dict:
-    """All metrics of ``model`` on ``split``: quality, size, cost and inference time."""
-    model = precision.prepare_model(model)
+    """All metrics of ``model`` on ``split``: quality, size, cost and inference time.
+
+    ``model`` is a module or any predictor backend (e.g. an exported ONNX model), so a
+    deployed model is measured by exactly the code that measures its checkpoint.
+    """
+    backend = as_backend(model)
     images = data.dataset.images[data.split[split]]
     labels = data.dataset.labels[data.split[split]]
-    logits = predict(model, images, data.normalizer, precision)
+    logits = predict(backend.prepare(precision), images, data.normalizer, precision)
     metrics = classification_metrics(labels, logits.argmax(1), data.classes)
     metrics["split"] = split
     size = meta["image_size"]
-    metrics["params"] = count_parameters(model)
-    metrics["flops"] = count_flops(model.float().to(memory_format=torch.contiguous_format), size)
-    timed = timing_precision.prepare_model(model)
+    metrics.update(backend.cost(size))
+    timed = backend.prepare(timing_precision)
     with torch_threads(inference_threads):
         _, seconds = timed_predict(timed, images, data.normalizer, timing_precision)
         inference = inference_report(timed, (3, size, size), timing_precision, n_runs=latency_runs)
+    inference.update(backend.describe())
     inference["test_seconds"] = seconds
     inference["test_images"] = int(images.shape[0])
     metrics["inference"] = inference

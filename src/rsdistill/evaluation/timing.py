@@ -1,6 +1,7 @@
 """Inference timing and batched prediction.
 
-The caller prepares the model with ``precision.prepare_model`` once; every
+The caller prepares the model with ``precision.prepare_model`` once (or passes
+any callable ``x -> logits`` from a predictor backend, see ``backends.py``); every
 function here runs it in eval mode under ``torch.inference_mode()`` and
 ``precision.autocast()`` and puts each module's train/eval flag back afterwards,
 so timing a model in the middle of training does not silently switch off
@@ -26,6 +27,10 @@ from rsdistill.errors import ConfigError
 
 @contextlib.contextmanager
 def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    if not isinstance(model, torch.nn.Module):
+        # A predictor backend (e.g. an onnxruntime session) has no train mode.
+        yield
+        return
     # Record every module, not just the root: a model may deliberately keep
     # some submodules (e.g. a frozen teacher backbone) in a different mode.
     modes = [(m, m.training) for m in model.modules()]

@@ -1,6 +1,7 @@
 """Distillation losses, dispatched by name through :data:`DISTILL_LOSSES`.
 
-Importing this package registers every method ("kd", "dkd", "fitnet", "at", "none");
+Importing this package registers every method ("kd", "dkd", "fitnet", "at", "dml",
+"self", "none");
 add a method by writing one module that registers its class and importing it here.
 """
 
@@ -11,6 +12,7 @@ import inspect
 from rsdistill.errors import ConfigError
 from rsdistill.losses.attention import AttentionTransferLoss, at_pair_loss, attention_map
 from rsdistill.losses.base import (
+    DEFAULT_TEMPERATURE,
     DISTILL_LOSSES,
     DistillationLoss,
     check_alpha,
@@ -22,12 +24,20 @@ from rsdistill.losses.base import (
 from rsdistill.losses.dkd import DKDLoss, dkd_parts, warmup_factor
 from rsdistill.losses.fitnet import FitNetLoss
 from rsdistill.losses.kd import KDLoss, kd_soft_loss
+from rsdistill.losses.mutual import MutualLoss, parse_peers
 from rsdistill.losses.nuclear import (
     NuclearNormPenalty,
     effective_rank,
     nuclear_norm,
     resolve_beta,
     singular_values,
+)
+from rsdistill.losses.self_distill import (
+    SELF_VARIANTS,
+    BornAgainPlan,
+    TeacherFreeLoss,
+    teacher_free_soft_loss,
+    virtual_teacher,
 )
 from rsdistill.losses.supervised import CrossEntropyLoss, hard_loss
 
@@ -68,6 +78,11 @@ def method_option_names(name: str) -> list[str]:
     return [p for p, v in params.items() if v.kind is not v.VAR_KEYWORD and p not in _OWN_FLAGS]
 
 
+def default_temperature(name: str) -> float:
+    """The ``T`` of method ``name`` when a run gives none (1 for dml, as in its paper)."""
+    return float(getattr(DISTILL_LOSSES.get(name), "default_temperature", DEFAULT_TEMPERATURE))
+
+
 def build_method_loss(name: str, *, alpha: float, temperature: float,
                       label_smoothing: float = 0.0,
                       options: dict[str, object] | None = None) -> DistillationLoss:
@@ -97,7 +112,16 @@ def build_method_loss(name: str, *, alpha: float, temperature: float,
 
 
 __all__ = [
+    "DEFAULT_TEMPERATURE",
     "DISTILL_LOSSES",
+    "SELF_VARIANTS",
+    "BornAgainPlan",
+    "MutualLoss",
+    "TeacherFreeLoss",
+    "default_temperature",
+    "parse_peers",
+    "teacher_free_soft_loss",
+    "virtual_teacher",
     "SHARED_SETTINGS",
     "AttentionTransferLoss",
     "CrossEntropyLoss",

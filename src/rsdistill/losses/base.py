@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 import torch.nn as nn
@@ -18,7 +18,12 @@ import torch.nn as nn
 from rsdistill.errors import ConfigError
 from rsdistill.registry import Registry
 
-DISTILL_LOSSES: Registry[type["DistillationLoss"]] = Registry("distillation method")
+# An entry is a DistillationLoss subclass or a factory returning one (``self`` picks its
+# variant's class); either way its signature lists the options the method takes.
+DISTILL_LOSSES: Registry[Callable[..., "DistillationLoss"]] = Registry("distillation method")
+
+# The temperature of a method that does not declare its own ``default_temperature``.
+DEFAULT_TEMPERATURE = 4.0
 
 
 class DistillationLoss(nn.Module):
@@ -35,10 +40,17 @@ class DistillationLoss(nn.Module):
     :meth:`forward` as lists, ``student_features[i]`` paired with ``teacher_features[i]``.
     Weighting is the same for every method: ``alpha * L_method + (1 - alpha) * L_hard``,
     returned as named, already weighted terms.
+
+    ``procedure`` names the entry of the engine's ``PROCEDURES`` registry that trains a
+    run of this method: ``"single"`` (one student, this loss per step) for most; online
+    and multi-generation methods name their own, so the engine never branches on
+    method names. ``default_temperature`` is the ``T`` a run gets when none is given.
     """
 
     needs_teacher: bool = True
     uses_features: bool = False
+    procedure: str = "single"
+    default_temperature: float = DEFAULT_TEMPERATURE
 
     def default_layers(self, stages: tuple[str, ...]) -> tuple[str, ...]:
         """Which of a model's declared ``stages`` to tap when the user names none.

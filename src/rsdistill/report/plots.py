@@ -99,3 +99,24 @@ def accuracy_vs_latency(points: list[tuple[str, float, float]], path: Path) -> P
     ax.set_title("accuracy vs latency")
     ax.grid(alpha=0.3, which="both")
     return _save(fig, path)
+
+
+def method_accuracy(methods: list[dict], path: Path, teacher: dict | None = None) -> Path:
+    """Mean test accuracy per method with ±1 std error bars (a method comparison)."""
+    n = len(methods)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * n + 2), 4.2))
+    means = [100 * m["accuracy_mean"] for m in methods]
+    stds = [100 * m["accuracy_std"] for m in methods]
+    # The scratch baseline in grey, so the distilled students stand out against it.
+    colours = ["tab:gray" if m["method"] == "scratch" else "tab:blue" for m in methods]
+    ax.bar(range(n), means, yerr=stds, capsize=4, color=colours)
+    ax.set_xticks(range(n), [m["method"] for m in methods])
+    if teacher is not None:
+        ax.axhline(100 * teacher["accuracy"], color="black", linestyle="--",
+                   label=f"teacher ({teacher['model']})")
+        ax.legend(fontsize=8)
+    ax.set_ylabel("test accuracy (%)")
+    seeds = max(m["seeds"] for m in methods)
+    ax.set_title(f"accuracy per method (mean ± std over {seeds} seed{'s' if seeds > 1 else ''})")
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)

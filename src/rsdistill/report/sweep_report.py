@@ -41,6 +41,12 @@ def _baseline(aggregate: list[dict]) -> dict | None:
         next((r for r in aggregate if r["alpha"] == 0), None)
 
 
+def difference_std(std_a: float, std_b: float) -> float:
+    """Seed noise of the difference of two means: the std of ``a - b`` for independent
+    runs, the yardstick every "does this lead exceed the noise" verdict uses."""
+    return math.sqrt(std_a ** 2 + std_b ** 2)
+
+
 def lead_verdict(best: dict, base: dict | None) -> str:
     if base is None:
         return "α = 0 is not in the sweep, so the lead over training without distillation is unknown."
@@ -50,7 +56,7 @@ def lead_verdict(best: dict, base: dict | None) -> str:
     if best["seeds"] < 2:
         return (f"Its lead over α = 0 is {100 * diff:+.2f} pt with one seed, so seed noise "
                 "cannot be judged; run more seeds.")
-    noise = math.sqrt(best["accuracy_std"] ** 2 + base["accuracy_std"] ** 2)
+    noise = difference_std(best["accuracy_std"], base["accuracy_std"])
     verdict = "exceeds" if diff > noise else "does not exceed"
     return (f"Its lead over α = 0 is {100 * diff:+.2f} pt, which {verdict} the seed noise "
             f"(std of the difference ≈ {100 * noise:.2f} pt over {best['seeds']} seeds).")

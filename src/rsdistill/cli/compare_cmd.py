@@ -1,0 +1,77 @@
+"""``rsdistill compare``: several methods, same settings and seeds, one table."""
+
+from __future__ import annotations
+
+import argparse
+
+from rsdistill.cli.common import add_data_args, parse_method_options
+from rsdistill.cli.train_cmd import add_train_args, distill_data_config, train_config
+from rsdistill.engine.compare import DEFAULT_METHODS, CompareConfig, run_compare
+from rsdistill.errors import ConfigError
+from rsdistill.losses import DISTILL_LOSSES
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "compare", help="train several distillation methods under the same settings and "
+                        "compare them in one table",
+        description="Each method (plus a scratch baseline) trains the same student on the same "
+                    "data, schedule and seeds into OUT/<method>/seed<k>/; then comparison.json, "
+                    ".csv, .md, .html and figures/compare_accuracy.png. Rerunning continues: "
+                    "finished runs are not retrained.")
+    add_data_args(p, dataset_required=False)
+    add_train_args(p, "--student", "student model name, e.g. resnet8")
+    g = p.add_argument_group("comparison")
+    d = CompareConfig()
+    g.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                   help=f"comma-separated, from: {', '.join(DISTILL_LOSSES.names())} "
+                        f"(default {','.join(DEFAULT_METHODS)}; scratch is always added)")
+    g.add_argument("--seeds", type=int, default=d.seeds, help=f"seeds 0..N-1 (default {d.seeds})")
+    g.add_argument("--teacher", default="", help="teacher run directory or model.pt (needed by "
+                   "kd, fitnet, at, dkd; data options default to its run's)")
+    g.add_argument("--alpha", type=float, default=d.alpha,
+                   help=f"weight of every method's loss, 0..1 (default {d.alpha})")
+    g.add_argument("--temperature", "-T", type=float, default=None,
+                   help="softmax temperature of every method (default: each method's own, "
+                        "1 for dml, else 4)")
+    g.add_argument("--method-option", dest="method_options", action="append",
+                   metavar="METHOD:KEY=VALUE",
+                   help="an option of one method, repeatable, e.g. self:variant=teacher_free, "
+                        "dml:peers=resnet8,resnet14, fitnet:hint_weight=50")
+    p.set_defaults(func=cmd_compare)
+
+
+def parse_methods(text: str) -> list[str]:
+    methods = [m.strip() for m in str(text).split(",") if m.strip()]
+    if not methods:
+        raise ConfigError(f"--methods names no method, got {text!r}; e.g. --methods kd,at,dml")
+    return list(dict.fromkeys(methods))
+
+
+def parse_compare_options(items: list[str] | None) -> dict[str, dict]:
+    """``METHOD:KEY=VALUE`` arguments as ``{method: {key: value}}``."""
+    grouped: dict[str, list[str]] = {}
+    for item in items or []:
+        method, sep, option = item.partition(":")
+        if not sep or not method.strip():
+            raise ConfigError(f"--method-option of compare takes METHOD:KEY=VALUE (e.g. "
+                              f"self:variant=teacher_free), got {item!r}")
+        grouped.setdefault(method.strip(), []).append(option)
+    return {method: parse_method_options(opts) for method, opts in grouped.items()}
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    cfg = CompareConfig(teacher=args.teacher, methods=parse_methods(args.methods),
+                        seeds=args.seeds, alpha=args.alpha, temperature=args.temperature,
+                        method_options=parse_compare_options(args.method_options))
+    # Checked before the data options are read, so a typo in --methods fails first.
+    cfg.validate()
+    summary = run_compare(args.out, distill_data_config(args), train_config(args), cfg,
+                          progress=args.progress)
+    print(f"{'method':>10} {'accuracy':>16} {'f1_macro':>16} {'s/epoch':>8}")
+    for r in summary["methods"]:
+        print(f"{r['method']:>10} {100 * r['accuracy_mean']:>8.2f} ± {100 * r['accuracy_std']:<5.2f} "
+              f"{100 * r['f1_macro_mean']:>8.2f} ± {100 * r['f1_macro_std']:<5.2f} "
+              f"{r['seconds_per_epoch_mean']:>8.3f}")
+    print(f"wrote {args.out}/comparison.md")
+    return 0

@@ -1,0 +1,64 @@
+"""Data and measurement settings for a model file, shared by evaluate, export and compress.
+
+A model beside a ``config.yaml`` (a run directory) takes its data section and its
+precision/timing settings from there, each overridable on the command line; a bare
+model file needs the data options.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from rsdistill.cli.common import add_data_args, data_config
+from rsdistill.data.module import DataConfig
+from rsdistill.engine.precision import PRECISIONS
+from rsdistill.engine.runs import load_run_config
+from rsdistill.errors import ConfigError
+
+
+@dataclass
+class ModelSettings:
+    data: DataConfig | None  # None: no config.yaml and no --dataset
+    precision: str
+    inference_precision: str
+    device: str
+    latency_runs: int
+    inference_threads: int
+    from_run: bool
+
+
+def add_measurement_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="precision for the metrics (default: the run's training precision)")
+    p.add_argument("--inference-precision", choices=PRECISIONS)
+    p.add_argument("--device")
+    p.add_argument("--latency-runs", type=int)
+    p.add_argument("--inference-threads", type=int,
+                   help="CPU threads for the latency figures (0 = all cores)")
+    add_data_args(p, dataset_required=False)
+
+
+def model_settings(args: argparse.Namespace, model_file: Path) -> ModelSettings:
+    run_dir = model_file.parent
+    given = {k: getattr(args, k, None) for k in ("precision", "inference_precision", "device",
+                                                "latency_runs", "inference_threads")}
+    if (run_dir / "config.yaml").is_file():
+        base_data, train, _ = load_run_config(run_dir)
+        defaults = {"precision": train.precision, "inference_precision": train.inference_precision,
+                    "device": train.device, "latency_runs": train.latency_runs,
+                    "inference_threads": train.inference_threads}
+        data, from_run = data_config(args, base_data), True
+    else:
+        defaults = {"precision": "auto", "inference_precision": "fp32", "device": "auto",
+                    "latency_runs": 100, "inference_threads": 0}
+        data, from_run = (data_config(args) if getattr(args, "dataset", None) else None), False
+    values = {k: defaults[k] if v is None else v for k, v in given.items()}
+    return ModelSettings(data=data, from_run=from_run, **values)
+
+
+def require_data(settings: ModelSettings, model_file: Path) -> DataConfig:
+    if settings.data is None:
+        raise ConfigError(f"{model_file} has no config.yaml beside it; pass --dataset and data options")
+    return settings.data

@@ -1,0 +1,89 @@
+"""The preprocessing contract of an exported model, as plain string key/value pairs.
+
+A deployed model is useless without knowing how to feed it: the file carries the
+input size, the pixel scaling, the per-channel mean/std (or none), the class names
+in output order, and where the model came from. Values are strings (what ONNX
+``metadata_props`` hold); lists and ``null`` are JSON so any runtime can parse them.
+``rsdistill evaluate model.onnx`` rebuilds its preprocessing from these alone.
+"""
+
+from __future__ import annotations
+
+import json
+
+from rsdistill import __version__
+from rsdistill.data.loader import Normalizer
+from rsdistill.errors import CheckpointError
+
+CONTRACT_VERSION = "1"
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+SCALE = "1/255"
+
+# Keys every exported file must carry; ``read_contract`` refuses a file without them.
+REQUIRED = ("rsdistill_contract", "input_size", "scale", "mean", "std", "classes", "model")
+
+
+def write_contract(meta: dict, params: int, flops: int) -> dict[str, str]:
+    """String metadata for a model whose checkpoint meta is ``meta``."""
+    norm = meta.get("normalization") or {}
+    size = int(meta["image_size"])
+    props = {
+        "rsdistill_contract": CONTRACT_VERSION,
+        "producer": f"rsdistill {__version__}",
+        "input_name": INPUT_NAME,
+        "output_name": OUTPUT_NAME,
+        # What a caller does to a decoded RGB image before the model sees it.
+        "input_layout": "NCHW float32 RGB",
+        "input_size": str(size),
+        "input_shape": json.dumps(["batch", 3, size, size]),
+        "scale": SCALE,
+        "mean": json.dumps(norm.get("mean")),
+        "std": json.dumps(norm.get("std")),
+        "classes": json.dumps(list(meta["classes"])),
+        "num_classes": str(int(meta["num_classes"])),
+        "model": str(meta["model"]),
+        "dataset": str(meta.get("dataset", "")),
+        # Of the source model (the exporter folds BN into convs, so counting the
+        # ONNX initializers would not give the model's parameter count).
+        "params": str(int(params)),
+        "flops": str(int(flops)),
+    }
+    if meta.get("low_rank"):
+        props["low_rank"] = json.dumps(meta["low_rank"])
+    return props
+
+
+def read_contract(props: dict[str, str], source: str) -> dict:
+    """A checkpoint-like ``meta`` dict (model, classes, image_size, normalization, …)."""
+    missing = [k for k in REQUIRED if k not in props]
+    if missing:
+        raise CheckpointError(f"{source} has no rsdistill preprocessing metadata "
+                              f"(missing {', '.join(missing)}); export it with 'rsdistill export'")
+    if props["scale"] != SCALE:
+        raise CheckpointError(f"{source}: unsupported input scale {props['scale']!r} (expected {SCALE})")
+    try:
+        classes = json.loads(props["classes"])
+        meta = {
+            "model": props["model"],
+            "num_classes": len(classes),
+            "classes": classes,
+            "image_size": int(props["input_size"]),
+            "dataset": props.get("dataset", ""),
+            "normalization": {"scale": SCALE, "mean": json.loads(props["mean"]),
+                              "std": json.loads(props["std"])},
+            "params": int(props.get("params", 0)),
+            "flops": int(props.get("flops", 0)),
+        }
+        if "low_rank" in props:
+            meta["low_rank"] = json.loads(props["low_rank"])
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{source}: malformed rsdistill metadata: {exc}") from None
+    return meta
+
+
+def normalizer_from_meta(meta: dict) -> Normalizer:
+    """The preprocessing a model expects, from its checkpoint or export metadata."""
+    norm = meta.get("normalization") or {}
+    mean, std = norm.get("mean"), norm.get("std")
+    return Normalizer(tuple(mean) if mean else None, tuple(std) if std else None)

@@ -1,0 +1,102 @@
+"""Deep mutual learning (Zhang et al., CVPR 2018): peers trained together, no teacher.
+
+Every peer ``i`` learns from the labels and from the other peers' predictions:
+``L_i = (1 - alpha) * CE(z_i, y) + alpha * T^2 * mean_{j != i} KL(p_j || p_i)``
+with ``p = softmax(z / T)``. The paper weights CE and KL 1 : 1 at ``T = 1``; with this
+package's convention ``alpha = 0.5`` gives the paper's 1 : 1 ratio (as for every method
+here, both terms then carry a factor 0.5), and ``T = 1`` is this method's default.
+
+The other peers' distributions are detached: peer ``i``'s term moves only peer ``i``,
+so summing every peer's terms and taking one optimiser step updates each peer by its
+own loss, with all forwards computed once per batch. The paper steps the peers one
+after another, recomputing predictions in between; the simultaneous update used here
+(as most public implementations do) differs from it only by that staleness.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from rsdistill.errors import ConfigError
+from rsdistill.losses.base import (
+    DISTILL_LOSSES,
+    DistillationLoss,
+    check_alpha,
+    check_label_smoothing,
+    check_temperature,
+)
+from rsdistill.losses.kd import kd_soft_loss
+from rsdistill.losses.supervised import blend_with_hard
+
+
+def parse_peers(peers: object) -> list[str]:
+    """``"resnet8,resnet14"`` (or a list of names) as a list; ``""`` means the default."""
+    if isinstance(peers, str):
+        names = [n.strip() for n in peers.split(",") if n.strip()]
+    elif isinstance(peers, (list, tuple)) and all(isinstance(n, str) for n in peers):
+        names = [n.strip() for n in peers if n.strip()]
+    else:
+        raise ConfigError(f"peers must be comma-separated model names, e.g. resnet8,resnet14; "
+                          f"got {peers!r}")
+    if len(names) == 1:
+        raise ConfigError(f"mutual learning needs two or more peers, got only {names[0]!r}; "
+                          "e.g. --peers resnet8,resnet8")
+    return names
+
+
+@DISTILL_LOSSES.register("dml")
+class MutualLoss(DistillationLoss):
+    """Named terms ``hard_<i>`` and ``mutual_<i>`` for every peer ``i``.
+
+    Called by the engine's ``MutualDistiller`` with every peer's logits (the ``"mutual"``
+    procedure), not with a student/teacher pair.
+    """
+
+    needs_teacher = False
+    procedure = "mutual"
+    # The paper's setting: plain softmax outputs, no softening.
+    default_temperature = 1.0
+
+    def __init__(self, alpha: float, temperature: float, label_smoothing: float = 0.0,
+                 peers: str = "") -> None:
+        super().__init__()
+        self.alpha = check_alpha(alpha)
+        self.temperature = check_temperature(temperature)
+        self.label_smoothing = check_label_smoothing(label_smoothing)
+        self.peer_names = parse_peers(peers)
+
+    def peer_models(self, student: str) -> list[str]:
+        """The architecture of every peer; peer 0 is the student the run is named by."""
+        names = self.peer_names or [student, student]
+        if names[0] != student:
+            raise ConfigError(f"peer 0 is the student, so --peers must start with {student!r} "
+                              f"(the --student), got {','.join(names)}")
+        return names
+
+    def forward(self, peer_logits: Sequence[torch.Tensor], labels: torch.Tensor | None,
+                **extra: object) -> dict[str, torch.Tensor]:
+        if len(peer_logits) < 2:
+            raise ValueError(f"MutualLoss needs the logits of two or more peers, "
+                             f"got {len(peer_logits)}")
+        terms: dict[str, torch.Tensor] = {}
+        for i, logits in enumerate(peer_logits):
+            others = [z for j, z in enumerate(peer_logits) if j != i]
+
+            def mutual(logits: torch.Tensor = logits, others: list = others) -> torch.Tensor:
+                # kd_soft_loss detaches its target: peer j's prediction teaches peer i here
+                # and is itself taught only by its own term.
+                kls = [kd_soft_loss(logits, z, self.temperature) for z in others]
+                return torch.stack(kls).mean()
+
+            parts = blend_with_hard(f"mutual_{i}", self.alpha, mutual, logits, labels,
+                                    self.label_smoothing)
+            terms[f"hard_{i}"] = parts.pop("hard")
+            terms.update(parts)
+        return terms
+
+    def extra_repr(self) -> str:
+        return (f"alpha={self.alpha}, temperature={self.temperature}, "
+                f"peers={','.join(self.peer_names) or 'two copies of the student'}, "
+                f"label_smoothing={self.label_smoothing}")

@@ -1,0 +1,164 @@
+"""Self-distillation without a separately trained teacher: the method ``self``.
+
+Two variants, chosen with ``--method-option variant=...`` from :data:`SELF_VARIANTS`:
+
+* ``born_again`` (Furlanello et al., ICML 2018): ``generations`` models of the student's
+  architecture are trained one after another; generation 0 from the labels alone,
+  generation ``k + 1`` by KD (this package's ``alpha`` and ``T``) from generation ``k``'s
+  best checkpoint. The engine's ``"generations"`` procedure runs them as ordinary runs,
+  so this variant's loss object only carries the plan and is never called per step.
+* ``teacher_free`` (Yuan et al., CVPR 2020, "Tf-KD_reg"): a virtual teacher that puts
+  probability ``a`` on the true class and spreads ``1 - a`` uniformly over the others;
+  ``(1 - alpha) * CE + alpha * T^2 * KL(p_virtual || softmax(s / T))``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+
+import torch
+import torch.nn.functional as F
+
+from rsdistill.errors import ConfigError
+from rsdistill.losses.base import (
+    DEFAULT_TEMPERATURE,
+    DISTILL_LOSSES,
+    DistillationLoss,
+    check_alpha,
+    check_label_smoothing,
+    check_temperature,
+)
+from rsdistill.losses.supervised import blend_with_hard
+from rsdistill.registry import Registry
+
+SELF_VARIANTS: Registry[type[DistillationLoss]] = Registry("self-distillation variant")
+
+# Born-again's smallest useful run: one teacher generation and one student generation,
+# the paper's first step (its tables go further, to BAN-2..5).
+DEFAULT_GENERATIONS = 2
+# Yuan et al.'s a for Tf-KD_reg as stated in the paper (their released code hard-codes
+# 0.99 in places); at 0.9 the virtual teacher is 90 % sure, like a well-trained one.
+DEFAULT_TRUE_PROB = 0.9
+DEFAULT_VARIANT = "born_again"
+
+
+@SELF_VARIANTS.register("born_again")
+class BornAgainPlan(DistillationLoss):
+    """The settings of a born-again run; the ``"generations"`` procedure trains it."""
+
+    needs_teacher = False
+    procedure = "generations"
+
+    def __init__(self, alpha: float, temperature: float, label_smoothing: float = 0.0,
+                 generations: int = DEFAULT_GENERATIONS) -> None:
+        super().__init__()
+        self.alpha = check_alpha(alpha)
+        self.temperature = check_temperature(temperature)
+        self.label_smoothing = check_label_smoothing(label_smoothing)
+        # Generation 0 alone would be training from scratch: at least one must distil.
+        if isinstance(generations, bool) or not isinstance(generations, numbers.Integral) \
+                or generations < 2:
+            raise ConfigError(f"generations must be a whole number >= 2 (generation 0 is the "
+                              f"first teacher), got {generations!r}")
+        self.generations = int(generations)
+
+    def forward(self, *args: object, **kwargs: object) -> dict[str, torch.Tensor]:
+        raise RuntimeError("born-again trains each generation as its own run (kd from the "
+                           "previous one); it has no per-step loss of its own")
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, temperature={self.temperature}, generations={self.generations}"
+
+
+def check_true_prob(a: object) -> float:
+    """``a`` as a float if ``0 < a <= 1``, else :class:`ConfigError`."""
+    if isinstance(a, bool) or not isinstance(a, numbers.Real) or not 0.0 < float(a) <= 1.0:
+        raise ConfigError(f"a (the virtual teacher's probability of the true class) must be "
+                          f"in (0, 1], got {a!r}")
+    return float(a)
+
+
+def virtual_teacher(labels: torch.Tensor, num_classes: int, a: float) -> torch.Tensor:
+    """Rows of ``a`` on the label and ``(1 - a) / (K - 1)`` elsewhere (float32, sum 1)."""
+    if num_classes < 2:
+        raise ValueError(f"a virtual teacher needs two or more classes, got {num_classes}")
+    rest = (1.0 - a) / (num_classes - 1)
+    dist = torch.full((labels.numel(), num_classes), rest, dtype=torch.float32,
+                      device=labels.device)
+    return dist.scatter_(1, labels.view(-1, 1), a)
+
+
+def teacher_free_soft_loss(student_logits: torch.Tensor, labels: torch.Tensor, a: float,
+                           temperature: float) -> torch.Tensor:
+    """``T^2 * KL(p_virtual || softmax(s / T))``, averaged over the batch.
+
+    Written with ``xlogy`` rather than ``F.kl_div``: at ``a = 1`` the virtual teacher has
+    exact zeros, whose ``0 * log 0`` must count as 0, not nan. ``T^2`` keeps the gradient's
+    size comparable across temperatures, as in :func:`~rsdistill.losses.kd.kd_soft_loss`.
+    """
+    t = float(temperature)
+    target = virtual_teacher(labels, student_logits.shape[-1], a)
+    log_p = F.log_softmax(student_logits.float() / t, dim=-1)
+    kl = (torch.xlogy(target, target) - target * log_p).sum(dim=-1).mean()
+    return kl * (t * t)
+
+
+@SELF_VARIANTS.register("teacher_free")
+class TeacherFreeLoss(DistillationLoss):
+    """``{"virtual": alpha * L_virtual, "hard": (1 - alpha) * CE}``; no teacher at all.
+
+    The paper's code feeds ``softmax(p_virtual / T)`` to an unsoftened student; here the
+    virtual distribution itself is the target and the student is softened, the same form
+    as KD, so ``alpha`` and ``T`` mean what they mean for every other method. The student
+    then matches the target exactly at a logit margin of ``T * ln(a (K - 1) / (1 - a))``,
+    so a large ``T`` (the paper's 20) asks for large logits; the run's ``--temperature``
+    (default 4, as for KD) is used.
+    """
+
+    needs_teacher = False
+
+    def __init__(self, alpha: float, temperature: float, label_smoothing: float = 0.0,
+                 a: float = DEFAULT_TRUE_PROB) -> None:
+        super().__init__()
+        self.alpha = check_alpha(alpha)
+        self.temperature = check_temperature(temperature)
+        self.label_smoothing = check_label_smoothing(label_smoothing)
+        self.a = check_true_prob(a)
+
+    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
+                labels: torch.Tensor | None, **extra: object) -> dict[str, torch.Tensor]:
+        def virtual() -> torch.Tensor:
+            if labels is None:
+                raise ValueError("the teacher-free loss builds its virtual teacher from labels")
+            return teacher_free_soft_loss(student_logits, labels, self.a, self.temperature)
+
+        return blend_with_hard("virtual", self.alpha, virtual, student_logits, labels,
+                               self.label_smoothing)
+
+    def extra_repr(self) -> str:
+        return (f"alpha={self.alpha}, temperature={self.temperature}, a={self.a}, "
+                f"label_smoothing={self.label_smoothing}")
+
+
+@DISTILL_LOSSES.register("self")
+def self_distillation(alpha: float, temperature: float, label_smoothing: float = 0.0,
+                      variant: str = DEFAULT_VARIANT, generations: int | None = None,
+                      a: float | None = None) -> DistillationLoss:
+    """The ``variant``'s loss. Its own options default to ``None`` here so that one meant
+    for the other variant (``a`` with ``born_again``) is an error, not silently unused."""
+    cls = SELF_VARIANTS.get(variant)
+    own = {k: v for k, v in (("generations", generations), ("a", a)) if v is not None}
+    params = inspect.signature(cls).parameters
+    misplaced = sorted(set(own) - set(params))
+    if misplaced:
+        owners = [name for name in SELF_VARIANTS.names()
+                  if set(misplaced) <= set(inspect.signature(SELF_VARIANTS.get(name)).parameters)]
+        hint = f"; they are options of variant={owners[0]}" if owners else ""
+        raise ConfigError(f"option(s) {', '.join(misplaced)} do not apply to self "
+                          f"variant={variant}{hint}")
+    return cls(alpha=alpha, temperature=temperature, label_smoothing=label_smoothing, **own)
+
+
+# Read by the engine when a run gives no --temperature; both variants use KD's default.
+self_distillation.default_temperature = DEFAULT_TEMPERATURE

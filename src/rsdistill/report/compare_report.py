@@ -1,0 +1,85 @@
+"""``comparison.md`` and ``comparison.html`` of a method comparison, from comparison.json.
+
+Made of the sweep report's :class:`~rsdistill.report.sweep_report.Block` s and rendered by
+its ``to_markdown``/``to_html``, so both reports look alike and the Markdown and HTML of
+one never disagree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rsdistill.errors import RsdistillError
+from rsdistill.io import atomic_write_text, read_json
+from rsdistill.report import plots
+from rsdistill.report.sweep_report import Block, pm, to_html, to_markdown
+
+HEADER = ["method", "accuracy %", "macro F1 %", "training s/epoch", "extra trainable params",
+          "Δ accuracy vs kd (pt)", "Δ accuracy vs scratch (pt)", "lead over kd > 1 std"]
+FIGURE = "compare_accuracy.png"
+
+
+def signed_points(delta: float | None) -> str:
+    return "–" if delta is None else f"{100 * delta:+.2f}"
+
+
+def yes_no(flag: bool | None) -> str:
+    return "–" if flag is None else ("yes" if flag else "no")
+
+
+def table_row(r: dict) -> list[str]:
+    """One method's cells, every number formatted from comparison.json's values."""
+    return [r["method"], pm(r["accuracy_mean"], r["accuracy_std"]),
+            pm(r["f1_macro_mean"], r["f1_macro_std"]), f"{r['seconds_per_epoch_mean']:.3f}",
+            f"{r['extra_trainable_params']:,}", signed_points(r["delta_accuracy_vs_kd"]),
+            signed_points(r["delta_accuracy_vs_scratch"]), yes_no(r["lead_over_kd_exceeds_std"])]
+
+
+def build_compare_report(out_dir: Path) -> list[Block]:
+    out_dir = Path(out_dir)
+    results_file = out_dir / "comparison.json"
+    if not results_file.is_file():
+        raise RsdistillError(f"{out_dir} has no comparison.json; run 'rsdistill compare' into it")
+    res = read_json(results_file)
+    data, cfg, methods = res["data"], res["config"], res["methods"]
+    train, compare = cfg["train"], cfg["compare"]
+    teacher, student = res["teacher"], res["student"]
+    sp = data["splits"]
+    temperature = (f"T = {compare['temperature']:g}" if compare["temperature"] is not None
+                   else "each method's default T (1 for dml, 4 otherwise)")
+    blocks = [Block("h1", f"Method comparison: {data['dataset']}"), Block("p", (
+        f"Dataset **{data['dataset']}**: {data['total']} images, {len(data['classes'])} classes, "
+        f"{data['image_size']}×{data['image_size']} px; split train {sp['train']} / val "
+        f"{sp['val']} / test {sp['test']}. Every method trains the student "
+        f"**{student['model']}** ({student['params']:,} parameters) for {train['epochs']} "
+        f"epochs with {train['optimizer']} lr {train['lr']}, {train['schedule']} schedule, "
+        f"batch {train['batch_size']}, the same augmentation and seeds 0..{compare['seeds'] - 1}; "
+        f"α = {compare['alpha']:g}, {temperature}."))]
+    options = "; ".join(f"{m}: " + ", ".join(f"{k}={v}" for k, v in opts.items())
+                        for m, opts in compare["method_options"].items() if opts)
+    if options:
+        blocks.append(Block("p", f"Method options: {options}."))
+    if teacher:
+        blocks.append(Block("p", f"Teacher: {teacher['model']} ({teacher['params']:,} parameters), "
+                                 f"test accuracy {100 * teacher['accuracy']:.2f} %."))
+    blocks.append(Block("h2", "Results"))
+    blocks.append(Block("table", header=list(HEADER), rows=[table_row(r) for r in methods]))
+    blocks.append(Block("p", (
+        "Accuracy and macro F1 on the test split, mean ± std over seeds, in %. Δ columns: "
+        "difference of mean accuracy in percentage points. “lead over kd > 1 std”: whether a "
+        "method's mean accuracy exceeds kd's by more than the std of the difference, "
+        "√(s² + s_kd²) (– for kd itself, without a kd row, or with one seed). Extra trainable "
+        "params: parameters trained beyond the student (FitNet's regressor, dml's other "
+        "peers); the deployed model has the student's size in every row. dml reports peer 0; "
+        "self born-again its last generation, with the time of all generations.")))
+    plots.method_accuracy(methods, out_dir / "figures" / FIGURE, teacher)
+    blocks.append(Block("h2", "Figures"))
+    blocks.append(Block("img", f"figures/{FIGURE}", header=["test accuracy per method"]))
+    return blocks
+
+
+def write_compare_report(out_dir: Path) -> Path:
+    blocks = build_compare_report(out_dir)
+    atomic_write_text(Path(out_dir) / "comparison.md", to_markdown(blocks))
+    atomic_write_text(Path(out_dir) / "comparison.html", to_html(blocks))
+    return Path(out_dir) / "comparison.md"
