@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from rsdistill import __version__
@@ -34,8 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    from rsdistill.engine import distributed
+
+    # Under torchrun (several processes) only rank 0 logs and prints; errors still show.
+    quiet = distributed.launched_world_size() > 1 and distributed.launched_rank() != 0
+    level = logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=logging.WARNING if quiet else level,
                         format="rsdistill: %(message)s", stream=sys.stderr)
+    distributed.set_sync_bn(getattr(args, "sync_bn", False))
+    stdout = sys.stdout
+    if quiet:
+        sys.stdout = open(os.devnull, "w")
     try:
         return int(args.func(args) or 0)
     except RsdistillError as exc:
@@ -44,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rsdistill: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if quiet:
+            sys.stdout.close()
+            sys.stdout = stdout
+        distributed.cleanup()
 
 
 if __name__ == "__main__":

@@ -43,6 +43,9 @@ def add_train_args(p: argparse.ArgumentParser, model_flag: str, model_help: str)
     g.add_argument("--out", required=True, help="run directory to write")
     g.add_argument("--resume", action="store_true", help="continue the run in --out")
     g.add_argument("--no-progress", dest="progress", action="store_false")
+    g.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun on GPUs: SyncBatchNorm, batch statistics over the "
+                        "global batch instead of each process's shard")
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:

@@ -47,6 +47,8 @@ class Batch:
     labels: torch.Tensor
     index: torch.Tensor  # dataset indices
     params: AugmentParams | None = None
+    # Images in the whole (global) batch; differs from len(labels) on a shard of it.
+    global_size: int | None = None
 
 
 class TensorBatches:
@@ -59,7 +61,8 @@ class TensorBatches:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
                  batch_size: int, normalizer: Normalizer, *, shuffle: bool = False,
                  augment: BatchAugment | None = None, generator: torch.Generator | None = None,
-                 drop_last: bool = False, device: torch.device | str = "cpu") -> None:
+                 drop_last: bool = False, device: torch.device | str = "cpu",
+                 shard: tuple[int, int] | None = None) -> None:
         self.images = images
         self.labels = labels
         self.indices = indices
@@ -70,6 +73,9 @@ class TensorBatches:
         self.generator = generator or torch.Generator()
         self.drop_last = drop_last
         self.device = torch.device(device)
+        # (rank, world size) under data parallelism: every rank draws the global batch's
+        # order and augmentation from the same generator and keeps its slice of it.
+        self.shard = shard if shard is not None and shard[1] > 1 else None
 
     def __len__(self) -> int:
         n = self.indices.numel()
@@ -81,6 +87,9 @@ class TensorBatches:
         return self.indices
 
     def __iter__(self) -> Iterator[Batch]:
+        if self.shard is not None:
+            yield from self._iter_shard()
+            return
         order = self.order()
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
@@ -90,3 +99,21 @@ class TensorBatches:
                 params = self.augment.sample(idx.numel(), self.generator)
                 x = self.augment.apply(x, params)
             yield Batch(x, self.labels[idx].to(self.device, non_blocking=True), idx, params)
+
+    def _iter_shard(self) -> Iterator[Batch]:
+        from rsdistill.engine.distributed import shard_bounds
+
+        order = self.order()
+        for b in range(len(self)):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            total = idx.numel()
+            # Drawn for the whole global batch, exactly as a single process draws it.
+            params = self.augment.sample(total, self.generator) if self.augment is not None else None
+            start, end = shard_bounds(total, self.shard)
+            idx = idx[start:end]
+            x = self.normalizer(self.images[idx].to(self.device, non_blocking=True))
+            if params is not None:
+                params = AugmentParams(*(t[start:end] for t in (params.hflip, params.vflip,
+                                                                params.rot90, params.shift)))
+                x = self.augment.apply(x, params)
+            yield Batch(x, self.labels[idx].to(self.device, non_blocking=True), idx, params, total)

@@ -56,12 +56,13 @@ class PreparedData:
 
     def batches(self, split: str, batch_size: int, *, train: bool = False,
                 generator: torch.Generator | None = None,
-                device: torch.device | str = "cpu") -> TensorBatches:
+                device: torch.device | str = "cpu",
+                shard: tuple[int, int] | None = None) -> TensorBatches:
         """Training batches are shuffled and augmented; evaluation batches never are."""
         return TensorBatches(
             self.dataset.images, self.dataset.labels, self.split[split], batch_size,
             self.normalizer, shuffle=train, augment=self.augment if train else None,
-            generator=generator, device=device,
+            generator=generator, device=device, shard=shard,
         )
 
     def describe(self) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from rsdistill.engine import distributed
 from rsdistill.engine.checkpoint import MODEL_FILE
 from rsdistill.engine.runs import (
     PROCEDURES,
@@ -55,7 +56,10 @@ def train_generations(req: RunRequest) -> dict:
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose "
                           "another --out")
     check_resume_config(out, req.record, req.resume, has_state=started)
-    top.write_config(req.record)
+    distributed.setup(req.train_cfg.device)
+    distributed.barrier()  # every rank has checked before rank 0 writes
+    if distributed.is_main():
+        top.write_config(req.record)
     generations = []
     for k in range(plan.generations):
         gen_dir = generation_dir(out, k)
@@ -75,9 +79,10 @@ def write_summary(req: RunRequest, generations: list[dict]) -> dict:
     """The last generation's files at the top of the run, its metrics with every
     generation's scores and the summed training time."""
     out, last = req.out, len(generations) - 1
+    main = distributed.is_main()
     for name in (MODEL_FILE, EPOCHS_FILE, VERSIONS_FILE):
         src = generation_dir(out, last) / name
-        if src.is_file():
+        if main and src.is_file():
             atomic_write_bytes(out / name, src.read_bytes())
     seconds = sum(m["run"]["train_seconds"] for m in generations)
     epochs = req.train_cfg.epochs
@@ -94,5 +99,6 @@ def write_summary(req: RunRequest, generations: list[dict]) -> dict:
         {"generation": k, "run": f"gen{k}", **{key: m[key] for key in SCORE_KEYS},
          "best_epoch": m["run"]["best_epoch"]}
         for k, m in enumerate(generations)]
-    write_json(out / METRICS_FILE, metrics)
+    if main:
+        write_json(out / METRICS_FILE, metrics)
     return metrics

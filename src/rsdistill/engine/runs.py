@@ -16,6 +16,7 @@ import torch
 from rsdistill.config import from_dict
 from rsdistill.data.dataset import default_data_root
 from rsdistill.data.module import DataConfig, PreparedData, prepare_data
+from rsdistill.engine import distributed
 from rsdistill.engine.checkpoint import load_model, resolve_model_path
 from rsdistill.engine.distiller import Distiller, example_input
 from rsdistill.engine.environment import seed_everything
@@ -204,6 +205,7 @@ def run_training(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
                  progress: bool = True) -> dict:
     out = Path(out)
     train_cfg.validate()
+    distributed.setup(train_cfg.device)
     # The config on disk names what was actually used, not "whatever the environment said".
     if data_cfg.data_root is None:
         data_cfg = replace(data_cfg, data_root=str(default_data_root()))
@@ -235,7 +237,10 @@ def train_one(req: RunRequest, build_distiller: DistillerBuilder) -> dict:
     (called right after seeding, with the prepared data and the teacher, if given)."""
     check_run_dir(req.out, req.resume)
     check_resume_config(req.out, req.record, req.resume)
-    data = prepare_data(req.data_cfg, progress=req.progress)
+    # Rank 0 decodes and caches the data first; the barrier also keeps the checks above
+    # ahead of rank 0's first write.
+    with distributed.main_first():
+        data = prepare_data(req.data_cfg, progress=req.progress and distributed.is_main())
     # The teacher is loaded before seeding: building it draws from the global RNG, and
     # whatever is initialised after the student (a FitNet regressor) must draw exactly
     # what it draws in a fused sweep, where the teacher is loaded once up front.

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rsdistill.data.dataset import default_data_root
 from rsdistill.data.module import DataConfig, prepare_data
+from rsdistill.engine import distributed
 from rsdistill.engine.distiller import Distiller, example_input
 from rsdistill.engine.environment import seed_everything
 from rsdistill.engine.runs import DistillConfig, added_defaults, load_teacher, model_meta
@@ -119,6 +120,7 @@ def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, swe
     out = Path(out)
     sweep.validate()
     train_cfg.validate()
+    distributed.setup(train_cfg.device)
     if data_cfg.data_root is None:
         data_cfg = replace(data_cfg, data_root=str(default_data_root()))
     sweep = replace(sweep, teacher=str(Path(sweep.teacher).expanduser().resolve()))
@@ -130,11 +132,14 @@ def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, swe
             raise ConfigError(f"{out} already holds a sweep; pass --resume to continue it or "
                               "choose another --out")
         _check_same_sweep(state.file("sweep.yaml"), sweep_record)
-    out.mkdir(parents=True, exist_ok=True)
-    import yaml
-    atomic_write_text(out / "sweep.yaml", yaml.safe_dump(sweep_record, sort_keys=False))
+    distributed.barrier()  # every rank has checked before rank 0 writes
+    if distributed.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        import yaml
+        atomic_write_text(out / "sweep.yaml", yaml.safe_dump(sweep_record, sort_keys=False))
 
-    data = prepare_data(data_cfg, progress=progress)
+    with distributed.main_first():
+        data = prepare_data(data_cfg, progress=progress and distributed.is_main())
     teacher, _ = load_teacher(sweep.teacher, data)
     grid = [(a, b) for b in sweep.betas for a in sweep.alphas]
     rows = []
@@ -176,9 +181,10 @@ def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, swe
                "aggregate": aggregate(rows), "teacher": teacher_summary(sweep.teacher),
                "student": {"model": train_cfg.model, "params": results[0]["params"],
                            "flops": results[0]["flops"]}}
-    write_json(out / "results.json", summary)
-    write_csv(out / "results.csv", rows)
-    write_csv(out / "results_aggregate.csv", summary["aggregate"])
+    if distributed.is_main():
+        write_json(out / "results.json", summary)
+        write_csv(out / "results.csv", rows)
+        write_csv(out / "results_aggregate.csv", summary["aggregate"])
     return summary
 
 

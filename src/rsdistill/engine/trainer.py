@@ -13,7 +13,7 @@ import io
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +22,7 @@ import yaml
 from tqdm import tqdm
 
 from rsdistill.data.module import PreparedData
+from rsdistill.engine import distributed
 from rsdistill.engine.checkpoint import MODEL_FILE, STATE_FILE, load_state, save_model, save_state
 from rsdistill.engine.distiller import Distiller, weight_stats
 from rsdistill.engine.peers import peer_metrics, peer_models, save_peers, training_cost
@@ -86,6 +87,7 @@ class TrainConfig:
                 raise ConfigError(f"invalid --{name.replace('_', '-')} {getattr(self, name)!r}; "
                                   f"choose one of: {', '.join(PRECISIONS)}")
         check_label_smoothing(self.label_smoothing)
+        distributed.check_config(self.batch_size, self.device)
 
 
 class RunDirectory:
@@ -218,13 +220,25 @@ class Trainer:
         self.data = data
         self.cfg = cfg
         self.progress = progress
+        distributed.setup(cfg.device)
         self.precision = resolve_precision(cfg.precision, cfg.device)
+        if distributed.is_distributed():
+            self.precision = replace(self.precision,
+                                     device=distributed.device_for(self.precision.device))
         self.members = members
         steps_per_epoch = len(data.batches("train", cfg.batch_size, train=True))
         if steps_per_epoch == 0:
             raise ConfigError("the training split is empty; check --split-fractions")
+        world = distributed.world_size()
+        last = data.split["train"].numel() % cfg.batch_size
+        if world > 1 and 0 < last < world:
+            raise ConfigError(f"the last training batch holds {last} image(s), fewer than the "
+                              f"{world} processes; choose a --batch-size that leaves none or "
+                              f"at least {world} over")
         self.steps_per_epoch = steps_per_epoch
         for m in members:
+            if distributed.is_distributed() and distributed.sync_bn():
+                distributed.convert_sync_bn(m.distiller)
             self.precision.prepare_model(m.distiller)
             m.optimizer = build_optimizer(cfg.optimizer, m.distiller.trainable_parameters(),
                                           cfg.lr, cfg.weight_decay, cfg.momentum)
@@ -300,10 +314,12 @@ class Trainer:
         sums = [dict[str, float]() for _ in self.members]
         correct = [0] * len(self.members)
         seen = 0
+        parallel = distributed.is_distributed()
         batches = self.data.batches("train", self.cfg.batch_size, train=True,
-                                    generator=self.generator, device=self.precision.device)
+                                    generator=self.generator, device=self.precision.device,
+                                    shard=distributed.shard())
         bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", leave=False,
-                   disable=None if self.progress else True)
+                   disable=None if self.progress and distributed.is_main() else True)
         for step, batch in enumerate(bar):
             x = self.precision.prepare_input(batch.images)
             teacher_logits, teacher_features = self._teacher_logits(x)
@@ -315,7 +331,19 @@ class Trainer:
                         x, batch.labels, teacher_logits=teacher_logits,
                         teacher_features=teacher_features, epoch=self.epoch)
                 loss = sum(terms.values())
-                if not torch.isfinite(loss):
+                if parallel:
+                    # Every rank must take part in the all-reduce; a non-finite loss on
+                    # any rank is flagged through it and raised on all of them.
+                    m.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if distributed.average_gradients(m.distiller.trainable_parameters(),
+                                                     n / batch.global_size,
+                                                     not bool(torch.isfinite(loss.detach()))):
+                        raise TrainingError(
+                            f"loss of {m.run.path} became non-finite at epoch {self.epoch + 1}, "
+                            f"step {step + 1} (on one of the processes); {self._last_good()}; "
+                            "lower --lr or check the data")
+                elif not torch.isfinite(loss):
                     # detach(): float() of a tensor that requires grad warns on stderr,
                     # which would break the CLI's one-line error.
                     raise TrainingError(
@@ -323,8 +351,9 @@ class Trainer:
                         f"{self.epoch + 1}, step {step + 1}; {self._last_good()}; "
                         "lower --lr or check the data"
                     )
-                m.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if not parallel:
+                    m.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
                 m.optimizer.step()
                 m.scheduler.step()
                 correct[i] += int((logits.argmax(1) == batch.labels).sum())
@@ -343,6 +372,18 @@ class Trainer:
                     f"weights of {m.run.path} became non-finite ({bad}) at epoch "
                     f"{self.epoch + 1}; {self._last_good()}; lower --lr or check the data"
                 )
+        if parallel:
+            # Sums over every rank's shard: the epoch's averages over the global batches.
+            keys = [sorted(acc) for acc in sums]
+            flat = [float(seen), *map(float, correct)]
+            for acc, ks in zip(sums, keys):
+                flat += [acc[k] for k in ks]
+            flat = distributed.all_reduce_sum(flat, self.precision.device)
+            seen, correct, pos = int(round(flat[0])), [int(round(c)) for c in
+                                                      flat[1:1 + len(correct)]], 1 + len(correct)
+            for acc, ks in zip(sums, keys):
+                for k in ks:
+                    acc[k], pos = flat[pos], pos + 1
         rows = []
         for i in range(len(self.members)):
             row = {k: v / seen for k, v in sums[i].items()}
@@ -354,10 +395,13 @@ class Trainer:
         if resume and self.state_file.is_file():
             self.load(load_state(self.state_file))
             log.info("resuming %s at epoch %d/%d", self.state_dir, self.epoch, self.cfg.epochs)
-        for m in self.members:
-            m.run.write_config(m.config_record)
-            write_json(m.run.file(VERSIONS_FILE), versions())
-        boards = [_TensorBoard(m.run.file("tensorboard")) for m in self.members]
+        # Under torchrun only rank 0 validates and writes; the others wait at a barrier.
+        main = distributed.is_main()
+        if main:
+            for m in self.members:
+                m.run.write_config(m.config_record)
+                write_json(m.run.file(VERSIONS_FILE), versions())
+        boards = [_TensorBoard(m.run.file("tensorboard")) for m in self.members] if main else []
         val_labels = self.data.dataset.labels[self.data.split.val]
         try:
             while self.epoch < self.cfg.epochs:
@@ -366,6 +410,9 @@ class Trainer:
                 elapsed = time.perf_counter() - start
                 self.train_seconds += elapsed
                 self.epoch += 1
+                if not main:
+                    distributed.barrier()
+                    continue
                 for m, row, board in zip(self.members, rows, boards):
                     val_logits = evaluate_logits(m.distiller.student, self.data, "val", self.precision)
                     val_acc = float((val_logits.argmax(1) == val_labels).float().mean()) \
@@ -389,6 +436,7 @@ class Trainer:
                          self.cfg.epochs, f"best {best.name}: " if len(self.members) > 1 else "",
                          best.history[-1]["loss"], best.history[-1]["train_accuracy"],
                          best.history[-1]["val_accuracy"], elapsed)
+                distributed.barrier()
         finally:
             for board in boards:
                 board.close()
@@ -396,7 +444,8 @@ class Trainer:
             # which callers keep using. finish() evaluates the reloaded model.pt.
             for m in self.members:
                 m.distiller.close()
-        results = [self.finish(m) for m in self.members]
+        results = [self.finish(m) for m in self.members] if main else None
+        results = distributed.broadcast_object(results)
         return results[0] if len(results) == 1 else results
 
     def finish(self, m: Member | None = None) -> dict:
@@ -419,6 +468,9 @@ class Trainer:
             "seconds_per_epoch": round(self.train_seconds / len(self.members) / max(1, self.epoch), 3),
             "train_precision": self.precision.describe(),
         }
+        if distributed.is_distributed():
+            metrics["run"]["distributed"] = {"world_size": distributed.world_size(),
+                                             "sync_bn": distributed.sync_bn()}
         metrics["run"].update(training_cost(m.distiller))
         if peer_models(m.distiller):
             metrics["peers"] = peer_metrics(m.distiller, m.run.path, metrics, self.data,
