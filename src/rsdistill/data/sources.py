@@ -43,11 +43,16 @@ class FolderSource:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._files: list[str] | None = None
 
     def __repr__(self) -> str:
         return f"FolderSource({str(self.root)!r})"
 
     def list_files(self) -> list[str]:
+        # Locating, discovering and fingerprinting all need the listing; walk the tree once
+        # per source object (a new object is made for every load, so changes are seen).
+        if self._files is not None:
+            return self._files
         out = []
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
@@ -55,6 +60,7 @@ class FolderSource:
             prefix = "" if rel == "." else rel + "/"
             out.extend(prefix + d + "/" for d in dirnames)
             out.extend(prefix + f for f in filenames)
+        self._files = out
         return out
 
     def fingerprint(self, files: list[str]) -> str:
@@ -77,13 +83,14 @@ class ZipSource:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._zip: zipfile.ZipFile | None = None
+        self._files: list[str] | None = None
 
     def __repr__(self) -> str:
         return f"ZipSource({str(self.path)!r})"
 
     def __getstate__(self) -> dict:
         # Worker processes reopen the archive themselves; an open handle does not pickle.
-        return {"path": self.path, "_zip": None}
+        return {"path": self.path, "_zip": None, "_files": None}
 
     def _open(self) -> zipfile.ZipFile:
         if self._zip is None:
@@ -99,10 +106,13 @@ class ZipSource:
         return self._zip
 
     def list_files(self) -> list[str]:
+        if self._files is not None:
+            return self._files
         names = []
         for info in self._open().infolist():
             check_member_name(info.filename, self.path)
             names.append(info.filename)
+        self._files = names
         return names
 
     def fingerprint(self, files: list[str]) -> str:

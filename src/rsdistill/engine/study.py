@@ -16,6 +16,7 @@ from rsdistill.engine.runs import run_training
 from rsdistill.engine.sweep import SweepConfig, parse_alphas, parse_betas, run_sweep
 from rsdistill.engine.trainer import METRICS_FILE, TrainConfig
 from rsdistill.errors import ConfigError
+from rsdistill.io import atomic_write_text
 from rsdistill.report.sweep_report import write_report
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> Path:
     cfg.teacher.validate()
     cfg.student.validate()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "study.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    atomic_write_text(out / "study.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     teacher_dir = out / "teacher"
     if not (teacher_dir / METRICS_FILE).is_file():
         log.info("stage 1/3: training the teacher %s", cfg.teacher.model)

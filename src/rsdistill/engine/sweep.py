@@ -15,6 +15,8 @@ import statistics
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import yaml
+
 from rsdistill.data.dataset import default_data_root
 from rsdistill.data.module import DataConfig, prepare_data
 from rsdistill.engine import distributed
@@ -135,7 +137,6 @@ def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, swe
     distributed.barrier()  # every rank has checked before rank 0 writes
     if distributed.is_main():
         out.mkdir(parents=True, exist_ok=True)
-        import yaml
         atomic_write_text(out / "sweep.yaml", yaml.safe_dump(sweep_record, sort_keys=False))
 
     with distributed.main_first():
@@ -190,8 +191,6 @@ def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, swe
 
 def _check_same_sweep(path: Path, record: dict) -> None:
     """Resuming with other settings would silently mix two studies: refuse it."""
-    import yaml
-
     old = yaml.safe_load(path.read_text()) or {}
     ignore = {"data_root", "cache_dir", "workers", "download", "seeds"}
     diffs = []
