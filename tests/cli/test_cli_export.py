@@ -103,7 +103,8 @@ def test_compress_writes_a_run_that_evaluates_and_exports(run_dir, tmp_path, cap
     assert rec["layer"] == "conv1" and rec["flops_after"] != rec["flops_before"]
     assert rec["break_even_rank"] == 11  # 16·27 weights vs R·(27 + 16)
     model, meta = load_model(out)
-    assert meta["low_rank"] == {"layer": "conv1", "rank": rec["rank"]}
+    assert meta["low_rank"] == {"layer": "conv1", "rank": rec["rank"], "bias": True}
+    assert rec["weighting"] == "data" and rec["weighted_by"] == "bn1"
     assert {"model.pt", "config.yaml", "metrics.json"} <= {p.name for p in out.iterdir()}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["compression"]["accuracy_after"] == metrics["accuracy"]

@@ -42,6 +42,25 @@ LAUNCHER = textwrap.dedent('''
 
     MODELS.add("nobn_test", NoBN)
 
+    import os
+
+    from rsdistill.engine.trainer import Trainer
+
+    # STOP_BEFORE_EPOCH=k: the process dies as epoch k starts, leaving epoch k-1's
+    # checkpoint, as a preempted job would.
+    stop = int(os.environ.get("STOP_BEFORE_EPOCH", "0"))
+    if stop:
+        calls = {"n": 0}
+        original = Trainer.train_epoch
+
+        def limited(self):
+            calls["n"] += 1
+            if calls["n"] == stop:
+                raise SystemExit(3)
+            return original(self)
+
+        Trainer.train_epoch = limited
+
     from rsdistill.cli.main import main
 
     raise SystemExit(main())
@@ -68,10 +87,24 @@ def _train_args(tree: Path, cache: Path, out: Path, model: str) -> list[str]:
             "--latency-runs", "2", "--out", str(out), "--no-progress"]
 
 
-def _run(cmd: list[str]) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def _run(cmd: list[str], expect: int = 0, **env) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, env={**_env(), **env}, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == expect, proc.stderr[-3000:]
     return proc
+
+
+def _torchrun(launcher: Path, args: list[str], expect: int = 0, **env) -> subprocess.CompletedProcess:
+    return _run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                 "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), str(launcher),
+                 *args], expect, **env)
+
+
+def _assert_same_weights(a: dict, b: dict) -> None:
+    wa, wb = a["members"]["model"]["model"], b["members"]["model"]["model"]
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        scale = float(wa[k].abs().max()) or 1.0
+        torch.testing.assert_close(wb[k], wa[k], atol=1e-5 * scale, rtol=0, msg=k)
 
 
 def _files(run: Path) -> set[str]:
@@ -96,11 +129,7 @@ def test_two_processes_match_one(tiny_tree3, tiny_cache, tmp_path):
     b = torch.load(multi / "last.pt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 2
     assert torch.equal(a["generator"], b["generator"])
-    wa, wb = a["members"]["model"]["model"], b["members"]["model"]["model"]
-    assert wa.keys() == wb.keys()
-    for k in wa:
-        scale = float(wa[k].abs().max()) or 1.0
-        torch.testing.assert_close(wb[k], wa[k], atol=1e-5 * scale, rtol=0, msg=k)
+    _assert_same_weights(a, b)
     ha, hb = a["members"]["model"]["history"], b["members"]["model"]["history"]
     for ra, rb in zip(ha, hb):  # all-reduced train metrics and rank 0's validation
         assert rb["train_accuracy"] == ra["train_accuracy"]
@@ -115,6 +144,33 @@ def test_two_processes_match_one(tiny_tree3, tiny_cache, tmp_path):
     metrics = json.loads((multi / "metrics.json").read_text())
     assert metrics["run"]["distributed"] == {"world_size": 2, "sync_bn": False}
     assert "distributed" not in json.loads((single / "metrics.json").read_text())["run"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("first_world", [2, 1])
+def test_resume_under_another_world_size_matches_an_uninterrupted_run(
+        tiny_tree3, tiny_cache, tmp_path, first_world):
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(LAUNCHER)
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    args = lambda out: _train_args(tiny_tree3, tiny_cache, out, "nobn_test")  # noqa: E731
+    _run([sys.executable, str(launcher), *args(reference)])
+    # Preempted as epoch 2 starts, under one world size; resumed under the other.
+    first = [sys.executable, str(launcher), *args(run)]
+    if first_world == 2:
+        _torchrun(launcher, args(run), expect=1, STOP_BEFORE_EPOCH="2")
+    else:
+        _run(first, expect=3, STOP_BEFORE_EPOCH="2")
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 1
+    assert not (run / "metrics.json").exists()
+    if first_world == 2:
+        _run([*first, "--resume"])
+    else:
+        _torchrun(launcher, [*args(run), "--resume"])
+    a = torch.load(reference / "last.pt", weights_only=True)
+    b = torch.load(run / "last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2
+    _assert_same_weights(a, b)
 
 
 def test_shards_partition_the_global_batch():

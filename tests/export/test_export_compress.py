@@ -9,7 +9,8 @@ from torch import nn
 from rsdistill.engine.checkpoint import load_model, save_model
 from rsdistill.errors import ConfigError
 from rsdistill.models import build_model, count_flops, first_weight_layer
-from rsdistill.models.lowrank import factorise, full_rank, rank_for_energy
+from rsdistill.models.lowrank import (factorise, following_batchnorm, full_rank, input_statistics,
+                                      rank_for_energy, weighted_singular_values)
 
 
 def _params(module: nn.Module) -> int:
@@ -114,3 +115,78 @@ def test_saved_checkpoint_rebuilds_the_structure(resnet, tmp_path):
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(loaded.eval()(x), model(x))
+
+
+def _correlated_patches_input(n: int = 64, size: int = 16) -> torch.Tensor:
+    # Smooth images with a strong shared brightness: neighbouring pixels move together,
+    # as in real imagery, so the patch covariance is far from isotropic.
+    g = torch.Generator().manual_seed(1)
+    coarse = torch.rand(n, 3, size // 4, size // 4, generator=g)
+    return 0.5 + 0.4 * nn.functional.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
+
+
+def _output_error(conv: nn.Module, approx: nn.Module, x: torch.Tensor, scale: torch.Tensor) -> float:
+    with torch.no_grad():
+        diff = (conv(x) - approx(x)) * scale[None, :, None, None]
+    return float(diff.square().mean())
+
+
+def test_following_batchnorm_is_found_by_execution_order(resnet):
+    name, _ = first_weight_layer(resnet)
+    found = following_batchnorm(resnet, name, 16)
+    assert found is not None and found[0] == "bn1" and found[1] is resnet.bn1
+    # A layer fed straight into another conv has no BatchNorm of its own.
+    assert following_batchnorm(resnet, "fc", 16) is None
+
+
+def test_data_weighted_factors_beat_plain_svd_on_the_data_they_were_fitted_to():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+    x = _correlated_patches_input()
+    scale = torch.rand(16) * 5 + 0.1
+    stats = input_statistics(conv, x)
+    for rank in (2, 4, 8):
+        plain = factorise(conv, rank)
+        weighted = factorise(conv, rank, row_scale=scale, input_stats=stats)
+        assert _output_error(conv, weighted, x, scale) < _output_error(conv, plain, x, scale)
+    # At full rank the weighted factors are exact as well.
+    full = factorise(conv, 16, row_scale=scale, input_stats=stats)
+    with torch.no_grad():
+        torch.testing.assert_close(full(x), conv(x), atol=1e-4, rtol=1e-4)
+
+
+def test_mean_correction_bias_keeps_the_mean_output_away_from_borders():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 8, 3, padding=0, bias=True)
+    x = _correlated_patches_input()
+    pair = factorise(conv, 1, input_stats=input_statistics(conv, x))
+    assert pair[1].bias is not None
+    with torch.no_grad():
+        torch.testing.assert_close(pair(x).mean((0, 2, 3)), conv(x).mean((0, 2, 3)), atol=1e-4, rtol=1e-4)
+
+
+def test_input_statistics_are_those_of_the_unfolded_patches():
+    conv = nn.Conv2d(2, 4, 2, stride=2, bias=False)
+    x = torch.arange(2 * 2 * 4 * 4, dtype=torch.float32).reshape(2, 2, 4, 4)
+    mean, cov = input_statistics(conv, x)
+    patches = nn.functional.unfold(x.double(), 2, stride=2).transpose(1, 2).reshape(-1, 8)
+    torch.testing.assert_close(mean, patches.mean(0))
+    torch.testing.assert_close(cov, torch.cov(patches.T, correction=0))
+
+
+def test_weighted_spectrum_is_the_plain_one_without_weights():
+    conv = nn.Conv2d(3, 16, 3, bias=False)
+    torch.testing.assert_close(weighted_singular_values(conv.weight),
+                               torch.linalg.svdvals(conv.weight.detach().reshape(16, -1).double()))
+
+
+def test_checkpoint_with_a_bias_correction_rebuilds_it(resnet, tmp_path):
+    name, layer = first_weight_layer(resnet)
+    x = _correlated_patches_input()
+    resnet.set_submodule(name, factorise(layer, 3, input_stats=input_statistics(layer, x)))
+    meta = {"model": "resnet8", "num_classes": 3, "classes": ["a", "b", "c"], "image_size": 16,
+            "low_rank": {"layer": name, "rank": 3, "bias": True}}
+    save_model(tmp_path / "model.pt", resnet, meta)
+    loaded, _ = load_model(tmp_path / "model.pt")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(x), resnet(x))

@@ -9,7 +9,7 @@ from pathlib import Path
 from rsdistill.cli.model_settings import add_measurement_args, model_settings, require_data
 from rsdistill.engine.checkpoint import resolve_model_path
 from rsdistill.engine.precision import resolve_precision
-from rsdistill.export.compress import CompressRequest, compress_checkpoint
+from rsdistill.export.compress import WEIGHTINGS, CompressRequest, compress_checkpoint
 
 
 def register(sub) -> None:
@@ -23,6 +23,12 @@ def register(sub) -> None:
     p.add_argument("--rank", type=int, help="rank R to keep (1 … full rank of W₁)")
     p.add_argument("--energy", type=float,
                    help="keep the smallest R whose singular values hold this share of Σs² (e.g. 0.99)")
+    p.add_argument("--weighting", choices=WEIGHTINGS, default="data",
+                   help="how the rank-R factors are chosen (the rank itself always comes from W₁'s "
+                        "spectrum): data (default) minimises the error after the BatchNorm that "
+                        "follows W₁ on the training images' patches, with a bias keeping the mean "
+                        "output; batchnorm weighs by that BatchNorm's |γ|/σ only; none is the plain "
+                        "SVD of W₁")
     p.add_argument("--out", help="new run directory (default: <run dir>-rank<R> beside it)")
     p.add_argument("--json", action="store_true", help="print the compression record as JSON")
     add_measurement_args(p)
@@ -30,7 +36,7 @@ def register(sub) -> None:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    request = CompressRequest(rank=args.rank, energy=args.energy)
+    request = CompressRequest(rank=args.rank, energy=args.energy, weighting=args.weighting)
     model_file = resolve_model_path(args.checkpoint)
     s = model_settings(args, model_file)
     rec = compress_checkpoint(model_file, request, require_data(s, model_file),
@@ -42,7 +48,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
         print(json.dumps(rec))
         return 0
     print(f"{rec['layer']} {tuple(rec['weight_shape'])}: rank {rec['rank']} of {rec['full_rank']} "
-          f"(energy kept {rec['energy_kept']:.4f}, relative error {rec['relative_error']:.4f})")
+          f"(energy kept {rec['energy_kept']:.4f}, relative error {rec['relative_error']:.4f}, "
+          f"weighting {rec['weighting']}" + (f" by {rec['weighted_by']}" if rec['weighted_by'] else "") + ")")
     print(f"  {rec['layer']} params {rec['layer_params_before']:,} -> {rec['layer_params_after']:,}   "
           f"model params {rec['params_before']:,} -> {rec['params_after']:,}   "
           f"FLOPs {rec['flops_before'] / 1e6:.3f}M -> {rec['flops_after'] / 1e6:.3f}M")

@@ -17,25 +17,35 @@ import torch
 
 from rsdistill.data.module import DataConfig, prepare_data
 from rsdistill.engine.checkpoint import MODEL_FILE, load_model, save_model
-from rsdistill.engine.precision import Precision
+from rsdistill.engine.precision import Precision, resolve_precision
 from rsdistill.engine.trainer import CONFIG_FILE, METRICS_FILE, evaluate_model
 from rsdistill.errors import CheckpointError, ConfigError
 from rsdistill.evaluation import predict
 from rsdistill.io import atomic_write_bytes, write_json
 from rsdistill.losses import singular_values
 from rsdistill.models import count_flops, count_parameters, first_weight_layer
-from rsdistill.models.lowrank import check_energy, factorise, full_rank, rank_for_energy
+from rsdistill.models.lowrank import (batchnorm_scale, check_energy, factorise, following_batchnorm,
+                                      full_rank, input_statistics, rank_for_energy, weighted_singular_values)
+
+
+# How the truncation weighs W₁'s outputs (``--weighting``).
+# data: the following BatchNorm's scale and the training inputs' second moment;
+# batchnorm: the scale only; none: the plain SVD of W₁.
+WEIGHTINGS = ("data", "batchnorm", "none")
 
 
 @dataclasses.dataclass
 class CompressRequest:
     rank: int | None = None
     energy: float | None = None
+    weighting: str = "data"
 
     def __post_init__(self) -> None:
         # Checked on construction, before any checkpoint or data is read.
         if (self.rank is None) == (self.energy is None):
             raise ConfigError("pass exactly one of --rank R or --energy E")
+        if self.weighting not in WEIGHTINGS:
+            raise ConfigError(f"--weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
         if self.energy is not None:
             check_energy(self.energy)
 
@@ -59,6 +69,18 @@ def _accuracy(model: torch.nn.Module, data, precision: Precision) -> float:
     return float((logits.argmax(1) == data.dataset.labels[idx]).float().mean())
 
 
+def _training_input_stats(model: torch.nn.Module, layer: torch.nn.Module, data) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and covariance of the patches ``layer`` sees on (up to 2,048) training images, fp32, no augmentation."""
+    idx = data.split["train"][:2048]
+    seen: list[torch.Tensor] = []
+    handle = layer.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().float().cpu()))
+    try:
+        predict(model, data.dataset.images[idx], data.normalizer, resolve_precision("fp32", "cpu"))
+    finally:
+        handle.remove()
+    return input_statistics(layer, torch.cat(seen))
+
+
 def _break_even(layer: torch.nn.Module) -> int:
     out_dim, patch = layer.weight.shape[0], layer.weight[0].numel()
     return -(-out_dim * patch // (patch + out_dim))  # ceil: ranks below it save weights
@@ -77,26 +99,36 @@ def compress_checkpoint(model_file: Path, request: CompressRequest, data_cfg: Da
                               "compress the original checkpoint instead")
     model = model.float().eval()
     name, layer = first_weight_layer(model)
+    size = int(meta["image_size"])
+    found = following_batchnorm(model, name, size) if request.weighting != "none" else None
+    row_scale = batchnorm_scale(found[1]) if found else None
+    data = prepare_data(dataclasses.replace(data_cfg, image_size=size), progress=False)
+    if list(data.classes) != list(meta["classes"]):
+        raise ConfigError(f"{model_file} was trained on other classes than {data_cfg.dataset} provides here")
+    stats = _training_input_stats(model, layer, data) if request.weighting == "data" else None
+    # The rank comes from W₁'s own spectrum, the one the nuclear norm shrinks and the
+    # reports' effective rank reads; the weighting only chooses the best factors for it.
     s = singular_values(layer.weight.detach())
     rank = request.resolve(s, full_rank(layer))
+    sw2 = weighted_singular_values(layer.weight, row_scale, stats[1] if stats else None).square()
     out = Path(out) if out is not None else default_out(model_file, rank)
     if (out / MODEL_FILE).exists():
         raise ConfigError(f"{out} already holds a model; choose another --out")
-
-    data = prepare_data(dataclasses.replace(data_cfg, image_size=int(meta["image_size"])), progress=False)
-    if list(data.classes) != list(meta["classes"]):
-        raise ConfigError(f"{model_file} was trained on other classes than {data_cfg.dataset} provides here")
-    size = int(meta["image_size"])
-    pair = factorise(layer, rank)
+    pair = factorise(layer, rank, row_scale, stats)
     compressed = copy.deepcopy(model)
     compressed.set_submodule(name, pair)
     s2 = s.double().square()
     record = {
         "source": str(model_file), "layer": name, "layer_type": type(layer).__name__,
-        "weight_shape": list(layer.weight.shape), "rank": rank, "full_rank": full_rank(layer),
+        "weight_shape": list(layer.weight.shape),
+        "weighting": request.weighting, "weighted_by": found[0] if found else None,
+        "rank": rank, "full_rank": full_rank(layer),
         "energy_requested": request.energy, "energy_kept": float(s2[:rank].sum() / s2.sum()),
-        # ‖W − W_R‖_F / ‖W‖_F, from the discarded singular values (Eckart–Young).
+        # ‖W − W_R‖_F / ‖W‖_F for the plain SVD (Eckart–Young).
         "relative_error": float((s2[rank:].sum() / s2.sum()).sqrt()),
+        # What the weighting minimised: ‖D(W − W_R)Σ^½‖_F / ‖DWΣ^½‖_F (D, Σ identity
+        # under "none", so then it equals relative_error).
+        "relative_output_error": float((sw2[rank:].sum() / sw2.sum()).sqrt()),
         "layer_params_before": _params(layer), "layer_params_after": _params(pair),
         # Below this rank the pair holds fewer weights than W₁: R·(in·k·k + out) < out·in·k·k.
         "break_even_rank": _break_even(layer),
@@ -104,7 +136,7 @@ def compress_checkpoint(model_file: Path, request: CompressRequest, data_cfg: Da
         "flops_before": count_flops(model, size), "flops_after": count_flops(compressed, size),
         "accuracy_before": _accuracy(copy.deepcopy(model), data, precision),
     }
-    new_meta = {**meta, "low_rank": {"layer": name, "rank": rank}}
+    new_meta = {**meta, "low_rank": {"layer": name, "rank": rank, "bias": pair[1].bias is not None}}
     metrics = evaluate_model(compressed, new_meta, data, "test", precision, timing, latency_runs, threads)
     record["accuracy_after"] = metrics["accuracy"]
     metrics["checkpoint"] = MODEL_FILE
