@@ -134,9 +134,9 @@ def test_sweep_command_trains_reports_and_refuses_to_overwrite(teacher_dir, tmp_
 def test_sweep_command_passes_its_options(teacher_dir, monkeypatch, tmp_path, capsys):
     seen = {}
 
-    def fake_run_sweep(out, data_cfg, train_cfg, sweep, *, resume, progress):
+    def fake_run_sweep(out, data_cfg, train_cfg, sweep, *, resume, progress, jobs):
         seen.update(out=out, data=data_cfg, train=train_cfg, sweep=sweep, resume=resume,
-                    progress=progress)
+                    progress=progress, jobs=jobs)
         return {"aggregate": []}
 
     monkeypatch.setattr(sweep_cmd, "run_sweep", fake_run_sweep)
@@ -151,6 +151,7 @@ def test_sweep_command_passes_its_options(teacher_dir, monkeypatch, tmp_path, ca
     assert seen["data"].dataset == "folder" and seen["data"].data_root == str(tmp_path)
     assert seen["data"].image_size == 16  # from the teacher's run
     assert seen["resume"] and not seen["progress"]
+    assert seen["jobs"] == 0  # default: one seed per core on a CPU
 
 
 @pytest.mark.parametrize("flag, value, needle", [
@@ -244,7 +245,8 @@ def test_run_report_numbers_equal_results_json(study):
 def test_run_again_completes_without_retraining(study, monkeypatch, capsys):
     out, argv = study
     files = [out / "teacher" / "model.pt"] + sorted((out / "sweep").glob("seed*/*/model.pt"))
-    assert len(files) == 1 + 8
+    # 2 seeds × (α 0, 0.5 × β 0, alpha) minus α = 0 with β = alpha, which is β = 0.
+    assert len(files) == 1 + 6
     mtimes = [p.stat().st_mtime_ns for p in files]
     rows = read_json(out / "sweep" / "results.json")["rows"]
     capsys.readouterr()

@@ -19,6 +19,7 @@ from rsdistill.engine.checkpoint import MODEL_FILE, STATE_FILE, safe_load
 from rsdistill.engine.runs import DistillConfig, load_run_config, run_training
 from rsdistill.engine.sweep import (
     SweepConfig, aggregate, beta_label, member_name, parse_alphas, parse_betas, run_sweep,
+    sweep_members,
 )
 from rsdistill.engine.trainer import METRICS_FILE, TrainConfig, Trainer
 from rsdistill.errors import ConfigError
@@ -346,9 +347,11 @@ def test_interrupted_sweep_resumes_to_the_uninterrupted_rows(
         return train_epoch(self)
 
     monkeypatch.setattr(Trainer, "train_epoch", interrupting)
+    # In this process (jobs=1), so the patch applies; the reference `sweep` trained its two
+    # seeds in two processes, so this also checks parallel seeds == one after the other.
     with pytest.raises(KeyboardInterrupt):
         run_sweep(out, data_cfg(tiny_tree3, tiny_cache), train_cfg(), sweep_cfg(teacher),
-                  progress=False)
+                  progress=False, jobs=1)
     assert not (out / "results.json").exists()
     assert (out / "seed0" / member_name(0.5, "0") / METRICS_FILE).is_file()
     assert not (out / "seed1" / member_name(0.5, "0") / METRICS_FILE).exists()
@@ -356,7 +359,7 @@ def test_interrupted_sweep_resumes_to_the_uninterrupted_rows(
 
     calls["n"] = 100  # count only the resumed run's epochs
     summary = run_sweep(out, data_cfg(tiny_tree3, tiny_cache), train_cfg(), sweep_cfg(teacher),
-                        resume=True, progress=False)
+                        resume=True, progress=False, jobs=1)
     assert calls["n"] == 101  # seed 0 was not retrained; seed 1 trained its second epoch only
     assert without_timing(summary["rows"]) == without_timing(full["rows"])
     assert without_timing(read_json(out / "results.json")["rows"]) == without_timing(full["rows"])
@@ -368,6 +371,29 @@ def test_interrupted_sweep_resumes_to_the_uninterrupted_rows(
     # Resuming a finished sweep trains nothing and gives the same rows again.
     calls["n"] = 0
     again = run_sweep(out, data_cfg(tiny_tree3, tiny_cache), train_cfg(), sweep_cfg(teacher),
-                      resume=True, progress=False)
+                      resume=True, progress=False, jobs=1)
     assert calls["n"] == 0
     assert again["rows"] == summary["rows"]
+
+
+def test_cells_with_the_same_settings_train_once(teacher, tmp_path, tiny_tree3, tiny_cache):
+    # β = alpha at α = 0 is β = 0: one student, reported under both labels.
+    cfg = sweep_cfg(teacher, alphas=[0.0, 0.5], betas=["0", "alpha"], seeds=1)
+    members, owner = sweep_members(cfg)
+    assert members == [(0.0, "0"), (0.5, "0"), (0.5, "alpha")]
+    assert owner[member_name(0.0, "alpha")] == member_name(0.0, "0")
+    out = tmp_path / "sweep"
+    summary = run_sweep(out, data_cfg(tiny_tree3, tiny_cache), train_cfg(), cfg, progress=False)
+    assert sorted(p.name for p in (out / "seed0").iterdir() if p.is_dir()) == \
+        sorted(member_name(a, b) for a, b in members)
+    rows = {(r["alpha"], r["beta"]): r for r in summary["rows"]}
+    assert len(rows) == 4
+    assert rows[(0.0, "alpha")]["run"] == rows[(0.0, "0")]["run"]
+    assert rows[(0.0, "alpha")]["accuracy"] == rows[(0.0, "0")]["accuracy"]
+
+
+def test_negative_jobs_is_refused(teacher, tmp_path, tiny_tree3, tiny_cache):
+    with pytest.raises(ConfigError, match="--jobs"):
+        run_sweep(tmp_path / "out", data_cfg(tiny_tree3, tiny_cache), train_cfg(),
+                  sweep_cfg(teacher), progress=False, jobs=-1)
+    assert not (tmp_path / "out").exists()

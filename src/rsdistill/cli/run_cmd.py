@@ -21,6 +21,8 @@ def register(sub) -> None:
     p.add_argument("--cache-dir")
     p.add_argument("--allow-missing-classes", action="store_true", default=None)
     p.add_argument("--seeds", type=int, help="seeds of the sweep (overrides the config)")
+    p.add_argument("--jobs", type=int, help="seeds trained side by side (overrides the config; "
+                                            "0 = one per CPU core, 1 on a GPU)")
     p.add_argument("--out", help="study directory (default runs/<dataset>)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=cmd_run)
@@ -37,6 +39,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             setattr(cfg.data, key, getattr(args, key))
     if args.seeds is not None:
         cfg.sweep.seeds = args.seeds
+    if args.jobs is not None:
+        cfg.sweep.jobs = args.jobs
     if args.out:
         cfg.out = args.out
     elif not args.config:

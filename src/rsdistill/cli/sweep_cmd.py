@@ -29,6 +29,9 @@ def register(sub) -> None:
                    help="β settings, comma-separated numbers and/or 'alpha' (e.g. 0,alpha)")
     g.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default 1)")
     g.add_argument("--temperature", "-T", type=float, default=4.0)
+    g.add_argument("--jobs", type=int, default=0,
+                   help="seeds trained side by side, one process each (default 0 = one per CPU "
+                        "core, 1 on a GPU or under torchrun)")
     add_method_args(g)
     p.set_defaults(func=cmd_sweep)
 
@@ -38,7 +41,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                         betas=parse_betas(args.nuclear_beta), seeds=args.seeds,
                         temperature=args.temperature, **method_settings(args))
     summary = run_sweep(args.out, distill_data_config(args), train_config(args), sweep,
-                        resume=args.resume, progress=args.progress)
+                        resume=args.resume, progress=args.progress, jobs=args.jobs)
     print(f"{'beta':>6} {'alpha':>6} {'accuracy':>16} {'f1_macro':>16}")
     for r in summary["aggregate"]:
         print(f"{r['beta']:>6} {r['alpha']:>6.2f} {100 * r['accuracy_mean']:>8.2f} ± "

@@ -32,6 +32,9 @@ class StudySweep:
     method_options: dict = field(default_factory=dict)
     student_layers: list[str] | None = None
     teacher_layers: list[str] | None = None
+    # Seeds trained side by side (0 = one per core on a CPU, 1 on a GPU); how the
+    # study runs, not what it computes.
+    jobs: int = 0
 
 
 @dataclass
@@ -105,6 +108,7 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> Path:
         run_training(teacher_dir, cfg.data, cfg.teacher, resume=True, progress=progress)
     log.info("stage 2/3: α sweep of %s (%d α × %d β × %d seeds)", cfg.student.model,
              len(sweep.alphas), len(sweep.betas), sweep.seeds)
-    run_sweep(out / "sweep", cfg.data, cfg.student, sweep, resume=True, progress=progress)
+    run_sweep(out / "sweep", cfg.data, cfg.student, sweep, resume=True, progress=progress,
+              jobs=cfg.sweep.jobs)
     log.info("stage 3/3: report")
     return write_report(out / "sweep")

@@ -11,10 +11,15 @@ import csv
 import io
 import logging
 import math
+import multiprocessing
+import os
 import statistics
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import torch
 import yaml
 
 from rsdistill.data.dataset import default_data_root
@@ -22,6 +27,7 @@ from rsdistill.data.module import DataConfig, prepare_data
 from rsdistill.engine import distributed
 from rsdistill.engine.distiller import Distiller, example_input
 from rsdistill.engine.environment import seed_everything
+from rsdistill.engine.precision import resolve_device
 from rsdistill.engine.runs import DistillConfig, added_defaults, load_teacher, model_meta
 from rsdistill.engine.trainer import METRICS_FILE, Member, RunDirectory, TrainConfig, Trainer
 from rsdistill.errors import ConfigError
@@ -117,11 +123,42 @@ def member_name(alpha: float, beta: str) -> str:
     return f"alpha{alpha:.2f}_beta{beta_label(beta)}"
 
 
+def sweep_members(sweep: SweepConfig) -> tuple[list[tuple[float, str]], dict[str, str]]:
+    """The (α, β) members to train, and for every grid cell the member that trains it.
+
+    Cells that resolve to the same settings (``β = alpha`` at ``α = 0`` is ``β = 0``)
+    train once and are reported under both labels.
+    """
+    unique: dict[tuple[float, float], tuple[float, str]] = {}
+    owner: dict[str, str] = {}
+    for beta in sweep.betas:
+        for alpha in sweep.alphas:
+            key = (alpha, resolve_beta(beta, alpha))
+            unique.setdefault(key, (alpha, beta))
+            owner[member_name(alpha, beta)] = member_name(*unique[key])
+    return list(unique.values()), owner
+
+
+def default_jobs(seeds: int, device: str) -> int:
+    """Seeds trained side by side: one per core on a CPU, one at a time on a GPU.
+
+    Small students use a CPU core poorly from several threads (a resnet8 step at batch
+    32 runs about as fast on one thread as on two), so separate processes, one thread
+    each, are what fills the cores.
+    """
+    if distributed.launched_world_size() > 1 or resolve_device(device).type != "cpu":
+        return 1
+    return max(1, min(seeds, os.cpu_count() or 1))
+
+
 def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: SweepConfig,
-              *, resume: bool = False, progress: bool = True) -> dict:
+              *, resume: bool = False, progress: bool = True, jobs: int = 0) -> dict:
+    """Train every seed's fused pass (``jobs`` seeds at a time, 0 = :func:`default_jobs`)."""
     out = Path(out)
     sweep.validate()
     train_cfg.validate()
+    if jobs < 0:
+        raise ConfigError(f"--jobs must be >= 0 (0 = one per core on a CPU), got {jobs}")
     distributed.setup(train_cfg.device)
     if data_cfg.data_root is None:
         data_cfg = replace(data_cfg, data_root=str(default_data_root()))
@@ -142,51 +179,97 @@ def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, swe
     with distributed.main_first():
         data = prepare_data(data_cfg, progress=progress and distributed.is_main())
     teacher, _ = load_teacher(sweep.teacher, data)
-    grid = [(a, b) for b in sweep.betas for a in sweep.alphas]
+    members, owner = sweep_members(sweep)
+    names = [member_name(a, b) for a, b in members]
+    todo = [seed for seed in range(sweep.seeds)
+            if not all((out / f"seed{seed}" / n / METRICS_FILE).is_file() for n in names)]
+    jobs = min(jobs or default_jobs(sweep.seeds, train_cfg.device), max(1, len(todo)))
+    if jobs > 1:
+        _fit_seeds_in_parallel(out, data_cfg, train_cfg, sweep, todo, jobs, resume)
+    else:
+        for seed in todo:
+            fit_seed(out, data_cfg, train_cfg, sweep, seed, resume=resume, progress=progress,
+                     data=data, teacher=teacher)
+
     rows = []
     for seed in range(sweep.seeds):
-        seed_dir = out / f"seed{seed}"
-        cfg = replace(train_cfg, seed=seed)
-        names = [member_name(a, b) for a, b in grid]
-        done = all((seed_dir / n / METRICS_FILE).is_file() for n in names)
-        if done:
-            results = [read_json(seed_dir / n / METRICS_FILE) for n in names]
-        else:
-            members = []
-            for (alpha, beta), name in zip(grid, names):
-                seed_everything(seed)  # every student starts as a single run with this seed would
-                student = build_model(cfg.model, data.num_classes, data_cfg.image_size,
-                                      pretrained=cfg.pretrained)
-                distill = sweep.member_config(alpha, beta)
-                loss = build_method_loss(sweep.method, alpha=alpha, temperature=sweep.temperature,
-                                         label_smoothing=cfg.label_smoothing,
-                                         options=distill.method_options)
-                beta_value = resolve_beta(beta, alpha)
-                record = {"kind": "distill", "data": asdict(data_cfg), "train": asdict(cfg),
-                          "distill": {**asdict(distill), "nuclear_beta_resolved": beta_value}}
-                # Built right after its student, under the same seed: a FitNet regressor
-                # is then initialised exactly as in the single run.
-                distiller = Distiller(student, loss, teacher, beta_value,
-                                      student_layers=sweep.student_layers,
-                                      teacher_layers=sweep.teacher_layers,
-                                      example_input=example_input(data_cfg.image_size))
-                members.append(Member(name, distiller, RunDirectory(seed_dir / name), record,
-                                      model_meta(cfg.model, data)))
-            log.info("seed %d: %d students in one fused pass", seed, len(members))
-            trainer = Trainer.fused(seed_dir, data, members, cfg, progress=progress)
-            results = trainer.fit(resume=resume)
-            results = results if isinstance(results, list) else [results]
-        for (alpha, beta), name, m in zip(grid, names, results):
-            rows.append(result_row(alpha, beta, seed, f"seed{seed}/{name}", m))
+        for beta in sweep.betas:
+            for alpha in sweep.alphas:
+                run = f"seed{seed}/{owner[member_name(alpha, beta)]}"
+                rows.append(result_row(alpha, beta, seed, run, read_json(out / run / METRICS_FILE)))
+    first = read_json(out / rows[0]["run"] / METRICS_FILE)
     summary = {"config": sweep_record, "data": data.describe(), "rows": rows,
                "aggregate": aggregate(rows), "teacher": teacher_summary(sweep.teacher),
-               "student": {"model": train_cfg.model, "params": results[0]["params"],
-                           "flops": results[0]["flops"]}}
+               "student": {"model": train_cfg.model, "params": first["params"],
+                           "flops": first["flops"]}}
     if distributed.is_main():
         write_json(out / "results.json", summary)
         write_csv(out / "results.csv", rows)
         write_csv(out / "results_aggregate.csv", summary["aggregate"])
     return summary
+
+
+def fit_seed(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: SweepConfig, seed: int,
+             *, resume: bool, progress: bool, data=None, teacher=None) -> None:
+    """One seed's students in one fused pass into ``out/seed<k>/<member>/``."""
+    if data is None:
+        data = prepare_data(data_cfg, progress=False)
+    if teacher is None:
+        teacher, _ = load_teacher(sweep.teacher, data)
+    seed_dir = out / f"seed{seed}"
+    cfg = replace(train_cfg, seed=seed)
+    members = []
+    for alpha, beta in sweep_members(sweep)[0]:
+        name = member_name(alpha, beta)
+        seed_everything(seed)  # every student starts as a single run with this seed would
+        student = build_model(cfg.model, data.num_classes, data_cfg.image_size,
+                              pretrained=cfg.pretrained)
+        distill = sweep.member_config(alpha, beta)
+        loss = build_method_loss(sweep.method, alpha=alpha, temperature=sweep.temperature,
+                                 label_smoothing=cfg.label_smoothing,
+                                 options=distill.method_options)
+        beta_value = resolve_beta(beta, alpha)
+        record = {"kind": "distill", "data": asdict(data_cfg), "train": asdict(cfg),
+                  "distill": {**asdict(distill), "nuclear_beta_resolved": beta_value}}
+        # Built right after its student, under the same seed: a FitNet regressor
+        # is then initialised exactly as in the single run.
+        distiller = Distiller(student, loss, teacher, beta_value,
+                              student_layers=sweep.student_layers,
+                              teacher_layers=sweep.teacher_layers,
+                              example_input=example_input(data_cfg.image_size))
+        members.append(Member(name, distiller, RunDirectory(seed_dir / name), record,
+                              model_meta(cfg.model, data)))
+    log.info("seed %d: %d students in one fused pass", seed, len(members))
+    Trainer.fused(seed_dir, data, members, cfg, progress=progress).fit(resume=resume)
+
+
+def _seed_worker(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: SweepConfig,
+                 seed: int, resume: bool, threads: int, log_level: int) -> int:
+    # A fresh (spawned) process: its own thread budget and a log prefix naming the seed.
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=log_level, format=f"rsdistill: seed {seed}: %(message)s",
+                        stream=sys.stderr, force=True)
+    fit_seed(out, data_cfg, train_cfg, sweep, seed, resume=resume, progress=False)
+    return seed
+
+
+def _fit_seeds_in_parallel(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig,
+                           sweep: SweepConfig, seeds: list[int], jobs: int, resume: bool) -> None:
+    threads = max(1, torch.get_num_threads() // jobs)
+    log.info("%d seeds, %d at a time (one process each, %d thread%s)", len(seeds), jobs, threads,
+             "" if threads == 1 else "s")
+    level = logging.getLogger("rsdistill").getEffectiveLevel()
+    ctx = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        futures = [pool.submit(_seed_worker, out, data_cfg, train_cfg, sweep, seed, resume,
+                               threads, level) for seed in seeds]
+        try:
+            for future in as_completed(futures):
+                log.info("seed %d finished", future.result())
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
 
 
 def _check_same_sweep(path: Path, record: dict) -> None:
