@@ -13,6 +13,7 @@ import yaml
 import rsdistill.cli.run_cmd as run_cmd
 import rsdistill.cli.sweep_cmd as sweep_cmd
 from rsdistill.cli.main import main
+from rsdistill.engine.checkpoint import safe_load
 from rsdistill.engine.sweep import member_name
 from rsdistill.engine.trainer import Trainer
 
@@ -288,6 +289,7 @@ def test_run_command_line_overrides_the_config(tmp_path, monkeypatch, capsys):
     ('sweep: {alphas: "0:x"}\n', "alphas"),
     ('sweep: {betas: ["gamma"]}\n', "beta"),
     ("out: 5\n", "out"),
+    ("teacher_image_size: big\n", "teacher_image_size"),
     ("- a\n- b\n", "mapping"),
     ("teacher: [1, 2\n", "not valid YAML"),
     ("teacher:\n  epochs: 2\n epochs: 3\n", "not valid YAML"),
@@ -300,6 +302,19 @@ def test_run_rejects_a_bad_config_in_one_line(text, needle, tmp_path, capsys):
     line = one_error_line(capsys.readouterr().err)
     assert needle in line, line
     assert not out.exists()
+
+
+def test_run_with_a_high_resolution_teacher(tmp_path, tiny_tree3, tiny_cache):
+    config = write_config(
+        tmp_path / "xres.yaml", data={"image_size": 16, "workers": 1}, teacher_image_size=32,
+        teacher=TINY_TRAIN, student=TINY_TRAIN,
+        sweep={"alphas": "0.5", "betas": ["0"], "seeds": 1, "jobs": 1})
+    out = tmp_path / "study"
+    assert main(["run", "--config", config, "--dataset", "folder", "--data-root", str(tiny_tree3),
+                 "--cache-dir", str(tiny_cache), "--out", str(out), "--no-progress"]) == 0
+    assert safe_load(out / "teacher" / "model.pt")["meta"]["image_size"] == 32
+    assert safe_load(out / "sweep" / "seed0" / "alpha0.50_beta0" / "model.pt")["meta"]["image_size"] == 16
+    assert (out / "sweep" / "report.md").is_file()
 
 
 def test_run_needs_an_existing_config_or_a_dataset(tmp_path, capsys):

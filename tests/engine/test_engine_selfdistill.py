@@ -107,7 +107,7 @@ def born_again(tmp_path_factory, tiny_tree3, tiny_cache):
     loaded = []
     original = runs.load_teacher
 
-    def spy(path, data):
+    def spy(path, data=None):
         teacher, meta = original(path, data)
         loaded.append((path, {k: v.clone() for k, v in teacher.state_dict().items()}))
         return teacher, meta

@@ -293,7 +293,7 @@ def test_one_fused_pass_augments_each_batch_once_and_runs_the_teacher_once(
         counts["augment"] += 1
         return apply(self, x, params)
 
-    def counting_load_teacher(path, data):
+    def counting_load_teacher(path, data=None):
         model, meta = load_teacher(path, data)
         model.register_forward_hook(lambda *_: counts.__setitem__("teacher", counts["teacher"] + 1))
         return model, meta

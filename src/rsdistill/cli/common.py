@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from rsdistill.data.mix import MIX_MODES
 from rsdistill.data.module import DataConfig
 from rsdistill.data.specs import DATASETS
 from rsdistill.errors import ConfigError
@@ -12,7 +13,8 @@ from rsdistill.errors import ConfigError
 _D = DataConfig()
 
 
-def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
+def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True,
+                  student: bool = False) -> None:
     # Every default is None, meaning "not given": data_config() fills in DataConfig's
     # defaults, or a base config (e.g. the teacher's) for options the user left out.
     g = p.add_argument_group("data")
@@ -21,7 +23,15 @@ def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True) -> 
     g.add_argument("--data-root", help="folder holding the dataset archives or extracted folders "
                    "(default: $RSDISTILL_DATA, else ~/.cache/rsdistill/data); for --dataset "
                    "folder, the class-per-folder directory or zip itself")
-    g.add_argument("--image-size", type=int, help=f"images are resized to N×N (default {_D.image_size})")
+    if student:
+        # The student's size; a teacher trained at another size reads its own view
+        # of the same scenes (cross-resolution distillation).
+        g.add_argument("--image-size", "--student-image-size", dest="image_size", type=int,
+                       help="the student's input: images resized to N×N (default: the teacher "
+                            "run's size); a teacher trained at another size is fed its own "
+                            "view of the same augmented scenes")
+    else:
+        g.add_argument("--image-size", type=int, help=f"images are resized to N×N (default {_D.image_size})")
     g.add_argument("--cache-dir", help="decoded-tensor cache (default: $RSDISTILL_CACHE, "
                    "else ~/.cache/rsdistill/cache)")
     g.add_argument("--allow-missing-classes", action="store_true", default=None,
@@ -39,6 +49,12 @@ def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True) -> 
     for flag in ("hflip", "vflip", "rot90", "crop"):
         g.add_argument(f"--no-{flag}", dest=flag, action="store_false", default=None,
                        help=f"disable the {flag} training augmentation")
+    g.add_argument("--mix", choices=MIX_MODES,
+                   help="mix training batches: mixup or cutmix (default none); with a teacher at "
+                        "--alpha 1 the target is the teacher's prediction on the mixed image "
+                        "(function matching)")
+    g.add_argument("--mix-alpha", type=float,
+                   help=f"Beta(a, a) of the mixing weight (default {_D.mix_alpha})")
     g.add_argument("--workers", type=int, help="processes for the first decode (default: cores)")
 
 

@@ -19,7 +19,7 @@ def register(sub) -> None:
                     "data, schedule and seeds into OUT/<method>/seed<k>/; then comparison.json, "
                     ".csv, .md, .html and figures/compare_accuracy.png. Rerunning continues: "
                     "finished runs are not retrained.")
-    add_data_args(p, dataset_required=False)
+    add_data_args(p, dataset_required=False, student=True)
     add_train_args(p, "--student", "student model name, e.g. resnet8")
     g = p.add_argument_group("comparison")
     d = CompareConfig()

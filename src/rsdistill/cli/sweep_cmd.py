@@ -19,7 +19,7 @@ def register(sub) -> None:
     p = sub.add_parser("sweep", help="distil students at many α (and β) values in one fused run",
                        description="All students of a seed train in one pass over the data: each "
                                    "batch is augmented once and seen by the teacher once.")
-    add_data_args(p, dataset_required=False)
+    add_data_args(p, dataset_required=False, student=True)
     add_train_args(p, "--student", "student model name, e.g. resnet8")
     g = p.add_argument_group("sweep")
     g.add_argument("--teacher", required=True, help="teacher run directory or model.pt")

@@ -74,7 +74,7 @@ def register(sub) -> None:
                                    "mutual KL; self's born-again or teacher-free KD). Data "
                                    "options default to the teacher run's; without --teacher "
                                    "(dml, self) pass --dataset.")
-    add_data_args(d, dataset_required=False)
+    add_data_args(d, dataset_required=False, student=True)
     add_train_args(d, "--student", "student model name, e.g. resnet8")
     g = d.add_argument_group("distillation")
     dd = DistillConfig()

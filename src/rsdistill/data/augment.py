@@ -22,6 +22,12 @@ class AugmentParams:
     shift: torch.Tensor  # float N×2 in [0, 1]: crop offset as a fraction of the padding range
 
 
+# Crop offsets are drawn on a grid of 2·CROP_STEPS + 1 positions (the 9 whole-pixel
+# offsets at 32 px), so every view whose size is a multiple of 32 px crops exactly the
+# same region: at 64 px an offset of k steps is 2k pixels, never a rounded 2k ± 1.
+CROP_STEPS = 4
+
+
 @dataclass(frozen=True)
 class BatchAugment:
     hflip: bool = True
@@ -40,7 +46,7 @@ class BatchAugment:
 
         hflip, vflip = coin(), coin()
         rot = torch.randint(0, 4, (n,), generator=generator)
-        shift = torch.rand(n, 2, generator=generator)
+        shift = torch.randint(0, 2 * CROP_STEPS + 1, (n, 2), generator=generator) / (2 * CROP_STEPS)
         off = torch.zeros(n, dtype=torch.bool)
         return AugmentParams(
             hflip=hflip if self.hflip else off,

@@ -12,6 +12,7 @@ from typing import Iterator
 import torch
 
 from rsdistill.data.augment import AugmentParams, BatchAugment
+from rsdistill.data.mix import BatchMix
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,13 @@ class Normalizer:
         return {"scale": "1/255", "mean": self.mean, "std": self.std}
 
     @classmethod
+    def from_dict(cls, d: dict | None) -> "Normalizer":
+        """Inverse of :meth:`to_dict` (a checkpoint's ``normalization`` entry)."""
+        d = d or {}
+        mean, std = d.get("mean"), d.get("std")
+        return cls(tuple(mean) if mean is not None else None, tuple(std) if std is not None else None)
+
+    @classmethod
     def fit(cls, images_uint8: torch.Tensor) -> "Normalizer":
         """Mean/std per channel from (training) images only."""
         x = images_uint8.double().div(255.0)
@@ -49,6 +57,11 @@ class Batch:
     params: AugmentParams | None = None
     # Images in the whole (global) batch; differs from len(labels) on a shard of it.
     global_size: int | None = None
+    # The same scenes at the teacher's resolution, augmented (and mixed) identically;
+    # None when the teacher reads the student's view.
+    teacher_images: torch.Tensor | None = None
+    # Label distributions of mixed images (N×K); None without Mixup/CutMix.
+    targets: torch.Tensor | None = None
 
 
 class TensorBatches:
@@ -62,7 +75,10 @@ class TensorBatches:
                  batch_size: int, normalizer: Normalizer, *, shuffle: bool = False,
                  augment: BatchAugment | None = None, generator: torch.Generator | None = None,
                  drop_last: bool = False, device: torch.device | str = "cpu",
-                 shard: tuple[int, int] | None = None) -> None:
+                 shard: tuple[int, int] | None = None, mix: BatchMix | None = None,
+                 teacher_images: torch.Tensor | None = None,
+                 teacher_normalizer: Normalizer | None = None,
+                 num_classes: int | None = None) -> None:
         self.images = images
         self.labels = labels
         self.indices = indices
@@ -76,6 +92,15 @@ class TensorBatches:
         # (rank, world size) under data parallelism: every rank draws the global batch's
         # order and augmentation from the same generator and keeps its slice of it.
         self.shard = shard if shard is not None and shard[1] > 1 else None
+        self.mix = mix if mix is not None and mix.enabled else None
+        if self.mix is not None and num_classes is None:
+            raise ValueError("mixing needs num_classes for the mixed targets")
+        if self.mix is not None and self.shard is not None:
+            # The partner of an image may sit on another rank's shard.
+            raise ValueError("Mixup/CutMix is not supported on a sharded (torchrun) batch")
+        self.num_classes = num_classes
+        self.teacher_images = teacher_images
+        self.teacher_normalizer = teacher_normalizer or normalizer
 
     def __len__(self) -> int:
         n = self.indices.numel()
@@ -94,11 +119,22 @@ class TensorBatches:
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             x = self.normalizer(self.images[idx].to(self.device, non_blocking=True))
+            xt = None
+            if self.teacher_images is not None:
+                xt = self.teacher_normalizer(self.teacher_images[idx].to(self.device, non_blocking=True))
             params = None
             if self.augment is not None:
                 params = self.augment.sample(idx.numel(), self.generator)
                 x = self.augment.apply(x, params)
-            yield Batch(x, self.labels[idx].to(self.device, non_blocking=True), idx, params)
+                xt = self.augment.apply(xt, params) if xt is not None else None
+            labels = self.labels[idx].to(self.device, non_blocking=True)
+            targets = None
+            if self.mix is not None:
+                mp = self.mix.sample(idx.numel(), self.generator)
+                x = self.mix.apply(x, mp)
+                xt = self.mix.apply(xt, mp) if xt is not None else None
+                targets = self.mix.targets(labels, self.num_classes, mp, tuple(x.shape[-2:]))
+            yield Batch(x, labels, idx, params, teacher_images=xt, targets=targets)
 
     def _iter_shard(self) -> Iterator[Batch]:
         from rsdistill.engine.distributed import shard_bounds
@@ -112,8 +148,13 @@ class TensorBatches:
             start, end = shard_bounds(total, self.shard)
             idx = idx[start:end]
             x = self.normalizer(self.images[idx].to(self.device, non_blocking=True))
+            xt = None
+            if self.teacher_images is not None:
+                xt = self.teacher_normalizer(self.teacher_images[idx].to(self.device, non_blocking=True))
             if params is not None:
                 params = AugmentParams(*(t[start:end] for t in (params.hflip, params.vflip,
                                                                 params.rot90, params.shift)))
                 x = self.augment.apply(x, params)
-            yield Batch(x, self.labels[idx].to(self.device, non_blocking=True), idx, params, total)
+                xt = self.augment.apply(xt, params) if xt is not None else None
+            yield Batch(x, self.labels[idx].to(self.device, non_blocking=True), idx, params, total,
+                        teacher_images=xt)

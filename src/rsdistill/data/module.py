@@ -10,6 +10,7 @@ import torch
 from rsdistill.data.augment import BatchAugment
 from rsdistill.data.dataset import SceneDataset, load_dataset_sizes
 from rsdistill.data.loader import Normalizer, TensorBatches
+from rsdistill.data.mix import BatchMix, check_mix
 from rsdistill.data.specs import DATASETS
 from rsdistill.data.splits import Split, find_split_files, parse_fractions, split_from_files, stratified_split
 
@@ -31,6 +32,9 @@ class DataConfig:
     vflip: bool = True
     rot90: bool = True
     crop: bool = True
+    # Mixup/CutMix of training batches ("none", "mixup", "cutmix") and its Beta(a, a).
+    mix: str = "none"
+    mix_alpha: float = 1.0
     workers: int | None = None
 
     def to_dict(self) -> dict:
@@ -45,6 +49,7 @@ class PreparedData:
     normalizer: Normalizer
     augment: BatchAugment
     views: dict[int, SceneDataset] = field(default_factory=dict)
+    mix: BatchMix = field(default_factory=BatchMix)
 
     @property
     def classes(self) -> list[str]:
@@ -57,12 +62,26 @@ class PreparedData:
     def batches(self, split: str, batch_size: int, *, train: bool = False,
                 generator: torch.Generator | None = None,
                 device: torch.device | str = "cpu",
-                shard: tuple[int, int] | None = None) -> TensorBatches:
-        """Training batches are shuffled and augmented; evaluation batches never are."""
+                shard: tuple[int, int] | None = None,
+                teacher_size: int | None = None,
+                teacher_normalizer: Normalizer | None = None) -> TensorBatches:
+        """Training batches are shuffled, augmented and mixed; evaluation batches never are.
+
+        ``teacher_size``: each batch also carries the same scenes at that resolution,
+        augmented and mixed identically (cross-resolution distillation); the size must
+        have been prepared (``prepare_data(..., extra_sizes)``).
+        """
+        teacher_images = None
+        if teacher_size is not None and teacher_size != self.dataset.image_size:
+            if teacher_size not in self.views:
+                raise ValueError(f"no {teacher_size} px view was prepared (have {sorted(self.views)})")
+            teacher_images = self.views[teacher_size].images
         return TensorBatches(
             self.dataset.images, self.dataset.labels, self.split[split], batch_size,
             self.normalizer, shuffle=train, augment=self.augment if train else None,
             generator=generator, device=device, shard=shard,
+            mix=self.mix if train else None, num_classes=self.num_classes,
+            teacher_images=teacher_images, teacher_normalizer=teacher_normalizer,
         )
 
     def describe(self) -> dict:
@@ -83,7 +102,8 @@ class PreparedData:
 
 def prepare_data(cfg: DataConfig, extra_sizes: tuple[int, ...] = (), progress: bool = True
                  ) -> PreparedData:
-    sizes = (cfg.image_size, *extra_sizes)
+    check_mix(cfg.mix, cfg.mix_alpha)  # before any decoding
+    sizes = tuple(dict.fromkeys((cfg.image_size, *extra_sizes)))
     views = load_dataset_sizes(
         cfg.dataset, cfg.data_root, sizes, cache_dir=cfg.cache_dir,
         allow_missing_classes=cfg.allow_missing_classes, skip_corrupt=cfg.skip_corrupt,
@@ -98,4 +118,4 @@ def prepare_data(cfg: DataConfig, extra_sizes: tuple[int, ...] = (), progress: b
         split = stratified_split(ds.labels, parse_fractions(cfg.split), cfg.split_seed)
     normalizer = Normalizer.fit(ds.images[split.train]) if cfg.standardize else Normalizer()
     augment = BatchAugment(hflip=cfg.hflip, vflip=cfg.vflip, rot90=cfg.rot90, crop=cfg.crop)
-    return PreparedData(cfg, ds, split, normalizer, augment, views)
+    return PreparedData(cfg, ds, split, normalizer, augment, views, BatchMix(cfg.mix, cfg.mix_alpha))

@@ -12,11 +12,13 @@ models themselves are never rewritten; :meth:`close` removes the hooks.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import nn
 
+from rsdistill.data.loader import Normalizer
 from rsdistill.engine.hooks import FeatureTap, default_feature_layers
 from rsdistill.errors import ConfigError
 from rsdistill.losses import DistillationLoss, NuclearNormPenalty, effective_rank, nuclear_norm
@@ -35,16 +37,35 @@ def example_input(image_size: int, in_chans: int = 3) -> torch.Tensor:
     return torch.zeros(1, in_chans, image_size, image_size)
 
 
+@dataclass(frozen=True)
+class TeacherView:
+    """What a teacher trained at another resolution reads: its size and normalisation."""
+
+    image_size: int
+    normalizer: Normalizer
+
+    @classmethod
+    def for_teacher(cls, teacher_meta: dict, student_size: int) -> "TeacherView | None":
+        """The view a teacher needs, or ``None`` when it reads the student's images."""
+        size = int(teacher_meta["image_size"])
+        if size == int(student_size):
+            return None
+        return cls(size, Normalizer.from_dict(teacher_meta.get("normalization")))
+
+
 class Distiller(nn.Module):
     def __init__(self, student: nn.Module, loss: DistillationLoss,
                  teacher: nn.Module | None = None, nuclear_beta: float = 0.0, *,
                  student_layers: Sequence[str] | None = None,
                  teacher_layers: Sequence[str] | None = None,
-                 example_input: torch.Tensor | None = None) -> None:
+                 example_input: torch.Tensor | None = None,
+                 teacher_view: "TeacherView | None" = None) -> None:
         super().__init__()
         self.student = student
         self.loss = loss
         self.teacher = teacher
+        # Set when the teacher reads its own resolution (cross-resolution distillation).
+        self.teacher_view = teacher_view
         if teacher is not None:
             teacher.eval()
             for p in teacher.parameters():
@@ -57,6 +78,10 @@ class Distiller(nn.Module):
         self.teacher_layers: tuple[str, ...] | None = None
         if loss.uses_features:
             self._tap_features(student_layers, teacher_layers, example_input)
+
+    @property
+    def teacher_image_size(self) -> int | None:
+        return self.teacher_view.image_size if self.teacher_view is not None else None
 
     def _tap_features(self, student_layers: Sequence[str] | None,
                       teacher_layers: Sequence[str] | None,
@@ -76,7 +101,12 @@ class Distiller(nn.Module):
         self.student_tap = FeatureTap(self.student, s_layers, "student")
         try:
             self.teacher_tap = FeatureTap(self.teacher, t_layers, "teacher")
-            self.loss.setup(self.student, self.teacher, s_layers, t_layers, example)
+            teacher_example = None
+            if self.teacher_view is not None:
+                teacher_example = torch.zeros(*example.shape[:2], self.teacher_view.image_size,
+                                              self.teacher_view.image_size)
+            self.loss.setup(self.student, self.teacher, s_layers, t_layers, example,
+                            teacher_input=teacher_example)
         except BaseException:
             self.close()  # a failed setup leaves no hook on a model the caller still holds
             raise

@@ -18,7 +18,7 @@ from rsdistill.data.dataset import default_data_root
 from rsdistill.data.module import DataConfig, PreparedData, prepare_data
 from rsdistill.engine import distributed
 from rsdistill.engine.checkpoint import load_model, resolve_model_path
-from rsdistill.engine.distiller import Distiller, example_input
+from rsdistill.engine.distiller import Distiller, TeacherView, example_input
 from rsdistill.engine.environment import seed_everything
 from rsdistill.engine.trainer import RunDirectory, TrainConfig, Trainer
 from rsdistill.errors import CheckpointError, ConfigError
@@ -148,17 +148,23 @@ def added_defaults(cls: type) -> dict:
     return {k: defaults[k] for k in _ADDED_KEYS if k in defaults}
 
 
-def load_teacher(path: str, data: PreparedData) -> tuple[torch.nn.Module, dict]:
+def load_teacher(path: str, data: PreparedData | None = None) -> tuple[torch.nn.Module, dict]:
+    """The frozen teacher and its meta; checked against ``data`` when given."""
     if not path:
         raise ConfigError("distillation needs --teacher (a run directory or model.pt)")
     teacher, meta = load_model(path)
+    if data is not None:
+        check_teacher_data(path, meta, data)
+    return teacher, meta
+
+
+def check_teacher_data(path: str, meta: dict, data: PreparedData) -> None:
     if meta["dataset"] != data.dataset.name or list(meta["classes"]) != list(data.classes):
         raise CheckpointError(
             f"teacher {resolve_model_path(path)} was trained on {meta['dataset']} with "
             f"{meta['num_classes']} classes, but this run uses {data.dataset.name} with "
             f"{data.num_classes}; train a teacher on the same dataset and classes"
         )
-    return teacher, meta
 
 
 def teacher_data_config(path: str) -> dict | None:
@@ -182,6 +188,8 @@ class RunRequest:
     record: dict
     resume: bool
     progress: bool
+    # Set by train_one once the teacher is read: its own resolution when it differs.
+    teacher_view: TeacherView | None = None
 
 
 # How a run of a method is trained, keyed by the loss's ``procedure`` attribute: "single"
@@ -237,16 +245,21 @@ def train_one(req: RunRequest, build_distiller: DistillerBuilder) -> dict:
     (called right after seeding, with the prepared data and the teacher, if given)."""
     check_run_dir(req.out, req.resume)
     check_resume_config(req.out, req.record, req.resume)
-    # Rank 0 decodes and caches the data first; the barrier also keeps the checks above
-    # ahead of rank 0's first write.
-    with distributed.main_first():
-        data = prepare_data(req.data_cfg, progress=req.progress and distributed.is_main())
     # The teacher is loaded before seeding: building it draws from the global RNG, and
     # whatever is initialised after the student (a FitNet regressor) must draw exactly
     # what it draws in a fused sweep, where the teacher is loaded once up front.
     distill_cfg = req.distill_cfg
-    teacher = load_teacher(distill_cfg.teacher, data)[0] \
-        if distill_cfg is not None and distill_cfg.teacher else None
+    teacher = teacher_meta = None
+    if distill_cfg is not None and distill_cfg.teacher:
+        teacher, teacher_meta = load_teacher(distill_cfg.teacher)
+        req.teacher_view = TeacherView.for_teacher(teacher_meta, req.data_cfg.image_size)
+    extra = (req.teacher_view.image_size,) if req.teacher_view is not None else ()
+    # Rank 0 decodes and caches the data first; the barrier also keeps the checks above
+    # ahead of rank 0's first write.
+    with distributed.main_first():
+        data = prepare_data(req.data_cfg, extra, progress=req.progress and distributed.is_main())
+    if teacher is not None:
+        check_teacher_data(distill_cfg.teacher, teacher_meta, data)
     seed_everything(req.train_cfg.seed)
     distiller = build_distiller(req, data, teacher)
     trainer = Trainer(req.out, data, distiller, req.train_cfg, req.record,
@@ -266,7 +279,8 @@ def single_distiller(req: RunRequest, data: PreparedData,
     return Distiller(student, loss, teacher=teacher, nuclear_beta=req.beta,
                      student_layers=distill_cfg.student_layers,
                      teacher_layers=distill_cfg.teacher_layers,
-                     example_input=example_input(req.data_cfg.image_size))
+                     example_input=example_input(req.data_cfg.image_size),
+                     teacher_view=req.teacher_view)
 
 
 @PROCEDURES.register("single")

@@ -5,7 +5,7 @@ command after an interruption continues where it stopped."""
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -44,6 +44,9 @@ class StudyConfig:
     teacher: TrainConfig = field(default_factory=lambda: TrainConfig(model="resnet8x4", epochs=60))
     student: TrainConfig = field(default_factory=lambda: TrainConfig(model="resnet8", epochs=30))
     sweep: StudySweep = field(default_factory=StudySweep)
+    # The teacher's input size when it differs from the students' (data.image_size):
+    # a high-resolution teacher for low-resolution students, each fed its own view.
+    teacher_image_size: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,15 +59,20 @@ def study_from_dict(raw: dict) -> StudyConfig:
     if not isinstance(raw, dict):
         raise ConfigError("a study config must be a mapping with sections "
                           f"out, {', '.join(SECTIONS)}")
-    unknown = sorted(set(raw) - {"out", *SECTIONS})
+    unknown = sorted(set(raw) - {"out", "teacher_image_size", *SECTIONS})
     if unknown:
         raise ConfigError(f"unknown section(s) in study config: {', '.join(unknown)}; "
-                          f"allowed: out, {', '.join(SECTIONS)}")
+                          f"allowed: out, teacher_image_size, {', '.join(SECTIONS)}")
     cfg = StudyConfig()
     if "out" in raw:
         if not isinstance(raw["out"], str):
             raise ConfigError(f"config key 'out' must be a path string, got {raw['out']!r}")
         cfg.out = raw["out"]
+    size = raw.get("teacher_image_size")
+    if size is not None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+            raise ConfigError(f"config key 'teacher_image_size' must be an integer >= 8, got {size!r}")
+        cfg.teacher_image_size = size
     for name, cls in SECTIONS.items():
         if name in raw:
             defaults = asdict(getattr(cfg, name))
@@ -105,7 +113,9 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> Path:
     teacher_dir = out / "teacher"
     if not (teacher_dir / METRICS_FILE).is_file():
         log.info("stage 1/3: training the teacher %s", cfg.teacher.model)
-        run_training(teacher_dir, cfg.data, cfg.teacher, resume=True, progress=progress)
+        teacher_data = cfg.data if cfg.teacher_image_size is None else \
+            replace(cfg.data, image_size=cfg.teacher_image_size)
+        run_training(teacher_dir, teacher_data, cfg.teacher, resume=True, progress=progress)
     log.info("stage 2/3: α sweep of %s (%d α × %d β × %d seeds)", cfg.student.model,
              len(sweep.alphas), len(sweep.betas), sweep.seeds)
     run_sweep(out / "sweep", cfg.data, cfg.student, sweep, resume=True, progress=progress,

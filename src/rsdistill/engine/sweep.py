@@ -25,10 +25,11 @@ import yaml
 from rsdistill.data.dataset import default_data_root
 from rsdistill.data.module import DataConfig, prepare_data
 from rsdistill.engine import distributed
-from rsdistill.engine.distiller import Distiller, example_input
+from rsdistill.engine.distiller import Distiller, TeacherView, example_input
 from rsdistill.engine.environment import seed_everything
 from rsdistill.engine.precision import resolve_device
-from rsdistill.engine.runs import DistillConfig, added_defaults, load_teacher, model_meta
+from rsdistill.engine.runs import (DistillConfig, added_defaults, check_teacher_data, load_teacher,
+                                  model_meta)
 from rsdistill.engine.trainer import METRICS_FILE, Member, RunDirectory, TrainConfig, Trainer
 from rsdistill.errors import ConfigError
 from rsdistill.io import atomic_write_text, read_json, write_json
@@ -176,9 +177,7 @@ def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, swe
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "sweep.yaml", yaml.safe_dump(sweep_record, sort_keys=False))
 
-    with distributed.main_first():
-        data = prepare_data(data_cfg, progress=progress and distributed.is_main())
-    teacher, _ = load_teacher(sweep.teacher, data)
+    teacher, view, data = _teacher_and_data(sweep, data_cfg, progress and distributed.is_main())
     members, owner = sweep_members(sweep)
     names = [member_name(a, b) for a, b in members]
     todo = [seed for seed in range(sweep.seeds)
@@ -189,7 +188,7 @@ def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, swe
     else:
         for seed in todo:
             fit_seed(out, data_cfg, train_cfg, sweep, seed, resume=resume, progress=progress,
-                     data=data, teacher=teacher)
+                     prepared=(teacher, view, data))
 
     rows = []
     for seed in range(sweep.seeds):
@@ -209,13 +208,20 @@ def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, swe
     return summary
 
 
+def _teacher_and_data(sweep: SweepConfig, data_cfg: DataConfig, progress: bool):
+    """The teacher, the view it reads (``None`` = the student's) and the prepared data."""
+    teacher, meta = load_teacher(sweep.teacher)
+    view = TeacherView.for_teacher(meta, data_cfg.image_size)
+    with distributed.main_first():
+        data = prepare_data(data_cfg, (view.image_size,) if view else (), progress=progress)
+    check_teacher_data(sweep.teacher, meta, data)
+    return teacher, view, data
+
+
 def fit_seed(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: SweepConfig, seed: int,
-             *, resume: bool, progress: bool, data=None, teacher=None) -> None:
+             *, resume: bool, progress: bool, prepared=None) -> None:
     """One seed's students in one fused pass into ``out/seed<k>/<member>/``."""
-    if data is None:
-        data = prepare_data(data_cfg, progress=False)
-    if teacher is None:
-        teacher, _ = load_teacher(sweep.teacher, data)
+    teacher, view, data = prepared or _teacher_and_data(sweep, data_cfg, False)
     seed_dir = out / f"seed{seed}"
     cfg = replace(train_cfg, seed=seed)
     members = []
@@ -236,7 +242,8 @@ def fit_seed(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: Swe
         distiller = Distiller(student, loss, teacher, beta_value,
                               student_layers=sweep.student_layers,
                               teacher_layers=sweep.teacher_layers,
-                              example_input=example_input(data_cfg.image_size))
+                              example_input=example_input(data_cfg.image_size),
+                              teacher_view=view)
         members.append(Member(name, distiller, RunDirectory(seed_dir / name), record,
                               model_meta(cfg.model, data)))
     log.info("seed %d: %d students in one fused pass", seed, len(members))

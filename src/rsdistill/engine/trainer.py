@@ -252,6 +252,20 @@ class Trainer:
         tapped = {m.distiller.teacher_layers for m in members if m.distiller.uses_features}
         if len(tapped) > 1:
             raise ValueError(f"fused members must tap the same teacher layers, got {sorted(tapped)}")
+        views = {m.distiller.teacher_view for m in members if m.distiller.teacher is not None}
+        if len(views) > 1:
+            raise ValueError("fused members must share one teacher view")
+        self.teacher_view = next(iter(views), None)
+        if data.mix.enabled:
+            if distributed.is_distributed():
+                raise ConfigError("--mix is not supported under torchrun yet (an image's mixing "
+                                  "partner may sit on another process's shard); drop --mix")
+            hard_only = sorted({type(m.distiller.loss).__name__ for m in members
+                                if not m.distiller.loss.soft_labels})
+            if hard_only:
+                raise ConfigError(f"--mix {data.mix.mode} gives mixed label distributions, which "
+                                  f"{', '.join(hard_only)} cannot use (it needs one true class "
+                                  "per image); drop --mix or choose kd, fitnet, at or dml")
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.epoch = 0
         self.train_seconds = 0.0
@@ -315,20 +329,27 @@ class Trainer:
         correct = [0] * len(self.members)
         seen = 0
         parallel = distributed.is_distributed()
+        view = self.teacher_view
         batches = self.data.batches("train", self.cfg.batch_size, train=True,
                                     generator=self.generator, device=self.precision.device,
-                                    shard=distributed.shard())
+                                    shard=distributed.shard(),
+                                    teacher_size=view.image_size if view else None,
+                                    teacher_normalizer=view.normalizer if view else None)
         bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", leave=False,
                    disable=None if self.progress and distributed.is_main() else True)
         for step, batch in enumerate(bar):
             x = self.precision.prepare_input(batch.images)
-            teacher_logits, teacher_features = self._teacher_logits(x)
+            # The teacher reads its own (higher-resolution) view of the same augmented scenes.
+            xt = x if batch.teacher_images is None else self.precision.prepare_input(batch.teacher_images)
+            teacher_logits, teacher_features = self._teacher_logits(xt)
+            # Mixed label distributions under Mixup/CutMix, the class indices otherwise.
+            targets = batch.labels if batch.targets is None else batch.targets
             n = batch.labels.numel()
             seen += n
             for i, m in enumerate(self.members):
                 with self.precision.autocast():
                     logits, terms = m.distiller.forward_train(
-                        x, batch.labels, teacher_logits=teacher_logits,
+                        x, targets, teacher_images=xt, teacher_logits=teacher_logits,
                         teacher_features=teacher_features, epoch=self.epoch)
                 loss = sum(terms.values())
                 if parallel:

@@ -78,7 +78,7 @@ class AttentionTransferLoss(DistillationLoss):
 
     def setup(self, student: nn.Module, teacher: nn.Module | None,
               student_layers: tuple[str, ...], teacher_layers: tuple[str, ...],
-              example_input: torch.Tensor) -> None:
+              example_input: torch.Tensor, teacher_input: torch.Tensor | None = None) -> None:
         if len(student_layers) != len(teacher_layers):
             raise ConfigError(
                 f"at pairs student and teacher layers one to one, got {len(student_layers)} "
@@ -89,7 +89,8 @@ class AttentionTransferLoss(DistillationLoss):
         # Nothing to build; the dry run only checks that every layer gives a 4-D map, so
         # a wrong choice fails here rather than at the first training step.
         probe_feature_maps(student, student_layers, example_input, "student")
-        probe_feature_maps(teacher, teacher_layers, example_input, "teacher")
+        probe_feature_maps(teacher, teacher_layers,
+                           example_input if teacher_input is None else teacher_input, "teacher")
 
     def forward(
         self,

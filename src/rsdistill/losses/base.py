@@ -45,9 +45,14 @@ class DistillationLoss(nn.Module):
     run of this method: ``"single"`` (one student, this loss per step) for most; online
     and multi-generation methods name their own, so the engine never branches on
     method names. ``default_temperature`` is the ``T`` a run gets when none is given.
+
+    ``soft_labels``: the loss reads ``labels`` only through the cross-entropy, so it
+    also takes label distributions (N×K rows summing to 1, from Mixup/CutMix). A loss
+    that indexes by the true class sets it to ``False`` and mixing is refused for it.
     """
 
     needs_teacher: bool = True
+    soft_labels: bool = True
     uses_features: bool = False
     procedure: str = "single"
     default_temperature: float = DEFAULT_TEMPERATURE
@@ -62,12 +67,13 @@ class DistillationLoss(nn.Module):
 
     def setup(self, student: nn.Module, teacher: nn.Module | None,
               student_layers: tuple[str, ...], teacher_layers: tuple[str, ...],
-              example_input: torch.Tensor) -> None:
+              example_input: torch.Tensor, teacher_input: torch.Tensor | None = None) -> None:
         """Called once, before the optimiser is built, with the layers that will be tapped.
 
         A method checks the layer choice here (a :class:`ConfigError` stops the run before
         any step) and creates the parameters that depend on the feature shapes, e.g. a
-        regressor sized by one dry forward pass of ``example_input``. Parameters created
+        regressor sized by one dry forward pass of ``example_input`` (``teacher_input``
+        for the teacher when it reads another resolution). Parameters created
         here are submodules of the loss, so the distiller's ``trainable_parameters`` and
         ``state_dict`` include them.
         """

@@ -98,6 +98,8 @@ def warmup_factor(epoch: int, warmup_epochs: int) -> float:
 class DKDLoss(DistillationLoss):
     """TCKD + beta * NCKD on the logits; reads the epoch for its warm-up."""
 
+    soft_labels = False  # the target/non-target split needs one true class per image
+
     def __init__(self, alpha: float, temperature: float, label_smoothing: float = 0.0,
                  dkd_alpha: float = DEFAULT_DKD_ALPHA, dkd_beta: float = DEFAULT_DKD_BETA,
                  warmup_epochs: int = DEFAULT_WARMUP_EPOCHS) -> None:

@@ -57,7 +57,7 @@ class FitNetLoss(DistillationLoss):
 
     def setup(self, student: nn.Module, teacher: nn.Module | None,
               student_layers: tuple[str, ...], teacher_layers: tuple[str, ...],
-              example_input: torch.Tensor) -> None:
+              example_input: torch.Tensor, teacher_input: torch.Tensor | None = None) -> None:
         if len(student_layers) != 1 or len(teacher_layers) != 1:
             raise ConfigError(
                 "fitnet hints exactly one stage; pass one name each to --student-layers and "
@@ -65,7 +65,9 @@ class FitNetLoss(DistillationLoss):
         if teacher is None:
             raise ConfigError("fitnet needs a teacher")
         (s_shape,) = probe_feature_maps(student, student_layers, example_input, "student")
-        (t_shape,) = probe_feature_maps(teacher, teacher_layers, example_input, "teacher")
+        (t_shape,) = probe_feature_maps(teacher, teacher_layers,
+                                      example_input if teacher_input is None else teacher_input,
+                                      "teacher")
         # No bias: the batch norm right after it has its own shift.
         self.regressor = nn.Sequential(
             nn.Conv2d(s_shape[1], t_shape[1], kernel_size=1, bias=False),

@@ -117,6 +117,7 @@ class TeacherFreeLoss(DistillationLoss):
     """
 
     needs_teacher = False
+    soft_labels = False  # the virtual teacher is built around one true class
 
     def __init__(self, alpha: float, temperature: float, label_smoothing: float = 0.0,
                  a: float = DEFAULT_TRUE_PROB) -> None:
