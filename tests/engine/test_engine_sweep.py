@@ -397,3 +397,29 @@ def test_negative_jobs_is_refused(teacher, tmp_path, tiny_tree3, tiny_cache):
         run_sweep(tmp_path / "out", data_cfg(tiny_tree3, tiny_cache), train_cfg(),
                   sweep_cfg(teacher), progress=False, jobs=-1)
     assert not (tmp_path / "out").exists()
+
+
+def test_members_stepped_from_two_threads_equal_the_plain_loop(teacher, tmp_path, tiny_tree3,
+                                                              tiny_cache):
+    cfg = sweep_cfg(teacher, alphas=[0.0, 0.3, 0.6], betas=["0"], seeds=1)
+    plain = run_sweep(tmp_path / "plain", data_cfg(tiny_tree3, tiny_cache), train_cfg(), cfg,
+                      progress=False, jobs=1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # two member threads, one intra-op thread each
+    try:
+        seen = []
+        original = Trainer._member_workers
+        Trainer._member_workers = lambda self: seen.append(original(self)) or seen[-1]
+        try:
+            threaded = run_sweep(tmp_path / "threaded", data_cfg(tiny_tree3, tiny_cache),
+                                 train_cfg(), cfg, progress=False, jobs=1)
+        finally:
+            Trainer._member_workers = original
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {2}
+    assert without_timing(threaded["rows"]) == without_timing(plain["rows"])
+    for r in plain["rows"]:
+        a = safe_load(tmp_path / "plain" / r["run"] / MODEL_FILE)["model"]
+        b = safe_load(tmp_path / "threaded" / r["run"] / MODEL_FILE)["model"]
+        assert all(torch.equal(a[k], b[k]) for k in a), r["run"]
