@@ -334,6 +334,23 @@ class Trainer:
             return 1
         return max(1, min(len(self.members), torch.get_num_threads()))
 
+    def _validate(self, val_labels: torch.Tensor) -> list[float | None]:
+        """Validation accuracy of every member (``None`` without a validation split),
+        on the member threads like the training steps."""
+        if not val_labels.numel():
+            return [None] * len(self.members)
+
+        def accuracy(m: Member) -> float:
+            logits = evaluate_logits(m.distiller.student, self.data, "val", self.precision)
+            return float((logits.argmax(1) == val_labels).float().mean())
+
+        workers = self._member_workers()
+        if workers == 1:
+            return [accuracy(m) for m in self.members]
+        with torch_threads(max(1, torch.get_num_threads() // workers)), \
+                ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(accuracy, self.members))
+
     def _member_step(self, m: Member, step: int, batch, x: torch.Tensor, xt: torch.Tensor,
                      targets: torch.Tensor, teacher_logits, teacher_features, parallel: bool):
         """One optimiser step of one member; returns its loss, logits and named terms."""
@@ -477,10 +494,10 @@ class Trainer:
                 if not main:
                     distributed.barrier()
                     continue
-                for m, row, board in zip(self.members, rows, boards):
-                    val_logits = evaluate_logits(m.distiller.student, self.data, "val", self.precision)
-                    val_acc = float((val_logits.argmax(1) == val_labels).float().mean()) \
-                        if val_labels.numel() else row["train_accuracy"]
+                val_accs = self._validate(val_labels)
+                for m, row, board, val_acc in zip(self.members, rows, boards, val_accs):
+                    if val_acc is None:
+                        val_acc = row["train_accuracy"]
                     row = {"epoch": self.epoch, **row, "val_accuracy": val_acc,
                            "lr": m.scheduler.get_last_lr()[0],
                            "epoch_seconds": elapsed / len(self.members),
