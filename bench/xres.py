@@ -59,7 +59,7 @@ def main() -> int:
     ap.add_argument("--teacher32", help="existing 32 px teacher run (else trained here)")
     ap.add_argument("--teacher64", help="existing high-resolution teacher run (else trained here)")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--mix-alpha", type=float, default=0.4)
+    ap.add_argument("--mix-alpha", type=float, default=1.0)
     ap.add_argument("--groups", default=",".join(GROUPS), help="which student groups to run")
     ap.add_argument("--jobs", type=int, default=0)
     args = ap.parse_args()

@@ -140,7 +140,8 @@ def test_report_teacher_and_student_rows(report):
                             ("precision_macro", "recall_macro", "f1_macro", "accuracy")]
     models = tables["Models"]
     assert models[0][:2] == ["teacher", "resnet8"] and models[1][:2] == ["student", "resnet8"]
-    assert models[1][2] == f"{res['student']['params']:,}"
+    assert models[1][2] == "16" and models[0][2] == "16"  # input px of student and teacher
+    assert models[1][3] == f"{res['student']['params']:,}"
     md = (report / "report.md").read_text()
     assert lead_verdict(best, base) in md
     assert f"Best setting: **α = {best['alpha']:g}, β = {best['beta']}**" in md

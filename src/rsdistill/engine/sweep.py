@@ -335,7 +335,10 @@ def teacher_summary(teacher: str) -> dict | None:
     if not metrics_file.is_file():
         return None
     m = read_json(metrics_file)
-    return {"model": m["run"]["model"], "params": m["params"], "flops": m["flops"],
+    config = metrics_file.parent / "config.yaml"
+    size = (yaml.safe_load(config.read_text()) or {}).get("data", {}).get("image_size") \
+        if config.is_file() else None
+    return {"model": m["run"]["model"], "image_size": size, "params": m["params"], "flops": m["flops"],
             **{k: m[k] for k in RESULT_KEYS}, "latency_ms_p50": m["inference"]["latency_ms_p50"],
             "test_seconds": m["inference"]["test_seconds"]}
 

@@ -32,6 +32,11 @@ def pm(mean: float, std: float) -> str:
     return f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 
+def _mix_text(data_cfg: dict) -> str:
+    mode = data_cfg.get("mix", "none")
+    return "" if mode == "none" else f" (plus {mode}, Beta({data_cfg.get('mix_alpha')}), on every batch)"
+
+
 def _best(aggregate: list[dict]) -> dict:
     return max(aggregate, key=lambda r: (r["accuracy_mean"], r["f1_macro_mean"]))
 
@@ -80,16 +85,22 @@ def build_report(sweep_dir: Path) -> list[Block]:
         f"/ test {sp['test']} (stratified, seed {cfg['data']['split_seed']}). "
         f"Every student: {cfg['train']['epochs']} epochs, {cfg['train']['optimizer']} lr "
         f"{cfg['train']['lr']}, {cfg['train']['schedule']} schedule, batch {cfg['train']['batch_size']}, "
-        f"the same augmentation and seeds; T = {cfg['sweep']['temperature']}; "
-        f"{cfg['sweep']['seeds']} seed(s).")))
+        f"the same augmentation{_mix_text(cfg['data'])} and seeds; "
+        f"T = {cfg['sweep']['temperature']}; {cfg['sweep']['seeds']} seed(s).")))
     blocks.append(Block("h2", "Models"))
     model_rows = []
     if teacher:
-        model_rows.append(["teacher", teacher["model"], f"{teacher['params']:,}",
-                           f"{teacher['flops'] / 1e6:.1f}"])
-    model_rows.append(["student", student["model"], f"{student['params']:,}",
+        model_rows.append(["teacher", teacher["model"], str(teacher.get("image_size") or "–"),
+                           f"{teacher['params']:,}", f"{teacher['flops'] / 1e6:.1f}"])
+    model_rows.append(["student", student["model"], str(data["image_size"]), f"{student['params']:,}",
                        f"{student['flops'] / 1e6:.1f}"])
-    blocks.append(Block("table", header=["role", "model", "parameters", "MFLOPs"], rows=model_rows))
+    blocks.append(Block("table", header=["role", "model", "input px", "parameters", "MFLOPs"],
+                        rows=model_rows))
+    if teacher and teacher.get("image_size") and teacher["image_size"] != data["image_size"]:
+        blocks.append(Block("p", (
+            f"Cross-resolution: the teacher reads {teacher['image_size']} px and each student "
+            f"{data['image_size']} px views of the same augmented scenes; students are "
+            f"evaluated on their own {data['image_size']} px input only.")))
 
     blocks.append(Block("h2", "Teacher vs student"))
     tv = []
