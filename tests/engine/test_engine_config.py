@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -124,3 +126,26 @@ def test_default_train_config_is_valid():
 def test_invalid_train_options_are_config_errors(overrides, pattern):
     with pytest.raises(ConfigError, match=pattern):
         TrainConfig(**overrides).validate()
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.mark.parametrize("name", ["ucmerced", "eurosat", "aid", "nwpu_resisc45"])
+def test_shipped_study_configs_load_and_name_their_dataset(name):
+    from rsdistill.engine.study import load_study_config
+
+    cfg = load_study_config(CONFIG_DIR / f"{name}.yaml")
+    assert cfg.data.dataset == name and cfg.sweep.seeds == 3
+    assert cfg.sweep.betas == ["0", "alpha"]
+
+
+def test_run_dataset_ucmerced_without_a_config_is_the_shipped_ucmerced_study():
+    from dataclasses import asdict
+
+    from rsdistill.engine.study import StudyConfig, load_study_config
+
+    shipped, default = load_study_config(CONFIG_DIR / "ucmerced.yaml"), StudyConfig()
+    for section in ("teacher", "student", "sweep"):
+        assert asdict(getattr(shipped, section)) == asdict(getattr(default, section)), section
+    assert shipped.data.image_size == default.data.image_size
