@@ -6,6 +6,8 @@ Everything trains resnet8 on the session's tiny 3-class tree at 16 px for 2 epoc
 from __future__ import annotations
 
 import csv
+import logging
+import multiprocessing
 import math
 import statistics
 
@@ -13,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+import rsdistill.engine.sweep as sweep_mod
 from rsdistill.data.augment import BatchAugment
 from rsdistill.data.module import DataConfig
 from rsdistill.engine.checkpoint import MODEL_FILE, STATE_FILE, safe_load
@@ -284,8 +287,6 @@ def test_fused_member_equals_the_same_student_trained_alone(sweep, single):
 
 def test_one_fused_pass_augments_each_batch_once_and_runs_the_teacher_once(
         tmp_path, teacher, tiny_tree3, tiny_cache, monkeypatch):
-    import rsdistill.engine.sweep as sweep_mod
-
     counts = {"augment": 0, "teacher": 0, "passes": 0}
     apply, load_teacher, fused = BatchAugment.apply, sweep_mod.load_teacher, Trainer.fused.__func__
 
@@ -423,3 +424,32 @@ def test_members_stepped_from_two_threads_equal_the_plain_loop(teacher, tmp_path
         a = safe_load(tmp_path / "plain" / r["run"] / MODEL_FILE)["model"]
         b = safe_load(tmp_path / "threaded" / r["run"] / MODEL_FILE)["model"]
         assert all(torch.equal(a[k], b[k]) for k in a), r["run"]
+
+
+def test_seed_workers_share_the_cores_and_read_their_budget_every_epoch(
+        teacher, tmp_path, tiny_tree3, tiny_cache, monkeypatch):
+    budgets = []
+    fit = Trainer.fit
+
+    def spying_fit(self, resume=False):
+        budget = self.thread_budget
+        self.thread_budget = lambda: budgets.append(budget()) or budgets[-1]
+        return fit(self, resume)
+
+    monkeypatch.setattr(Trainer, "fit", spying_fit)
+    # The worker function itself, run in this process with a shared counter: alone, a
+    # seed gets every core; with another seed active, half of them.
+    active = multiprocessing.get_context("spawn").Value("i", 0)
+    sweep_mod._init_seed_worker(active)
+    before = torch.get_num_threads()
+    try:
+        sweep_mod._seed_worker(tmp_path / "alone", data_cfg(tiny_tree3, tiny_cache), train_cfg(),
+                               sweep_cfg(teacher, seeds=1), 0, False, 4, logging.WARNING)
+        with active.get_lock():
+            active.value += 1  # another seed is training
+        sweep_mod._seed_worker(tmp_path / "shared", data_cfg(tiny_tree3, tiny_cache), train_cfg(),
+                               sweep_cfg(teacher, seeds=1), 0, False, 4, logging.WARNING)
+    finally:
+        torch.set_num_threads(before)
+    assert budgets == [4] * EPOCHS + [2] * EPOCHS
+    assert active.value == 1  # each worker counted itself in and out

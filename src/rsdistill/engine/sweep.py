@@ -219,8 +219,11 @@ def _teacher_and_data(sweep: SweepConfig, data_cfg: DataConfig, progress: bool):
 
 
 def fit_seed(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: SweepConfig, seed: int,
-             *, resume: bool, progress: bool, prepared=None) -> None:
-    """One seed's students in one fused pass into ``out/seed<k>/<member>/``."""
+             *, resume: bool, progress: bool, prepared=None, thread_budget=None) -> None:
+    """One seed's students in one fused pass into ``out/seed<k>/<member>/``.
+
+    ``thread_budget``: called before every epoch for the intra-op threads to use.
+    """
     teacher, view, data = prepared or _teacher_and_data(sweep, data_cfg, False)
     seed_dir = out / f"seed{seed}"
     cfg = replace(train_cfg, seed=seed)
@@ -247,29 +250,51 @@ def fit_seed(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: Swe
         members.append(Member(name, distiller, RunDirectory(seed_dir / name), record,
                               model_meta(cfg.model, data)))
     log.info("seed %d: %d students in one fused pass", seed, len(members))
-    Trainer.fused(seed_dir, data, members, cfg, progress=progress).fit(resume=resume)
+    trainer = Trainer.fused(seed_dir, data, members, cfg, progress=progress)
+    trainer.thread_budget = thread_budget
+    trainer.fit(resume=resume)
+
+
+# In a seed worker process: how many seeds are training right now, across all workers.
+_ACTIVE_SEEDS = None
+
+
+def _init_seed_worker(active) -> None:
+    global _ACTIVE_SEEDS
+    _ACTIVE_SEEDS = active
 
 
 def _seed_worker(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: SweepConfig,
-                 seed: int, resume: bool, threads: int, log_level: int) -> int:
-    # A fresh (spawned) process: its own thread budget and a log prefix naming the seed.
-    torch.set_num_threads(threads)
+                 seed: int, resume: bool, cores: int, log_level: int) -> int:
+    # A fresh (spawned) process with a log prefix naming the seed. Its thread budget is
+    # its share of the cores, read again every epoch: a seed left to train alone (the
+    # third of three on two cores) takes over the cores the others gave back.
     logging.basicConfig(level=log_level, format=f"rsdistill: seed {seed}: %(message)s",
                         stream=sys.stderr, force=True)
-    fit_seed(out, data_cfg, train_cfg, sweep, seed, resume=resume, progress=False)
+    active = _ACTIVE_SEEDS
+    with active.get_lock():
+        active.value += 1
+    try:
+        fit_seed(out, data_cfg, train_cfg, sweep, seed, resume=resume, progress=False,
+                 thread_budget=lambda: max(1, cores // max(1, active.value)))
+    finally:
+        with active.get_lock():
+            active.value -= 1
     return seed
 
 
 def _fit_seeds_in_parallel(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig,
                            sweep: SweepConfig, seeds: list[int], jobs: int, resume: bool) -> None:
-    threads = max(1, torch.get_num_threads() // jobs)
-    log.info("%d seeds, %d at a time (one process each, %d thread%s)", len(seeds), jobs, threads,
-             "" if threads == 1 else "s")
+    cores = torch.get_num_threads()
+    log.info("%d seeds, %d at a time (one process each, sharing %d thread%s)", len(seeds), jobs,
+             cores, "" if cores == 1 else "s")
     level = logging.getLogger("rsdistill").getEffectiveLevel()
     ctx = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    active = ctx.Value("i", 0)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_seed_worker,
+                             initargs=(active,)) as pool:
         futures = [pool.submit(_seed_worker, out, data_cfg, train_cfg, sweep, seed, resume,
-                               threads, level) for seed in seeds]
+                               cores, level) for seed in seeds]
         try:
             for future in as_completed(futures):
                 log.info("seed %d finished", future.result())

@@ -270,6 +270,9 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.epoch = 0
         self.train_seconds = 0.0
+        # Optional: called before each epoch for the intra-op thread count (a sweep's seed
+        # workers share the cores and rebalance as seeds finish).
+        self.thread_budget: Callable[[], int] | None = None
 
     # Single-model conveniences.
     @property
@@ -486,6 +489,8 @@ class Trainer:
         val_labels = self.data.dataset.labels[self.data.split.val]
         try:
             while self.epoch < self.cfg.epochs:
+                if self.thread_budget is not None:
+                    torch.set_num_threads(self.thread_budget())
                 start = time.perf_counter()
                 rows = self.train_epoch()
                 elapsed = time.perf_counter() - start
