@@ -118,15 +118,8 @@ class TensorBatches:
         order = self.order()
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            x = self.normalizer(self.images[idx].to(self.device, non_blocking=True))
-            xt = None
-            if self.teacher_images is not None:
-                xt = self.teacher_normalizer(self.teacher_images[idx].to(self.device, non_blocking=True))
-            params = None
-            if self.augment is not None:
-                params = self.augment.sample(idx.numel(), self.generator)
-                x = self.augment.apply(x, params)
-                xt = self.augment.apply(xt, params) if xt is not None else None
+            params = self.augment.sample(idx.numel(), self.generator) if self.augment is not None else None
+            x, xt = self._views(idx, params)
             labels = self.labels[idx].to(self.device, non_blocking=True)
             targets = None
             if self.mix is not None:
@@ -135,6 +128,19 @@ class TensorBatches:
                 xt = self.mix.apply(xt, mp) if xt is not None else None
                 targets = self.mix.targets(labels, self.num_classes, mp, tuple(x.shape[-2:]))
             yield Batch(x, labels, idx, params, teacher_images=xt, targets=targets)
+
+    def _views(self, idx: torch.Tensor, params: AugmentParams | None
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The student's images and the teacher's (``None`` without a teacher view),
+        normalised and given the same augmentation ``params``."""
+        x = self.normalizer(self.images[idx].to(self.device, non_blocking=True))
+        xt = None
+        if self.teacher_images is not None:
+            xt = self.teacher_normalizer(self.teacher_images[idx].to(self.device, non_blocking=True))
+        if params is not None:
+            x = self.augment.apply(x, params)
+            xt = self.augment.apply(xt, params) if xt is not None else None
+        return x, xt
 
     def _iter_shard(self) -> Iterator[Batch]:
         from rsdistill.engine.distributed import shard_bounds
@@ -147,14 +153,9 @@ class TensorBatches:
             params = self.augment.sample(total, self.generator) if self.augment is not None else None
             start, end = shard_bounds(total, self.shard)
             idx = idx[start:end]
-            x = self.normalizer(self.images[idx].to(self.device, non_blocking=True))
-            xt = None
-            if self.teacher_images is not None:
-                xt = self.teacher_normalizer(self.teacher_images[idx].to(self.device, non_blocking=True))
             if params is not None:
                 params = AugmentParams(*(t[start:end] for t in (params.hflip, params.vflip,
                                                                 params.rot90, params.shift)))
-                x = self.augment.apply(x, params)
-                xt = self.augment.apply(xt, params) if xt is not None else None
+            x, xt = self._views(idx, params)
             yield Batch(x, self.labels[idx].to(self.device, non_blocking=True), idx, params, total,
                         teacher_images=xt)

@@ -79,10 +79,6 @@ class Distiller(nn.Module):
         if loss.uses_features:
             self._tap_features(student_layers, teacher_layers, example_input)
 
-    @property
-    def teacher_image_size(self) -> int | None:
-        return self.teacher_view.image_size if self.teacher_view is not None else None
-
     def _tap_features(self, student_layers: Sequence[str] | None,
                       teacher_layers: Sequence[str] | None,
                       example: torch.Tensor | None) -> None:

@@ -29,7 +29,7 @@ from rsdistill.engine.distiller import Distiller, TeacherView, example_input
 from rsdistill.engine.environment import seed_everything
 from rsdistill.engine.precision import resolve_device
 from rsdistill.engine.runs import (DistillConfig, added_defaults, check_teacher_data, load_teacher,
-                                  model_meta)
+                                  model_meta, teacher_data_config)
 from rsdistill.engine.trainer import METRICS_FILE, Member, RunDirectory, TrainConfig, Trainer
 from rsdistill.errors import ConfigError
 from rsdistill.io import atomic_write_text, read_json, write_json
@@ -190,13 +190,14 @@ def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, swe
             fit_seed(out, data_cfg, train_cfg, sweep, seed, resume=resume, progress=progress,
                      prepared=(teacher, view, data))
 
-    rows = []
+    rows, metrics = [], []
     for seed in range(sweep.seeds):
         for beta in sweep.betas:
             for alpha in sweep.alphas:
                 run = f"seed{seed}/{owner[member_name(alpha, beta)]}"
-                rows.append(result_row(alpha, beta, seed, run, read_json(out / run / METRICS_FILE)))
-    first = read_json(out / rows[0]["run"] / METRICS_FILE)
+                metrics.append(read_json(out / run / METRICS_FILE))
+                rows.append(result_row(alpha, beta, seed, run, metrics[-1]))
+    first = metrics[0]
     summary = {"config": sweep_record, "data": data.describe(), "rows": rows,
                "aggregate": aggregate(rows), "teacher": teacher_summary(sweep.teacher),
                "student": {"model": train_cfg.model, "params": first["params"],
@@ -360,9 +361,7 @@ def teacher_summary(teacher: str) -> dict | None:
     if not metrics_file.is_file():
         return None
     m = read_json(metrics_file)
-    config = metrics_file.parent / "config.yaml"
-    size = (yaml.safe_load(config.read_text()) or {}).get("data", {}).get("image_size") \
-        if config.is_file() else None
+    size = (teacher_data_config(teacher) or {}).get("image_size")
     return {"model": m["run"]["model"], "image_size": size, "params": m["params"], "flops": m["flops"],
             **{k: m[k] for k in RESULT_KEYS}, "latency_ms_p50": m["inference"]["latency_ms_p50"],
             "test_seconds": m["inference"]["test_seconds"]}

@@ -8,6 +8,7 @@ streams, history). The test split is evaluated once, with the best weights.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -337,22 +338,45 @@ class Trainer:
             return 1
         return max(1, min(len(self.members), torch.get_num_threads()))
 
+    @contextlib.contextmanager
+    def _members_side_by_side(self):
+        """Yields ``each(fn)``: ``[fn(i) for i in range(len(members))]``, on the member
+        threads when there are several (each with its share of the intra-op threads).
+
+        Worker ``k`` runs every ``k``-th member, in order, so each member's arithmetic is
+        exactly that of the plain loop; results come back in member order.
+        """
+        n = len(self.members)
+        workers = self._member_workers()
+        if workers == 1:
+            yield lambda fn: [fn(i) for i in range(n)]
+            return
+        with torch_threads(max(1, torch.get_num_threads() // workers)), \
+                ThreadPoolExecutor(workers) as pool:
+            def each(fn):
+                chunks = [range(k, n, workers) for k in range(workers)]
+                futures = [pool.submit(lambda c=c: [(i, fn(i)) for i in c]) for c in chunks]
+                out = [None] * n
+                for f in futures:
+                    for i, value in f.result():
+                        out[i] = value
+                return out
+
+            yield each
+
     def _validate(self, val_labels: torch.Tensor) -> list[float | None]:
         """Validation accuracy of every member (``None`` without a validation split),
         on the member threads like the training steps."""
         if not val_labels.numel():
             return [None] * len(self.members)
 
-        def accuracy(m: Member) -> float:
-            logits = evaluate_logits(m.distiller.student, self.data, "val", self.precision)
+        def accuracy(i: int) -> float:
+            logits = evaluate_logits(self.members[i].distiller.student, self.data, "val",
+                                     self.precision)
             return float((logits.argmax(1) == val_labels).float().mean())
 
-        workers = self._member_workers()
-        if workers == 1:
-            return [accuracy(m) for m in self.members]
-        with torch_threads(max(1, torch.get_num_threads() // workers)), \
-                ThreadPoolExecutor(workers) as pool:
-            return list(pool.map(accuracy, self.members))
+        with self._members_side_by_side() as each:
+            return each(accuracy)
 
     def _member_step(self, m: Member, step: int, batch, x: torch.Tensor, xt: torch.Tensor,
                      targets: torch.Tensor, teacher_logits, teacher_features, parallel: bool):
@@ -406,47 +430,33 @@ class Trainer:
                                     teacher_normalizer=view.normalizer if view else None)
         bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", leave=False,
                    disable=None if self.progress and distributed.is_main() else True)
-        workers = self._member_workers()
-        pool = ThreadPoolExecutor(workers) if workers > 1 else None
-        try:
-            with torch_threads(max(1, torch.get_num_threads() // workers) if pool else 0):
-                for step, batch in enumerate(bar):
-                    x = self.precision.prepare_input(batch.images)
-                    # The teacher reads its own (higher-resolution) view of the same augmented scenes.
-                    xt = x if batch.teacher_images is None else \
-                        self.precision.prepare_input(batch.teacher_images)
-                    teacher_logits, teacher_features = self._teacher_logits(xt)
-                    # Mixed label distributions under Mixup/CutMix, the class indices otherwise.
-                    targets = batch.labels if batch.targets is None else batch.targets
-                    n = batch.labels.numel()
-                    seen += n
+        with self._members_side_by_side() as each:
+            for step, batch in enumerate(bar):
+                x = self.precision.prepare_input(batch.images)
+                # The teacher reads its own (higher-resolution) view of the same augmented scenes.
+                xt = x if batch.teacher_images is None else \
+                    self.precision.prepare_input(batch.teacher_images)
+                teacher_logits, teacher_features = self._teacher_logits(xt)
+                # Mixed label distributions under Mixup/CutMix, the class indices otherwise.
+                targets = batch.labels if batch.targets is None else batch.targets
+                n = batch.labels.numel()
+                seen += n
 
-                    def run(i: int) -> None:
-                        loss, logits, terms = self._member_step(
-                            self.members[i], step, batch, x, xt, targets, teacher_logits,
-                            teacher_features, parallel)
-                        correct[i] += int((logits.argmax(1) == batch.labels).sum())
-                        acc = sums[i]
-                        acc["loss"] = acc.get("loss", 0.0) + float(loss.detach()) * n
-                        for k, v in terms.items():
-                            acc[f"loss_{k}"] = acc.get(f"loss_{k}", 0.0) + float(v.detach()) * n
+                def run(i: int) -> None:
+                    # Members are independent given the batch and the teacher's outputs.
+                    loss, logits, terms = self._member_step(
+                        self.members[i], step, batch, x, xt, targets, teacher_logits,
+                        teacher_features, parallel)
+                    correct[i] += int((logits.argmax(1) == batch.labels).sum())
+                    acc = sums[i]
+                    acc["loss"] = acc.get("loss", 0.0) + float(loss.detach()) * n
+                    for k, v in terms.items():
+                        acc[f"loss_{k}"] = acc.get(f"loss_{k}", 0.0) + float(v.detach()) * n
 
-                    if pool is None:
-                        for i in range(len(self.members)):
-                            run(i)
-                    else:
-                        # Members are independent given the batch and the teacher's outputs;
-                        # each worker steps every k-th member, so a member's arithmetic is
-                        # exactly that of the sequential loop.
-                        chunks = [range(k, len(self.members), workers) for k in range(workers)]
-                        for f in [pool.submit(lambda c=c: [run(i) for i in c]) for c in chunks]:
-                            f.result()
-                    best = max(range(len(self.members)), key=lambda i: correct[i])
-                    bar.set_postfix(loss=f"{sums[best]['loss'] / seen:.3f}",
-                                    acc=f"{correct[best] / seen:.3f}")
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=True)
+                each(run)
+                best = max(range(len(self.members)), key=lambda i: correct[i])
+                bar.set_postfix(loss=f"{sums[best]['loss'] / seen:.3f}",
+                                acc=f"{correct[best] / seen:.3f}")
         # A finite loss can still take a step to inf/nan weights (the last step of an
         # epoch is never followed by a loss check): never validate or checkpoint those.
         for m in self.members:

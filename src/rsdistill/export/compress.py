@@ -29,7 +29,7 @@ from rsdistill.models.lowrank import (batchnorm_scale, check_energy, factorise, 
 
 
 # How the truncation weighs W₁'s outputs (``--weighting``).
-# data: the following BatchNorm's scale and the training inputs' second moment;
+# data: the following BatchNorm's scale and the training patches' mean and covariance;
 # batchnorm: the scale only; none: the plain SVD of W₁.
 WEIGHTINGS = ("data", "batchnorm", "none")
 

@@ -51,6 +51,11 @@ def rank_for_energy(singular_values: torch.Tensor, energy: float) -> int:
     return int(torch.nonzero(reached)[0]) + 1
 
 
+def _matrix(weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` as the out × in·k·k matrix it applies to each patch, float64, detached."""
+    return weight.detach().reshape(weight.shape[0], -1).double()
+
+
 def _row_weights(row_scale: torch.Tensor | None, rows: int) -> torch.Tensor:
     if row_scale is None:
         return torch.ones(rows, dtype=torch.float64)
@@ -79,7 +84,7 @@ def _input_root(input_cov: torch.Tensor | None, cols: int) -> tuple[torch.Tensor
 def weighted_singular_values(weight: torch.Tensor, row_scale: torch.Tensor | None = None,
                              input_cov: torch.Tensor | None = None) -> torch.Tensor:
     """Singular values of ``diag(row_scale)·W·Σ^½`` (W as an out × in·k·k matrix)."""
-    matrix = weight.detach().reshape(weight.shape[0], -1).double()
+    matrix = _matrix(weight)
     root, _ = _input_root(input_cov, matrix.shape[1])
     return torch.linalg.svdvals(_row_weights(row_scale, matrix.shape[0])[:, None] * matrix @ root)
 
@@ -96,7 +101,7 @@ def _factors(weight: torch.Tensor, rank: int, row_scale: torch.Tensor | None = N
     and the BatchNorm after W₁ rescales each output, so the plain SVD's "small"
     components are not the ones the next layer can do without.
     """
-    matrix = weight.detach().reshape(weight.shape[0], -1).double()
+    matrix = _matrix(weight)
     d = _row_weights(row_scale, matrix.shape[0])
     root, inv_root = _input_root(input_cov, matrix.shape[1])
     u, s, vh = torch.linalg.svd(d[:, None] * matrix @ root, full_matrices=False)
@@ -188,7 +193,7 @@ def factorise(layer: nn.Module, rank: int, row_scale: torch.Tensor | None = None
         if pair[1].bias is not None:
             shift = torch.zeros(layer.weight.shape[0], dtype=torch.float64)
             if mean is not None:
-                full = layer.weight.detach().reshape(layer.weight.shape[0], -1).double()
+                full = _matrix(layer.weight)
                 shift = (full - b.double() @ a.double()) @ mean.double()
             base = layer.bias.detach().double() if layer.bias is not None else 0.0
             pair[1].bias.copy_((base + shift).to(pair[1].bias.dtype))
