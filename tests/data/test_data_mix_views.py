@@ -109,3 +109,60 @@ def test_mixing_a_sharded_batch_is_refused():
     with pytest.raises(ValueError, match="sharded"):
         TensorBatches(small, torch.zeros(4, dtype=torch.long), torch.arange(4), 2, Normalizer(),
                       mix=BatchMix("mixup", 1.0), num_classes=2, shard=(0, 2))
+
+
+def _same_size_batches(images, teacher_augment, seed=0):
+    from rsdistill.data.module import DataConfig, PreparedData
+    from rsdistill.data.splits import Split
+
+    class _Dataset:  # just what batches() reads
+        pass
+
+    ds = _Dataset()
+    ds.images, ds.labels, ds.image_size, ds.num_classes = images, torch.arange(len(images)) % 3, 32, 3
+    data = PreparedData(DataConfig(teacher_augment=teacher_augment), ds,
+                        Split(torch.arange(len(images)), torch.arange(0), torch.arange(0)),
+                        Normalizer(), BatchAugment())
+    return data.batches("train", 6, train=True, generator=torch.Generator().manual_seed(seed),
+                        teacher_size=32)
+
+
+def test_a_same_size_teacher_reads_the_students_view_by_default():
+    small, _ = _two_views()
+    for batch in _same_size_batches(small, "same"):
+        assert batch.teacher_images is None  # the trainer feeds the teacher batch.images
+
+
+def test_independent_teacher_augment_gives_the_teacher_its_own_draw():
+    small, _ = _two_views()
+    differs = []
+    for batch in _same_size_batches(small, "independent"):
+        assert batch.teacher_images.shape == batch.images.shape
+        # The same scenes (the dihedral group and crops keep the pixel multiset up to the
+        # reflect padding), but not the same augmented picture.
+        differs.append(not torch.equal(batch.teacher_images, batch.images))
+        torch.testing.assert_close(batch.teacher_images.mean((1, 2, 3)),
+                                   batch.images.mean((1, 2, 3)), atol=0.05, rtol=0)
+    assert any(differs)
+
+
+def test_independent_teacher_augment_applies_to_the_high_resolution_view():
+    small, large = _two_views()
+    augment = BatchAugment(hflip=True, vflip=True, rot90=True, crop=False)
+    labels = torch.arange(small.shape[0]) % 3
+    batches = TensorBatches(small, labels, torch.arange(small.shape[0]), 6, Normalizer(),
+                            shuffle=True, augment=augment, teacher_images=large,
+                            generator=torch.Generator().manual_seed(0),
+                            independent_teacher_augment=True)
+    mismatched = 0
+    for batch in batches:
+        pooled = F.avg_pool2d(batch.teacher_images, 2)
+        mismatched += int(((pooled - batch.images).abs().amax((1, 2, 3)) > 1e-6).sum())
+    assert mismatched > 0
+
+
+def test_unknown_teacher_augment_is_one_clear_error(tmp_path):
+    from rsdistill.data.module import DataConfig, prepare_data
+
+    with pytest.raises(ConfigError, match="--teacher-augment must be one of same, independent"):
+        prepare_data(DataConfig(data_root=str(tmp_path), teacher_augment="shuffled"), progress=False)

@@ -113,3 +113,41 @@ def test_mixing_with_a_method_that_needs_one_true_class_is_refused(teacher32, tm
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--mix mixup" in err[0] and "DKD" in err[0]
     assert not (out / "last.pt").exists()
+
+
+def _spy_step_inputs(monkeypatch) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(teacher input, student input) of every training step."""
+    from rsdistill.engine.distiller import Distiller
+    from rsdistill.engine.trainer import Trainer
+
+    steps: list[list[torch.Tensor]] = []
+    teacher_logits, forward_train = Trainer._teacher_logits, Distiller.forward_train
+
+    def spy_teacher(self, x):
+        steps.append([x.detach().float().clone()])
+        return teacher_logits(self, x)
+
+    def spy_student(self, images, *args, **kwargs):
+        steps[-1].append(images.detach().float().clone())
+        return forward_train(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_teacher_logits", spy_teacher)
+    monkeypatch.setattr(Distiller, "forward_train", spy_student)
+    return steps
+
+
+@pytest.mark.parametrize("mode", ["same", "independent"])
+def test_teacher_augment_decides_whether_teacher_and_student_see_one_picture(
+        teacher32, tmp_path, monkeypatch, mode):
+    steps = _spy_step_inputs(monkeypatch)
+    out = tmp_path / mode
+    assert main(["distill", "--teacher", str(teacher32), "--student", "resnet8", *TRAIN,
+                 "--teacher-augment", mode, "--out", str(out)]) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["data"]["teacher_augment"] == mode
+    assert steps and all(len(s) == 2 for s in steps)
+    identical = [torch.equal(t, s) for t, s in steps]
+    if mode == "same":
+        assert all(identical)
+    else:
+        # Scenes and order are shared, each view has its own flip, rotation and crop.
+        assert not all(identical)

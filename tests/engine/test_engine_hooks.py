@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pytest
 import torch
@@ -213,3 +213,20 @@ def test_resume_of_a_run_written_before_the_method_keys(tmp_path):
     changed = {**asdict(distill), "method_options": {"x": 1}}
     with pytest.raises(ConfigError, match="method_options"):
         check_resume_config(run, {"data": {}, "train": {}, "distill": changed}, True)
+
+
+def test_resume_of_a_run_written_before_the_mixing_and_view_keys(tmp_path):
+    """A data section without mix/mix_alpha/teacher_augment resumes with their defaults."""
+    from rsdistill.data.module import DataConfig
+
+    run = tmp_path / "old"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"")
+    data = DataConfig(dataset="ucmerced")
+    old = {k: v for k, v in asdict(data).items()
+           if k not in ("mix", "mix_alpha", "teacher_augment")}
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": old, "train": {}}))
+    check_resume_config(run, {"data": asdict(data), "train": {}}, True)
+    with pytest.raises(ConfigError, match="teacher_augment"):
+        check_resume_config(run, {"data": asdict(replace(data, teacher_augment="independent")),
+                                  "train": {}}, True)

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 
 from rsdistill.data.mix import MIX_MODES
-from rsdistill.data.module import DataConfig
+from rsdistill.data.module import TEACHER_AUGMENT, DataConfig
 from rsdistill.data.specs import DATASETS
 from rsdistill.errors import ConfigError
 
@@ -55,6 +55,11 @@ def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True,
                         "(function matching)")
     g.add_argument("--mix-alpha", type=float,
                    help=f"Beta(a, a) of the mixing weight (default {_D.mix_alpha})")
+    if student:
+        g.add_argument("--teacher-augment", choices=TEACHER_AUGMENT,
+                       help="same: the teacher sees exactly the student's augmented view "
+                            "(default, consistent teaching); independent: the teacher's view "
+                            "gets its own flip, rotation and crop")
     g.add_argument("--workers", type=int, help="processes for the first decode (default: cores)")
 
 

@@ -78,6 +78,7 @@ class TensorBatches:
                  shard: tuple[int, int] | None = None, mix: BatchMix | None = None,
                  teacher_images: torch.Tensor | None = None,
                  teacher_normalizer: Normalizer | None = None,
+                 independent_teacher_augment: bool = False,
                  num_classes: int | None = None) -> None:
         self.images = images
         self.labels = labels
@@ -101,6 +102,9 @@ class TensorBatches:
         self.num_classes = num_classes
         self.teacher_images = teacher_images
         self.teacher_normalizer = teacher_normalizer or normalizer
+        # The teacher's view gets its own flip/rotation/crop draw instead of the student's
+        # (the ablation of consistent teaching; mixing still pairs the same images).
+        self.independent_teacher_augment = independent_teacher_augment and teacher_images is not None
 
     def __len__(self) -> int:
         n = self.indices.numel()
@@ -118,8 +122,8 @@ class TensorBatches:
         order = self.order()
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            params = self.augment.sample(idx.numel(), self.generator) if self.augment is not None else None
-            x, xt = self._views(idx, params)
+            params, teacher_params = self._sample(idx.numel())
+            x, xt = self._views(idx, params, teacher_params)
             labels = self.labels[idx].to(self.device, non_blocking=True)
             targets = None
             if self.mix is not None:
@@ -129,17 +133,28 @@ class TensorBatches:
                 targets = self.mix.targets(labels, self.num_classes, mp, tuple(x.shape[-2:]))
             yield Batch(x, labels, idx, params, teacher_images=xt, targets=targets)
 
-    def _views(self, idx: torch.Tensor, params: AugmentParams | None
+    def _sample(self, n: int) -> tuple[AugmentParams | None, AugmentParams | None]:
+        """Augmentation draws for the student's view and the teacher's (the same draw
+        unless the teacher's view is augmented independently)."""
+        if self.augment is None:
+            return None, None
+        params = self.augment.sample(n, self.generator)
+        if self.independent_teacher_augment:
+            return params, self.augment.sample(n, self.generator)
+        return params, params
+
+    def _views(self, idx: torch.Tensor, params: AugmentParams | None,
+               teacher_params: AugmentParams | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The student's images and the teacher's (``None`` without a teacher view),
-        normalised and given the same augmentation ``params``."""
+        normalised and augmented with ``params`` and ``teacher_params``."""
         x = self.normalizer(self.images[idx].to(self.device, non_blocking=True))
         xt = None
         if self.teacher_images is not None:
             xt = self.teacher_normalizer(self.teacher_images[idx].to(self.device, non_blocking=True))
         if params is not None:
             x = self.augment.apply(x, params)
-            xt = self.augment.apply(xt, params) if xt is not None else None
+            xt = self.augment.apply(xt, teacher_params) if xt is not None else None
         return x, xt
 
     def _iter_shard(self) -> Iterator[Batch]:
@@ -150,12 +165,18 @@ class TensorBatches:
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             total = idx.numel()
             # Drawn for the whole global batch, exactly as a single process draws it.
-            params = self.augment.sample(total, self.generator) if self.augment is not None else None
+            params, teacher_params = self._sample(total)
             start, end = shard_bounds(total, self.shard)
             idx = idx[start:end]
-            if params is not None:
-                params = AugmentParams(*(t[start:end] for t in (params.hflip, params.vflip,
-                                                                params.rot90, params.shift)))
-            x, xt = self._views(idx, params)
+            params, teacher_params = (_rows(p, start, end) for p in (params, teacher_params))
+            x, xt = self._views(idx, params, teacher_params)
             yield Batch(x, self.labels[idx].to(self.device, non_blocking=True), idx, params, total,
                         teacher_images=xt)
+
+
+def _rows(params: AugmentParams | None, start: int, end: int) -> AugmentParams | None:
+    """The draws of images ``start:end`` of a batch."""
+    if params is None:
+        return None
+    return AugmentParams(*(t[start:end] for t in (params.hflip, params.vflip, params.rot90,
+                                                  params.shift)))

@@ -13,6 +13,11 @@ from rsdistill.data.loader import Normalizer, TensorBatches
 from rsdistill.data.mix import BatchMix, check_mix
 from rsdistill.data.specs import DATASETS
 from rsdistill.data.splits import Split, find_split_files, parse_fractions, split_from_files, stratified_split
+from rsdistill.errors import ConfigError
+
+
+# How the teacher's view of a training batch is augmented relative to the student's.
+TEACHER_AUGMENT = ("same", "independent")
 
 
 @dataclass
@@ -35,6 +40,9 @@ class DataConfig:
     # Mixup/CutMix of training batches ("none", "mixup", "cutmix") and its Beta(a, a).
     mix: str = "none"
     mix_alpha: float = 1.0
+    # Distillation only: "same" feeds the teacher exactly the student's augmented view
+    # (consistent teaching); "independent" gives the teacher's view its own draw.
+    teacher_augment: str = "same"
     workers: int | None = None
 
     def to_dict(self) -> dict:
@@ -67,21 +75,29 @@ class PreparedData:
                 teacher_normalizer: Normalizer | None = None) -> TensorBatches:
         """Training batches are shuffled, augmented and mixed; evaluation batches never are.
 
-        ``teacher_size``: each batch also carries the same scenes at that resolution,
-        augmented and mixed identically (cross-resolution distillation); the size must
-        have been prepared (``prepare_data(..., extra_sizes)``).
+        ``teacher_size``: the batches feed a teacher that reads this resolution. At
+        another size than the student's, each batch also carries the same scenes at that
+        resolution (cross-resolution distillation; the size must have been prepared with
+        ``prepare_data(..., extra_sizes)``). They are augmented identically, or, with
+        ``teacher_augment: independent``, each with its own draw (then a teacher at the
+        student's size gets its own view too).
         """
         teacher_images = None
+        independent = train and teacher_size is not None and \
+            self.config.teacher_augment == "independent"
         if teacher_size is not None and teacher_size != self.dataset.image_size:
             if teacher_size not in self.views:
                 raise ValueError(f"no {teacher_size} px view was prepared (have {sorted(self.views)})")
             teacher_images = self.views[teacher_size].images
+        elif independent:
+            teacher_images = self.dataset.images
         return TensorBatches(
             self.dataset.images, self.dataset.labels, self.split[split], batch_size,
             self.normalizer, shuffle=train, augment=self.augment if train else None,
             generator=generator, device=device, shard=shard,
             mix=self.mix if train else None, num_classes=self.num_classes,
             teacher_images=teacher_images, teacher_normalizer=teacher_normalizer,
+            independent_teacher_augment=independent,
         )
 
     def describe(self) -> dict:
@@ -103,6 +119,9 @@ class PreparedData:
 def prepare_data(cfg: DataConfig, extra_sizes: tuple[int, ...] = (), progress: bool = True
                  ) -> PreparedData:
     check_mix(cfg.mix, cfg.mix_alpha)  # before any decoding
+    if cfg.teacher_augment not in TEACHER_AUGMENT:
+        raise ConfigError(f"--teacher-augment must be one of {', '.join(TEACHER_AUGMENT)}, "
+                          f"got {cfg.teacher_augment!r}")
     sizes = tuple(dict.fromkeys((cfg.image_size, *extra_sizes)))
     views = load_dataset_sizes(
         cfg.dataset, cfg.data_root, sizes, cache_dir=cfg.cache_dir,

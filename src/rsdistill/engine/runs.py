@@ -127,9 +127,10 @@ def check_resume_config(out: Path, record: dict, resume: bool, *,
     diffs = []
     for section in ("data", "train", "distill"):
         a, b = old.get(section) or {}, record.get(section) or {}
-        if section == "distill" and old.get(section) is not None:
+        if old.get(section) is not None and section in _SECTION_CLASSES:
             # A run written before a key existed used that key's default.
-            a = {**added_defaults(DistillConfig), **a}
+            defaults = added_defaults(_SECTION_CLASSES[section])
+            a, b = {**defaults, **a}, {**defaults, **b}
         for key in sorted(set(a) | set(b)):
             if key not in ignore and a.get(key) != b.get(key):
                 diffs.append(f"{section}.{key}: {a.get(key)!r} -> {b.get(key)!r}")
@@ -140,7 +141,9 @@ def check_resume_config(out: Path, record: dict, resume: bool, *,
 
 # Keys added to a config section after runs were already written; an old config.yaml
 # lacking them is read with their defaults, so --resume of an old run still matches.
-_ADDED_KEYS = ("method_options", "student_layers", "teacher_layers")
+_ADDED_KEYS = ("method_options", "student_layers", "teacher_layers", "mix", "mix_alpha",
+               "teacher_augment")
+_SECTION_CLASSES = {"data": DataConfig, "distill": DistillConfig}
 
 
 def added_defaults(cls: type) -> dict:

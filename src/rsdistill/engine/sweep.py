@@ -312,8 +312,9 @@ def _check_same_sweep(path: Path, record: dict) -> None:
     diffs = []
     for section in ("data", "train", "sweep"):
         a, b = old.get(section) or {}, record.get(section) or {}
-        if section == "sweep":
-            a = {**added_defaults(SweepConfig), **a}  # keys a sweep.yaml may predate
+        if section in ("data", "sweep"):  # keys a sweep.yaml may predate
+            defaults = added_defaults(DataConfig if section == "data" else SweepConfig)
+            a, b = {**defaults, **a}, {**defaults, **b}
         for key in sorted(set(a) | set(b)):
             if key not in ignore and a.get(key) != b.get(key):
                 diffs.append(f"{section}.{key}: {a.get(key)!r} -> {b.get(key)!r}")

@@ -326,6 +326,13 @@ class Trainer:
         with self.precision.autocast():
             return runner.teacher_outputs(x)
 
+    def _teacher_input_size(self) -> int | None:
+        """The resolution the teacher reads (``None`` when no member needs a teacher)."""
+        if not any(m.distiller.teacher is not None and m.distiller.loss.needs_teacher
+                   for m in self.members):
+            return None
+        return self.teacher_view.image_size if self.teacher_view else self.data.dataset.image_size
+
     def _member_workers(self) -> int:
         """Threads stepping fused members side by side (1 = the plain loop).
 
@@ -426,7 +433,7 @@ class Trainer:
         batches = self.data.batches("train", self.cfg.batch_size, train=True,
                                     generator=self.generator, device=self.precision.device,
                                     shard=distributed.shard(),
-                                    teacher_size=view.image_size if view else None,
+                                    teacher_size=self._teacher_input_size(),
                                     teacher_normalizer=view.normalizer if view else None)
         bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", leave=False,
                    disable=None if self.progress and distributed.is_main() else True)
