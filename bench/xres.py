@@ -13,6 +13,7 @@ the scratch student trained on exactly the same batches):
 * ``t64_mix``  — as ``t64`` plus Mixup on the shared batch; α ∈ {0, 0.5, 1}: scratch with
   Mixup (its fair baseline), KD with Mixup, and function matching (α = 1: the teacher's
   prediction on the mixed image is the only target).
+* ``t64_nomix`` — ``t64_mix`` without Mixup (its counterpart on long schedules).
 * ``t32_indep``, ``t64_indep`` — KD (α = 0.5) with the teacher's view augmented
   independently of the student's (``teacher_augment: independent``): the ablation of
   consistent teaching. Their scratch baseline is ``t32``'s α = 0 member.
@@ -39,6 +40,7 @@ GROUPS = {
     "t32": dict(teacher="32", alphas=[0.0, 0.5], mix="none"),
     "t64": dict(teacher="64", alphas=[0.5, 1.0], mix="none"),
     "t64_mix": dict(teacher="64", alphas=[0.0, 0.5, 1.0], mix="mixup"),
+    "t64_nomix": dict(teacher="64", alphas=[0.0, 0.5, 1.0], mix="none"),
     "t32_indep": dict(teacher="32", alphas=[0.5], mix="none", teacher_augment="independent"),
     "t64_indep": dict(teacher="64", alphas=[0.5], mix="none", teacher_augment="independent"),
 }
