@@ -144,7 +144,7 @@ class TensorBatches:
         return params, params
 
     def _views(self, idx: torch.Tensor, params: AugmentParams | None,
-               teacher_params: AugmentParams | None = None
+               teacher_params: AugmentParams | None
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The student's images and the teacher's (``None`` without a teacher view),
         normalised and augmented with ``params`` and ``teacher_params``."""

@@ -122,18 +122,9 @@ def check_resume_config(out: Path, record: dict, resume: bool, *,
     started = run.has_state() if has_state is None else has_state
     if not (resume and started and run.file("config.yaml").is_file()):
         return
-    old = run.read_config()
-    ignore = {"data_root", "cache_dir", "workers", "download"}
-    diffs = []
-    for section in ("data", "train", "distill"):
-        a, b = old.get(section) or {}, record.get(section) or {}
-        if old.get(section) is not None and section in _SECTION_CLASSES:
-            # A run written before a key existed used that key's default.
-            defaults = added_defaults(_SECTION_CLASSES[section])
-            a, b = {**defaults, **a}, {**defaults, **b}
-        for key in sorted(set(a) | set(b)):
-            if key not in ignore and a.get(key) != b.get(key):
-                diffs.append(f"{section}.{key}: {a.get(key)!r} -> {b.get(key)!r}")
+    diffs = config_diffs(run.read_config(), record,
+                         {"data": DataConfig, "train": TrainConfig, "distill": DistillConfig},
+                         ignore={"data_root", "cache_dir", "workers", "download"})
     if diffs:
         raise ConfigError(f"--resume with different settings than {out}/config.yaml: "
                           + "; ".join(diffs[:5]))
@@ -143,7 +134,23 @@ def check_resume_config(out: Path, record: dict, resume: bool, *,
 # lacking them is read with their defaults, so --resume of an old run still matches.
 _ADDED_KEYS = ("method_options", "student_layers", "teacher_layers", "mix", "mix_alpha",
                "teacher_augment")
-_SECTION_CLASSES = {"data": DataConfig, "distill": DistillConfig}
+
+
+def config_diffs(old: dict, record: dict, sections: dict[str, type],
+                 ignore: set[str]) -> list[str]:
+    """``section.key: old -> new`` for every setting of ``sections`` (name -> its config
+    class) that differs between two run records, ``ignore``d keys aside. A key the class
+    gained after ``old`` was written counts as its default (that is what the old run used).
+    """
+    diffs = []
+    for section, cls in sections.items():
+        defaults = added_defaults(cls)
+        a = {**defaults, **(old.get(section) or {})}
+        b = {**defaults, **(record.get(section) or {})}
+        for key in sorted(set(a) | set(b)):
+            if key not in ignore and a.get(key) != b.get(key):
+                diffs.append(f"{section}.{key}: {a.get(key)!r} -> {b.get(key)!r}")
+    return diffs
 
 
 def added_defaults(cls: type) -> dict:

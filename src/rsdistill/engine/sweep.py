@@ -28,7 +28,7 @@ from rsdistill.engine import distributed
 from rsdistill.engine.distiller import Distiller, TeacherView, example_input
 from rsdistill.engine.environment import seed_everything
 from rsdistill.engine.precision import resolve_device
-from rsdistill.engine.runs import (DistillConfig, added_defaults, check_teacher_data, load_teacher,
+from rsdistill.engine.runs import (DistillConfig, check_teacher_data, config_diffs, load_teacher,
                                   model_meta, teacher_data_config)
 from rsdistill.engine.trainer import METRICS_FILE, Member, RunDirectory, TrainConfig, Trainer
 from rsdistill.errors import ConfigError
@@ -307,17 +307,9 @@ def _fit_seeds_in_parallel(out: Path, data_cfg: DataConfig, train_cfg: TrainConf
 
 def _check_same_sweep(path: Path, record: dict) -> None:
     """Resuming with other settings would silently mix two studies: refuse it."""
-    old = yaml.safe_load(path.read_text()) or {}
-    ignore = {"data_root", "cache_dir", "workers", "download", "seeds"}
-    diffs = []
-    for section in ("data", "train", "sweep"):
-        a, b = old.get(section) or {}, record.get(section) or {}
-        if section in ("data", "sweep"):  # keys a sweep.yaml may predate
-            defaults = added_defaults(DataConfig if section == "data" else SweepConfig)
-            a, b = {**defaults, **a}, {**defaults, **b}
-        for key in sorted(set(a) | set(b)):
-            if key not in ignore and a.get(key) != b.get(key):
-                diffs.append(f"{section}.{key}: {a.get(key)!r} -> {b.get(key)!r}")
+    diffs = config_diffs(yaml.safe_load(path.read_text()) or {}, record,
+                         {"data": DataConfig, "train": TrainConfig, "sweep": SweepConfig},
+                         ignore={"data_root", "cache_dir", "workers", "download", "seeds"})
     if diffs:
         raise ConfigError(f"--resume with different settings than {path}: " + "; ".join(diffs[:5])
                           + "; use another --out for a new sweep")

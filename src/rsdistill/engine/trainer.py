@@ -316,8 +316,7 @@ class Trainer:
                         ) -> tuple[torch.Tensor | None, list[torch.Tensor] | None]:
         """The teacher's logits and tapped feature maps for this batch, computed once for
         all members (``(None, None)`` when no member needs the teacher)."""
-        users = [m.distiller for m in self.members
-                 if m.distiller.teacher is not None and m.distiller.loss.needs_teacher]
+        users = self._teacher_users()
         if not users:
             return None, None
         # Through a member that taps features, if any: its hooks record them. The other
@@ -326,10 +325,14 @@ class Trainer:
         with self.precision.autocast():
             return runner.teacher_outputs(x)
 
+    def _teacher_users(self) -> list:
+        """The members' distillers whose loss needs the (shared) teacher's outputs."""
+        return [m.distiller for m in self.members
+                if m.distiller.teacher is not None and m.distiller.loss.needs_teacher]
+
     def _teacher_input_size(self) -> int | None:
         """The resolution the teacher reads (``None`` when no member needs a teacher)."""
-        if not any(m.distiller.teacher is not None and m.distiller.loss.needs_teacher
-                   for m in self.members):
+        if not self._teacher_users():
             return None
         return self.teacher_view.image_size if self.teacher_view else self.data.dataset.image_size
 
