@@ -66,7 +66,6 @@ def test_export_with_broken_parity_fails_in_one_line(run_dir, tmp_path, capsys, 
 
 
 def test_evaluate_onnx_matches_the_checkpoint(run_dir, onnx_file, capsys):
-    # The same precision on both sides: the checkpoint's default would be bf16 autocast.
     ref = evaluate_json(capsys, str(run_dir), "--precision", "fp32")
     got = evaluate_json(capsys, str(onnx_file))
     assert set(got) == set(ref)
@@ -77,6 +76,25 @@ def test_evaluate_onnx_matches_the_checkpoint(run_dir, onnx_file, capsys):
     assert inf["backend"] == "onnxruntime" and inf["threads"] == 1 and inf["precision"] == "fp32"
     assert inf["latency_ms_p50"] > 0 and inf["throughput_img_s"] > 0 and inf["test_seconds"] > 0
     assert got["checkpoint"] == str(onnx_file)
+
+
+def test_metrics_of_a_bf16_trained_run_are_fp32_and_match_its_onnx_export(
+        tmp_path, tiny_tree3, tiny_cache, capsys):
+    out = tmp_path / "bf16-run"
+    assert main(["train", "--dataset", "folder", "--data-root", str(tiny_tree3), "--image-size",
+                 "16", "--cache-dir", str(tiny_cache), "--workers", "1", "--model", "resnet8",
+                 "--epochs", "2", "--batch-size", "8", "--latency-runs", "2", "--device", "cpu",
+                 "--precision", "bf16", "--no-progress", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["run"]["train_precision"]["precision"] == "bf16"
+    assert metrics["evaluated_precision"] == "fp32"
+    assert main(["export", str(out)]) == 0
+    exported = evaluate_json(capsys, str(out / "model.onnx"))
+    # evaluate of the run itself defaults to fp32 too, whatever it trained in.
+    checkpoint = evaluate_json(capsys, str(out))
+    assert checkpoint["evaluated_precision"] == exported["evaluated_precision"] == "fp32"
+    for key in ("accuracy", "f1_macro", "confusion_matrix", "per_class"):
+        assert exported[key] == metrics[key] == checkpoint[key], key
 
 
 def test_evaluate_onnx_refuses_bf16(onnx_file, capsys):

@@ -16,6 +16,7 @@ import torch
 import yaml
 
 from rsdistill.cli.main import main
+from rsdistill.engine.precision import resolve_precision
 from rsdistill.engine.trainer import Trainer
 
 EXACT = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
@@ -96,9 +97,11 @@ def test_run_directory_holds_every_file_and_metric(teacher_dir):
     inference = metrics["inference"]
     assert inference["latency_ms_p50"] > 0 and inference["throughput_img_s"] > 0
     assert inference["test_seconds"] > 0
-    # By default training is bf16 autocast + channels_last on CPU.
-    assert metrics["run"]["train_precision"]["precision"] == "bf16"
+    # By default training takes what this CPU runs fastest (bf16 only where it is
+    # native), always channels_last on a CPU; the metrics are fp32.
+    assert metrics["run"]["train_precision"]["precision"] == resolve_precision("auto", "cpu").name
     assert metrics["run"]["train_precision"]["channels_last"] is True
+    assert metrics["evaluated_precision"] == "fp32"
     config = yaml.safe_load((teacher_dir / "config.yaml").read_text())
     assert config["kind"] == "train"
     assert config["train"]["seed"] == 3 and config["data"]["image_size"] == 16
@@ -249,7 +252,8 @@ def test_subprocess_bad_input_exits_2_without_a_traceback(teacher_dir, tmp_path,
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert proc.returncode == 2, proc.stderr
-    errors = [l for l in proc.stderr.splitlines() if not l.startswith("rsdistill: epoch ")]
+    progress = ("rsdistill: epoch ", "rsdistill: training in ")
+    errors = [l for l in proc.stderr.splitlines() if not l.startswith(progress)]
     assert len(errors) == 1, proc.stderr
     assert errors[0].startswith("rsdistill: error: ")
     assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr

@@ -444,12 +444,46 @@ def test_seed_workers_share_the_cores_and_read_their_budget_every_epoch(
     before = torch.get_num_threads()
     try:
         sweep_mod._seed_worker(tmp_path / "alone", data_cfg(tiny_tree3, tiny_cache), train_cfg(),
-                               sweep_cfg(teacher, seeds=1), 0, False, 4, logging.WARNING)
+                               sweep_cfg(teacher, seeds=1), 0, False, 4, 2, logging.WARNING)
         with active.get_lock():
             active.value += 1  # another seed is training
         sweep_mod._seed_worker(tmp_path / "shared", data_cfg(tiny_tree3, tiny_cache), train_cfg(),
-                               sweep_cfg(teacher, seeds=1), 0, False, 4, logging.WARNING)
+                               sweep_cfg(teacher, seeds=1), 0, False, 4, 2, logging.WARNING)
     finally:
         torch.set_num_threads(before)
     assert budgets == [4] * EPOCHS + [2] * EPOCHS
     assert active.value == 1  # each worker counted itself in and out
+
+
+def test_a_seed_worker_takes_its_share_of_threads_before_it_trains(monkeypatch):
+    # Spawned processes start with one thread per core; each must drop to its share at
+    # once, or jobs x cores threads would oversubscribe the CPU while data and models load.
+    seen = {}
+
+    def fake_fit_seed(*args, **kwargs):
+        seen["threads"] = torch.get_num_threads()
+        seen["announce"] = kwargs["announce"]
+
+    monkeypatch.setattr(sweep_mod, "fit_seed", fake_fit_seed)
+    sweep_mod._init_seed_worker(multiprocessing.get_context("spawn").Value("i", 0))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert sweep_mod._seed_worker(None, None, None, None, 7, False, 2, 2, logging.WARNING) == 7
+    finally:
+        torch.set_num_threads(before)
+    assert seen == {"threads": 1, "announce": False}
+
+
+def test_default_jobs_never_exceed_the_thread_budget(monkeypatch):
+    monkeypatch.setattr(sweep_mod.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # e.g. OMP_NUM_THREADS=1: one busy thread in all
+        assert sweep_mod.core_budget() == 1
+        assert sweep_mod.default_jobs(3, "cpu") == 1
+        torch.set_num_threads(2)
+        assert sweep_mod.core_budget() == 2 and sweep_mod.default_jobs(3, "cpu") == 2
+        assert sweep_mod.default_jobs(1, "cpu") == 1
+    finally:
+        torch.set_num_threads(before)

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from rsdistill.engine.checkpoint import STATE_FILE, load_model, safe_load
+from rsdistill.engine.precision import resolve_precision
 from rsdistill.engine.runs import run_training
 from rsdistill.engine.trainer import Trainer
 from rsdistill.errors import CheckpointError, ConfigError, TrainingError
@@ -81,8 +82,12 @@ def test_run_directory_contents(reference_run):
         assert key in metrics
     assert {"latency_ms_p50", "throughput_img_s", "test_seconds"} <= set(metrics["inference"])
     assert metrics["split"] == "test"
-    assert metrics["run"]["train_precision"]["precision"] == "bf16"
+    # auto: whatever this CPU runs fastest, with the reason; metrics are always fp32.
+    auto = resolve_precision("auto", "cpu")
+    assert metrics["run"]["train_precision"]["precision"] == auto.name
     assert metrics["run"]["train_precision"]["channels_last"] is True
+    assert metrics["run"]["train_precision"]["reason"] == auto.reason != ""
+    assert metrics["evaluated_precision"] == "fp32"
     rows = epochs_rows(out)
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     for col in ("loss", "train_accuracy", "val_accuracy", "lr", "nuclear_norm", "effective_rank"):
@@ -92,6 +97,27 @@ def test_run_directory_contents(reference_run):
     assert 1 <= int(rows[0]["effective_rank"]) <= 16
     # The cosine schedule ends the run at (about) zero.
     assert float(rows[-1]["lr"]) < 1e-6 < float(rows[0]["lr"])
+
+
+def test_auto_on_a_cpu_without_native_bf16_trains_fp32_channels_last_and_says_why(
+        tmp_path, tiny_tree3, tiny_cache, monkeypatch, caplog):
+    from rsdistill.data.module import DataConfig
+    from rsdistill.engine import precision as precision_mod
+    from rsdistill.engine.trainer import TrainConfig
+
+    monkeypatch.setattr(precision_mod, "onednn_runs_bf16", lambda: False)
+    data = DataConfig(dataset="folder", data_root=str(tiny_tree3), image_size=16,
+                      cache_dir=str(tiny_cache), workers=1)
+    train = TrainConfig(model="resnet8", epochs=1, batch_size=8, device="cpu", latency_runs=2)
+    with caplog.at_level("INFO", logger="rsdistill"):
+        metrics = run_training(tmp_path / "run", data, train, progress=False)
+    recorded = metrics["run"]["train_precision"]
+    assert recorded["precision"] == "fp32" and recorded["channels_last"] is True
+    assert recorded["reason"].startswith("cpu has no native bf16")
+    announced = [r.getMessage() for r in caplog.records if r.getMessage().startswith("training in")]
+    assert announced == [f"training in fp32 + channels_last on cpu ({recorded['reason']}), "
+                         f"{recorded['threads']} intra-op thread"
+                         + ("" if recorded["threads"] == 1 else "s")]
 
 
 def test_model_selection_uses_val_and_test_is_scored_with_the_best_weights(reference_run):

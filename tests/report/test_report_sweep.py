@@ -129,7 +129,7 @@ def test_report_teacher_and_student_rows(report):
     assert t[0] == "teacher resnet8"
     assert t[1:5] == [f"{100 * teacher[k]:.2f}" for k in
                       ("precision_macro", "recall_macro", "f1_macro", "accuracy")]
-    assert t[5] == f"{teacher['inference']['latency_ms_p50']:.3f}"
+    assert len(t) == 5  # latency lives in the side-by-side section, not beside accuracy
     best, base = _best(res["aggregate"]), _baseline(res["aggregate"])
     assert (base["alpha"], base["beta"]) == (0.0, "0")
     by_label = {r[0]: r for r in rows[1:]}
@@ -147,6 +147,44 @@ def test_report_teacher_and_student_rows(report):
     assert f"Best setting: **α = {best['alpha']:g}, β = {best['beta']}**" in md
 
 
+def test_report_times_teacher_and_best_student_side_by_side(report):
+    speed = read_json(report / "speed.json")
+    res = read_json(report / "results.json")
+    best = _best(res["aggregate"])
+    best_run = next(r["run"] for r in res["rows"]
+                    if r["alpha"] == best["alpha"] and r["beta"] == best["beta"])
+    assert speed["models"]["student"]["file"] == str(report / best_run / "model.pt")
+    assert speed["models"]["teacher"]["file"] == str(report.parent / "teacher" / "model.pt")
+    assert speed["threads"] == 1 and speed["rounds"] * speed["runs_per_round"] == \
+        speed["eager"]["teacher"]["n_runs"] == speed["eager"]["student"]["n_runs"]
+    rows = md_tables((report / "report.md").read_text())[
+        "Inference speed (teacher and best student side by side)"]
+    runtimes = {r[0]: r for r in rows}
+    assert set(runtimes) == {"PyTorch eager", "ONNX Runtime"}
+    for key, label in (("eager", "PyTorch eager"), ("onnxruntime", "ONNX Runtime")):
+        r = speed[key]
+        assert r["speedup"] == pytest.approx(r["teacher"]["latency_ms_p50"]
+                                             / r["student"]["latency_ms_p50"])
+        assert runtimes[label][1:] == [f"{r['teacher']['latency_ms_p50']:.3f}",
+                                       f"{r['student']['latency_ms_p50']:.3f}",
+                                       f"{r['speedup']:.1f}×"]
+    md = (report / "report.md").read_text()
+    assert "1 intra-op thread," in md and speed["cpu"] in md
+
+
+def test_report_reuses_the_timing_until_asked_to_retime(report, capsys):
+    before = read_json(report / "speed.json")
+    assert main(["report", str(report)]) == 0
+    assert read_json(report / "speed.json") == before
+    out = capsys.readouterr().out
+    assert "teacher vs student, batch 1, side by side: PyTorch eager" in out
+    assert "(1 thread," in out
+    assert main(["report", str(report), "--retime", "--timing-threads", "2"]) == 0
+    after = read_json(report / "speed.json")
+    assert after["threads"] == 2 and after != before
+    assert main(["report", str(report), "--retime"]) == 0  # back to the default for other tests
+
+
 def test_html_holds_the_same_tables_as_markdown(report):
     md_cells = [c for rows in md_tables((report / "report.md").read_text()).values()
                 for r in rows for c in r]
@@ -160,7 +198,7 @@ def test_report_command_rewrites_the_report(report, capsys):
     (report / "report.md").unlink()
     (report / "figures" / "alpha_f1.png").unlink()
     assert main(["report", str(report)]) == 0
-    assert capsys.readouterr().out.strip() == f"wrote {report / 'report.md'}"
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"wrote {report / 'report.md'}"
     assert (report / "report.md").is_file()
     assert (report / "figures" / "alpha_f1.png").read_bytes()[:8] == PNG_MAGIC
     # The same blocks render the same Markdown: the report depends only on the files.

@@ -31,7 +31,8 @@ class ModelSettings:
 
 def add_measurement_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=PRECISIONS,
-                   help="precision for the metrics (default: the run's training precision)")
+                   help="precision for the metrics (default fp32, whatever the run trained in, "
+                        "so they match the exported model's)")
     p.add_argument("--inference-precision", choices=PRECISIONS)
     p.add_argument("--device")
     p.add_argument("--latency-runs", type=int)
@@ -46,12 +47,12 @@ def model_settings(args: argparse.Namespace, model_file: Path) -> ModelSettings:
                                                 "latency_runs", "inference_threads")}
     if (run_dir / "config.yaml").is_file():
         base_data, train, _ = load_run_config(run_dir)
-        defaults = {"precision": train.precision, "inference_precision": train.inference_precision,
+        defaults = {"precision": "fp32", "inference_precision": train.inference_precision,
                     "device": train.device, "latency_runs": train.latency_runs,
                     "inference_threads": train.inference_threads}
         data, from_run = data_config(args, base_data), True
     else:
-        defaults = {"precision": "auto", "inference_precision": "fp32", "device": "auto",
+        defaults = {"precision": "fp32", "inference_precision": "fp32", "device": "auto",
                     "latency_runs": 100, "inference_threads": 0}
         data, from_run = (data_config(args) if getattr(args, "dataset", None) else None), False
     values = {k: defaults[k] if v is None else v for k, v in given.items()}

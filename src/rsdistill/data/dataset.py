@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,21 +25,9 @@ from rsdistill.data.sources import (
 from rsdistill.data.specs import DATASETS, DatasetSpec
 from rsdistill.errors import DataError
 from rsdistill.io import atomic_torch_save
+from rsdistill.paths import CACHE_ENV, DATA_ENV, default_cache_dir, default_data_root  # noqa: F401
 
 log = logging.getLogger(__name__)
-
-DATA_ENV = "RSDISTILL_DATA"
-CACHE_ENV = "RSDISTILL_CACHE"
-
-
-def default_data_root() -> Path:
-    env = os.environ.get(DATA_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "rsdistill" / "data"
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "rsdistill" / "cache"
 
 
 @dataclass

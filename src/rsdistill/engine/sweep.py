@@ -27,7 +27,7 @@ from rsdistill.data.module import DataConfig, prepare_data
 from rsdistill.engine import distributed
 from rsdistill.engine.distiller import Distiller, TeacherView, example_input
 from rsdistill.engine.environment import seed_everything
-from rsdistill.engine.precision import resolve_device
+from rsdistill.engine.precision import resolve_device, resolve_precision
 from rsdistill.engine.runs import (DistillConfig, check_teacher_data, config_diffs, load_teacher,
                                   model_meta, teacher_data_config)
 from rsdistill.engine.trainer import METRICS_FILE, Member, RunDirectory, TrainConfig, Trainer
@@ -149,7 +149,18 @@ def default_jobs(seeds: int, device: str) -> int:
     """
     if distributed.launched_world_size() > 1 or resolve_device(device).type != "cpu":
         return 1
-    return max(1, min(seeds, os.cpu_count() or 1))
+    return max(1, min(seeds, core_budget()))
+
+
+def core_budget() -> int:
+    """Threads the whole sweep may keep busy: torch's intra-op setting (OMP_NUM_THREADS
+    when set), never more than the cores this process may run on. Seed processes ×
+    intra-op threads stay within it: oversubscribed cores slow a CPU run 10-60x."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(torch.get_num_threads(), cores))
 
 
 def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: SweepConfig,
@@ -220,7 +231,8 @@ def _teacher_and_data(sweep: SweepConfig, data_cfg: DataConfig, progress: bool):
 
 
 def fit_seed(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: SweepConfig, seed: int,
-             *, resume: bool, progress: bool, prepared=None, thread_budget=None) -> None:
+             *, resume: bool, progress: bool, prepared=None, thread_budget=None,
+             announce: bool = True) -> None:
     """One seed's students in one fused pass into ``out/seed<k>/<member>/``.
 
     ``thread_budget``: called before every epoch for the intra-op threads to use.
@@ -251,7 +263,7 @@ def fit_seed(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: Swe
         members.append(Member(name, distiller, RunDirectory(seed_dir / name), record,
                               model_meta(cfg.model, data)))
     log.info("seed %d: %d students in one fused pass", seed, len(members))
-    trainer = Trainer.fused(seed_dir, data, members, cfg, progress=progress)
+    trainer = Trainer.fused(seed_dir, data, members, cfg, progress=progress, announce=announce)
     trainer.thread_budget = thread_budget
     trainer.fit(resume=resume)
 
@@ -266,18 +278,20 @@ def _init_seed_worker(active) -> None:
 
 
 def _seed_worker(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: SweepConfig,
-                 seed: int, resume: bool, cores: int, log_level: int) -> int:
+                 seed: int, resume: bool, cores: int, jobs: int, log_level: int) -> int:
     # A fresh (spawned) process with a log prefix naming the seed. Its thread budget is
     # its share of the cores, read again every epoch: a seed left to train alone (the
     # third of three on two cores) takes over the cores the others gave back.
     logging.basicConfig(level=log_level, format=f"rsdistill: seed {seed}: %(message)s",
                         stream=sys.stderr, force=True)
+    # Before anything runs: a spawned process starts with one thread per core.
+    torch.set_num_threads(max(1, cores // jobs))
     active = _ACTIVE_SEEDS
     with active.get_lock():
         active.value += 1
     try:
         fit_seed(out, data_cfg, train_cfg, sweep, seed, resume=resume, progress=False,
-                 thread_budget=lambda: max(1, cores // max(1, active.value)))
+                 thread_budget=lambda: max(1, cores // max(1, active.value)), announce=False)
     finally:
         with active.get_lock():
             active.value -= 1
@@ -286,16 +300,22 @@ def _seed_worker(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep:
 
 def _fit_seeds_in_parallel(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig,
                            sweep: SweepConfig, seeds: list[int], jobs: int, resume: bool) -> None:
-    cores = torch.get_num_threads()
-    log.info("%d seeds, %d at a time (one process each, sharing %d thread%s)", len(seeds), jobs,
-             cores, "" if cores == 1 else "s")
+    cores = core_budget()
+    log.info("%d seeds, %d at a time: one process each with %d intra-op thread%s (%d core%s; "
+             "a seed left alone takes the freed threads)", len(seeds), jobs,
+             max(1, cores // jobs), "" if cores // jobs == 1 else "s", cores,
+             "" if cores == 1 else "s")
+    if jobs > cores:
+        log.warning("--jobs %d exceeds the %d core%s: the seed processes will compete for them "
+                    "and each runs much slower", jobs, cores, "" if cores == 1 else "s")
+    log.info("training in %s", resolve_precision(train_cfg.precision, train_cfg.device).summary())
     level = logging.getLogger("rsdistill").getEffectiveLevel()
     ctx = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
     active = ctx.Value("i", 0)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_seed_worker,
                              initargs=(active,)) as pool:
         futures = [pool.submit(_seed_worker, out, data_cfg, train_cfg, sweep, seed, resume,
-                               cores, level) for seed in seeds]
+                               cores, jobs, level) for seed in seeds]
         try:
             for future in as_completed(futures):
                 log.info("seed %d finished", future.result())

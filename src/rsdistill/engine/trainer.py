@@ -210,13 +210,13 @@ class Trainer:
 
     @classmethod
     def fused(cls, state_dir: Path, data: PreparedData, members: list[Member], cfg: TrainConfig,
-              progress: bool = True) -> "Trainer":
+              progress: bool = True, announce: bool = True) -> "Trainer":
         self = cls.__new__(cls)
-        self._setup(Path(state_dir), data, members, cfg, progress)
+        self._setup(Path(state_dir), data, members, cfg, progress, announce)
         return self
 
     def _setup(self, state_dir: Path, data: PreparedData, members: list[Member],
-               cfg: TrainConfig, progress: bool) -> None:
+               cfg: TrainConfig, progress: bool, announce: bool = True) -> None:
         cfg.validate()
         self.state_dir = state_dir
         self.data = data
@@ -227,6 +227,9 @@ class Trainer:
         if distributed.is_distributed():
             self.precision = replace(self.precision,
                                      device=distributed.device_for(self.precision.device))
+        if announce and distributed.is_main():
+            log.info("training in %s, %d intra-op thread%s", self.precision.summary(),
+                     torch.get_num_threads(), "" if torch.get_num_threads() == 1 else "s")
         self.members = members
         steps_per_epoch = len(data.batches("train", cfg.batch_size, train=True))
         if steps_per_epoch == 0:
@@ -554,12 +557,17 @@ class Trainer:
         results = distributed.broadcast_object(results)
         return results[0] if len(results) == 1 else results
 
+    def eval_precision(self) -> Precision:
+        return resolve_precision("fp32", self.precision.device)
+
     def finish(self, m: Member | None = None) -> dict:
         from rsdistill.engine.checkpoint import load_model
 
         m = m or self.members[0]
         student, meta = load_model(m.run.file(MODEL_FILE))
-        metrics = evaluate_model(student, meta, self.data, "test", self.precision,
+        # Reported metrics are fp32 whatever the training precision, so they agree with
+        # the exported (fp32) model's predictions.
+        metrics = evaluate_model(student, meta, self.data, "test", self.eval_precision(),
                                  resolve_precision(self.cfg.inference_precision, self.cfg.device),
                                  self.cfg.latency_runs, self.cfg.inference_threads)
         metrics["run"] = {
@@ -580,7 +588,7 @@ class Trainer:
         metrics["run"].update(training_cost(m.distiller))
         if peer_models(m.distiller):
             metrics["peers"] = peer_metrics(m.distiller, m.run.path, metrics, self.data,
-                                            self.precision)
+                                            self.eval_precision())
         metrics["checkpoint_bytes"] = m.run.file(MODEL_FILE).stat().st_size
         # Of the evaluated (best-val) weights, not of the last epoch's.
         layer_name, layer = first_weight_layer(student)

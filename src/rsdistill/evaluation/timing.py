@@ -200,3 +200,53 @@ def inference_report(
         )
     )
     return report
+
+
+def interleaved_latency(
+    predictors: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], tuple]],
+    precision: Precision,
+    *,
+    rounds: int = 10,
+    runs_per_round: int = 20,
+    warmup: int = 10,
+) -> dict[str, dict]:
+    """Batch-1 latency of several models measured side by side.
+
+    ``predictors`` maps a name to ``(model, input_shape)``. The models take turns, a
+    block of ``runs_per_round`` timed calls each, for ``rounds`` rounds, and the order
+    reverses every round: a change in machine load (another process, CPU frequency)
+    then hits every model alike, so their ratio is fair even when the absolute figures
+    drift. Returns per-model p50/p95/mean in milliseconds over all timed calls.
+    """
+    _check_count("rounds", rounds, 1)
+    _check_count("runs_per_round", runs_per_round, 1)
+    _check_count("warmup", warmup, 0)
+    inputs = {name: _random_input(1, _check_shape(shape), precision)
+              for name, (_, shape) in predictors.items()}
+    times: dict[str, list[float]] = {name: [] for name in predictors}
+    order = list(predictors)
+    with contextlib.ExitStack() as stack:
+        for model, _ in predictors.values():
+            stack.enter_context(_eval_mode(model))
+        stack.enter_context(torch.inference_mode())
+        stack.enter_context(precision.autocast())
+        for name in order:
+            model, x = predictors[name][0], inputs[name]
+            for _ in range(warmup):
+                model(x)
+        _sync(precision)
+        for r in range(rounds):
+            for name in (order if r % 2 == 0 else order[::-1]):
+                model, x = predictors[name][0], inputs[name]
+                for _ in range(runs_per_round):
+                    start = time.perf_counter()
+                    model(x)
+                    _sync(precision)
+                    times[name].append((time.perf_counter() - start) * 1e3)
+    out = {}
+    for name, values in times.items():
+        ms = np.asarray(values, dtype=np.float64)
+        out[name] = {"latency_ms_p50": float(np.percentile(ms, 50)),
+                     "latency_ms_p95": float(np.percentile(ms, 95)),
+                     "latency_ms_mean": float(ms.mean()), "n_runs": int(ms.size)}
+    return out

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rsdistill.errors import RsdistillError
-from rsdistill.io import atomic_write_text, read_json
+from rsdistill.io import atomic_write_text, read_json, write_json
 from rsdistill.report import plots
 
 
@@ -106,21 +106,22 @@ def build_report(sweep_dir: Path) -> list[Block]:
     tv = []
     if teacher:
         tv.append([f"teacher {teacher['model']}", pct(teacher["precision_macro"]),
-                   pct(teacher["recall_macro"]), pct(teacher["f1_macro"]), pct(teacher["accuracy"]),
-                   f"{teacher['latency_ms_p50']:.3f}", f"{teacher['test_seconds']:.3f}"])
+                   pct(teacher["recall_macro"]), pct(teacher["f1_macro"]), pct(teacher["accuracy"])])
     for label, r in ((f"student α={best['alpha']:g}, β={best['beta']} (best)", best),
                      ("student α=0 (no distillation)", base)):
         if r is None:
             continue
         tv.append([label, pm(r["precision_macro_mean"], r["precision_macro_std"]),
                    pm(r["recall_macro_mean"], r["recall_macro_std"]),
-                   pm(r["f1_macro_mean"], r["f1_macro_std"]), pm(r["accuracy_mean"], r["accuracy_std"]),
-                   f"{r['latency_ms_p50_mean']:.3f}", f"{r['test_seconds_mean']:.3f}"])
-    blocks.append(Block("table", header=["model", "precision %", "recall %", "F1 %", "accuracy %",
-                                         "latency ms (batch 1)", "test split inference s"], rows=tv))
+                   pm(r["f1_macro_mean"], r["f1_macro_std"]), pm(r["accuracy_mean"], r["accuracy_std"])])
+    blocks.append(Block("table", header=["model", "precision %", "recall %", "F1 %", "accuracy %"],
+                        rows=tv))
     blocks.append(Block("p", (
         f"Best setting: **α = {best['alpha']:g}, β = {best['beta']}** with accuracy "
         f"{pm(best['accuracy_mean'], best['accuracy_std'])} %. " + lead_verdict(best, base))))
+    speed = _read_speed(sweep_dir)
+    if speed is not None:
+        blocks += speed_blocks(speed)
 
     for beta in dict.fromkeys(r["beta"] for r in agg):
         title = "without the nuclear norm" if beta == "0" else f"with the nuclear norm (β = {beta})"
@@ -143,10 +144,16 @@ def build_report(sweep_dir: Path) -> list[Block]:
     seed0 = [r for r in rows if r["seed"] == rows[0]["seed"]]
     plots.training_curves({f"α={r['alpha']:g} β={r['beta']}": sweep_dir / r["run"] / "epochs.csv"
                            for r in seed0}, figs / "training_curves.png")
-    points = [(f"α={r['alpha']:g} β={r['beta']}", r["latency_ms_p50_mean"], r["accuracy_mean"])
-              for r in (best, base) if r is not None]
+    # Latencies from the side-by-side timing when there is one (the per-run figures were
+    # taken under different thread counts and loads); every student shares one architecture.
+    eager = (speed or {}).get("eager")
+    student_ms = eager["student"]["latency_ms_p50"] if eager else None
+    points = [(f"α={r['alpha']:g} β={r['beta']}", student_ms or r["latency_ms_p50_mean"],
+               r["accuracy_mean"]) for r in (best, base) if r is not None]
     if teacher:
-        points.append((f"teacher {teacher['model']}", teacher["latency_ms_p50"], teacher["accuracy"]))
+        points.append((f"teacher {teacher['model']}",
+                       eager["teacher"]["latency_ms_p50"] if eager else teacher["latency_ms_p50"],
+                       teacher["accuracy"]))
     plots.accuracy_vs_latency(points, figs / "accuracy_latency.png")
     blocks.append(Block("h2", "Figures"))
     for name, caption in (("alpha_f1.png", "α vs macro F1"), ("alpha_accuracy.png", "α vs accuracy"),
@@ -203,7 +210,62 @@ def to_html(blocks: list[Block]) -> str:
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 
 
-def write_report(sweep_dir: Path) -> Path:
+SPEED_FILE = "speed.json"
+
+
+def _read_speed(sweep_dir: Path) -> dict | None:
+    file = Path(sweep_dir) / SPEED_FILE
+    return read_json(file) if file.is_file() else None
+
+
+def speed_blocks(speed: dict) -> list[Block]:
+    rows = []
+    for key, label in (("eager", "PyTorch eager"), ("onnxruntime", "ONNX Runtime")):
+        r = speed.get(key)
+        if r:
+            rows.append([label, f"{r['teacher']['latency_ms_p50']:.3f}",
+                         f"{r['student']['latency_ms_p50']:.3f}", f"{r['speedup']:.1f}×"])
+    threads = speed["threads"]
+    load = "unknown" if speed["load_before"] is None else \
+        f"{speed['load_before']:.2f} before and {speed['load_after']:.2f} after"
+    return [Block("h2", "Inference speed (teacher and best student side by side)"),
+            Block("table", header=["runtime", "teacher ms (batch 1, p50)",
+                                   "student ms (batch 1, p50)", "teacher / student"], rows=rows),
+            Block("p", (f"Both models timed in one process, {threads} intra-op "
+                        f"thread{'s' if threads != 1 else ''}, fp32, in {speed['rounds']} "
+                        f"interleaved rounds of {speed['runs_per_round']} calls each, on "
+                        f"{speed['cpu']}; 1-minute load average {load}."))]
+
+
+def measure_sweep_speed(sweep_dir: Path, threads: int = 1, retime: bool = False) -> dict | None:
+    """Times the teacher and the best student side by side into ``speed.json`` (kept and
+    reused while both files stay the same; ``retime`` measures again)."""
+    from rsdistill.engine.checkpoint import resolve_model_path
+    from rsdistill.report.speedup import measure_speedup
+
+    sweep_dir = Path(sweep_dir)
+    res = read_json(sweep_dir / "results.json")
+    teacher = res["config"]["sweep"].get("teacher")
+    if not teacher or not res.get("teacher"):
+        return None
+    best = _best(res["aggregate"])
+    best_run = next(r["run"] for r in res["rows"]
+                    if r["alpha"] == best["alpha"] and r["beta"] == best["beta"])
+    student = sweep_dir / best_run
+    old = _read_speed(sweep_dir)
+    if old and not retime and old["threads"] == threads and \
+            old["models"]["student"]["file"] == str(student / "model.pt") and \
+            old["models"]["teacher"]["file"] == str(resolve_model_path(teacher)):
+        return old
+    speed = measure_speedup(teacher, student, threads=threads)
+    write_json(sweep_dir / SPEED_FILE, speed)
+    return speed
+
+
+def write_report(sweep_dir: Path, *, timing_threads: int = 1, retime: bool = False) -> Path:
+    if not (Path(sweep_dir) / "results.json").is_file():
+        build_report(sweep_dir)  # raises the one-line error
+    measure_sweep_speed(sweep_dir, timing_threads, retime)
     blocks = build_report(sweep_dir)
     atomic_write_text(Path(sweep_dir) / "report.md", to_markdown(blocks))
     atomic_write_text(Path(sweep_dir) / "report.html", to_html(blocks))
