@@ -48,9 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def bench(args: argparse.Namespace) -> None:
     from rsdistill.data.augment import BatchAugment
     from rsdistill.data.loader import Normalizer, TensorBatches
-    from rsdistill.engine import distributed
-    from rsdistill.engine.distiller import Distiller
-    from rsdistill.engine.precision import resolve_precision
+    from rsdistill.runtime import distributed
+    from rsdistill.training.distiller import Distiller
+    from rsdistill.runtime.precision import resolve_precision
     from rsdistill.losses import build_distill_loss
     from rsdistill.models import build_model
 

@@ -4,7 +4,7 @@ sequential single `distill` runs, with identical settings.
     python bench/sweep_fused.py --teacher runs/ucm32/teacher_resnet8x4_s0 --epochs 5
 
 Both sides train the same students (same seeds, data, epochs) and evaluate each the same
-way; the fused students equal the sequential ones (tests/engine/test_engine_sweep.py), so
+way; the fused students equal the sequential ones (tests/experiments/test_experiments_sweep.py), so
 only the time differs. Prints both wall times and their ratio (goal: fused ≤ 0.5×).
 """
 
@@ -16,11 +16,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from rsdistill.engine.runs import DistillConfig, run_training, teacher_data_config
+from rsdistill.experiments.records import DistillConfig
+from rsdistill.experiments.procedures import run_training
+from rsdistill.experiments.teacher import teacher_data_config
 from rsdistill.config import from_dict
 from rsdistill.data.module import DataConfig
-from rsdistill.engine.sweep import SweepConfig, parse_alphas, run_sweep
-from rsdistill.engine.trainer import TrainConfig
+from rsdistill.experiments.grid import SweepConfig, parse_alphas
+from rsdistill.experiments.sweep import run_sweep
+from rsdistill.training.config import TrainConfig
 
 
 def main() -> int:

@@ -45,10 +45,11 @@ from rsdistill.data.dataset import SceneDataset
 from rsdistill.data.loader import Normalizer
 from rsdistill.data.module import DataConfig, PreparedData
 from rsdistill.data.splits import Split
-from rsdistill.engine.distiller import Distiller
-from rsdistill.engine.environment import cpu_name
-from rsdistill.engine.precision import Precision, resolve_precision
-from rsdistill.engine.trainer import TrainConfig, Trainer
+from rsdistill.training.distiller import Distiller
+from rsdistill.runtime.environment import cpu_name
+from rsdistill.runtime.precision import Precision, resolve_precision
+from rsdistill.training.config import TrainConfig
+from rsdistill.training.trainer import Trainer
 from rsdistill.losses import build_distill_loss
 from rsdistill.models import build_model
 

@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 
 from rsdistill.data.module import DataConfig
-from rsdistill.engine.runs import DistillConfig, run_training
-from rsdistill.engine.trainer import TrainConfig
+from rsdistill.experiments.records import DistillConfig
+from rsdistill.experiments.procedures import run_training
+from rsdistill.training.config import TrainConfig
 
 
 def run(out: Path, data: DataConfig, train: TrainConfig, distill: DistillConfig | None = None) -> dict:

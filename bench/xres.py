@@ -32,9 +32,10 @@ from pathlib import Path
 import yaml
 
 from rsdistill.data.module import DataConfig
-from rsdistill.engine.runs import run_training
-from rsdistill.engine.sweep import SweepConfig, run_sweep
-from rsdistill.engine.trainer import TrainConfig
+from rsdistill.experiments.procedures import run_training
+from rsdistill.experiments.grid import SweepConfig
+from rsdistill.experiments.sweep import run_sweep
+from rsdistill.training.config import TrainConfig
 
 GROUPS = {
     "t32": dict(teacher="32", alphas=[0.0, 0.5], mix="none"),

@@ -19,6 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rsdistill.data.module import DataConfig
+from rsdistill.training.config import TrainConfig
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEST_DATA_ENV = "RSDISTILL_TEST_DATA"
 
@@ -211,3 +214,30 @@ def tiny_tree4(tmp_path_factory) -> Path:
 def tiny_cache(tmp_path_factory) -> Path:
     """One decoded-tensor cache for every run on the tiny trees."""
     return tmp_path_factory.mktemp("tiny-cache")
+
+
+@pytest.fixture
+def tiny_data(tiny_tree3, tiny_cache):
+    """``tiny_data(tree=None, **overrides) -> DataConfig`` for --dataset folder at 16 px."""
+
+    def make(tree=None, **overrides) -> DataConfig:
+        cfg = dict(dataset="folder", data_root=str(tree or tiny_tree3), image_size=16,
+                   cache_dir=str(tiny_cache), workers=1)
+        cfg.update(overrides)
+        return DataConfig(**cfg)
+
+    return make
+
+
+@pytest.fixture
+def tiny_train():
+    """``tiny_train(**overrides) -> TrainConfig``: resnet8, 3 epochs, batches of 8 (3 steps
+    per epoch on the tiny tree's ~21 training images), bf16 + channels_last on CPU."""
+
+    def make(**overrides) -> TrainConfig:
+        cfg = dict(model="resnet8", epochs=3, batch_size=8, lr=0.05, seed=0, device="cpu",
+                   precision="auto", latency_runs=3)
+        cfg.update(overrides)
+        return TrainConfig(**cfg)
+
+    return make

@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-import rsdistill.engine.compare as compare
+import rsdistill.experiments.compare as compare
 from rsdistill.cli.main import main
 from rsdistill.report.sweep_report import pm
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rsdistill.cli.main import main
-from rsdistill.engine.checkpoint import load_model
+from rsdistill.models import load_model
 from rsdistill.export.ort_backend import OnnxRuntimeBackend
 
 pytest.importorskip("onnxruntime")

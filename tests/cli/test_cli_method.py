@@ -12,7 +12,7 @@ import yaml
 
 from rsdistill.cli.common import parse_method_options, parse_option_value
 from rsdistill.cli.main import main
-from rsdistill.engine.sweep import member_name
+from rsdistill.experiments.grid import member_name
 from rsdistill.errors import ConfigError
 
 
@@ -148,8 +148,9 @@ def test_fused_sweep_with_a_feature_method(method, alphas, teacher_dir, method_r
                  "--out", str(out)]) == 0
     res = json.loads((out / "results.json").read_text())
     assert [r["alpha"] for r in res["rows"]] == [float(a) for a in alphas.split(",")]
-    sweep = yaml.safe_load((out / "sweep.yaml").read_text())["sweep"]
-    assert sweep["method"] == method and sweep["method_options"] == options
+    recorded = yaml.safe_load((out / "sweep.yaml").read_text())["method"]
+    assert recorded["method"] == method and recorded["method_options"] == options
+    assert "alpha" not in recorded  # the grid sets α per member
     member = out / "seed0" / member_name(0.5, "0")
     assert yaml.safe_load((member / "config.yaml").read_text())["distill"]["method"] == method
     # The fused member sees the same batches and teacher maps as the single run, and

@@ -13,9 +13,9 @@ import yaml
 import rsdistill.cli.run_cmd as run_cmd
 import rsdistill.cli.sweep_cmd as sweep_cmd
 from rsdistill.cli.main import main
-from rsdistill.engine.checkpoint import safe_load
-from rsdistill.engine.sweep import member_name
-from rsdistill.engine.trainer import Trainer
+from rsdistill.runtime.checkpoint import safe_load
+from rsdistill.experiments.grid import member_name
+from rsdistill.training.trainer import Trainer
 
 FIGURES = ("alpha_f1", "alpha_accuracy", "confusion_best", "training_curves", "accuracy_latency")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -105,7 +105,7 @@ def test_sweep_command_trains_reports_and_refuses_to_overwrite(teacher_dir, tmp_
     with open(out / "results.csv") as fh:
         assert [r["run"] for r in csv.DictReader(fh)] == [r["run"] for r in res["rows"]]
     record = yaml.safe_load((out / "sweep.yaml").read_text())
-    assert record["sweep"]["temperature"] == 2.0 and record["sweep"]["betas"] == ["alpha"]
+    assert record["method"]["temperature"] == 2.0 and record["sweep"]["betas"] == ["alpha"]
     assert record["data"]["data_root"] == str(tiny_tree3) and record["data"]["image_size"] == 16
     member = out / "seed0" / member_name(0.5, "alpha")
     metrics = read_json(member / "metrics.json")
@@ -147,7 +147,7 @@ def test_sweep_command_passes_its_options(teacher_dir, monkeypatch, tmp_path, ca
                  "--out", str(tmp_path / "o"), "--resume", "--no-progress"]) == 0
     sweep = seen["sweep"]
     assert sweep.alphas == [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5]
-    assert sweep.betas == ["0", "alpha"] and sweep.seeds == 3 and sweep.temperature == 3.0
+    assert sweep.betas == ["0", "alpha"] and sweep.seeds == 3 and sweep.method.temperature == 3.0
     assert seen["train"].epochs == 5 and seen["train"].model == "resnet8"
     assert seen["data"].dataset == "folder" and seen["data"].data_root == str(tmp_path)
     assert seen["data"].image_size == 16  # from the teacher's run
@@ -264,9 +264,10 @@ def test_run_command_line_overrides_the_config(tmp_path, monkeypatch, capsys):
 
     def fake_run_study(cfg, progress=True):
         seen.update(cfg=cfg, progress=progress)
-        return tmp_path / "report.md"
+        return tmp_path / "sweep"
 
     monkeypatch.setattr(run_cmd, "run_study", fake_run_study)
+    monkeypatch.setattr(run_cmd, "write_report", lambda sweep_dir: sweep_dir / "report.md")
     config = write_config(tmp_path / "c.yaml", out="somewhere", data={"dataset": "eurosat"},
                           sweep={"seeds": 1})
     assert main(["run", "--config", config, "--dataset", "folder", "--data-root", "/x",

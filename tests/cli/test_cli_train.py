@@ -16,8 +16,8 @@ import torch
 import yaml
 
 from rsdistill.cli.main import main
-from rsdistill.engine.precision import resolve_precision
-from rsdistill.engine.trainer import Trainer
+from rsdistill.runtime.precision import resolve_precision
+from rsdistill.training.trainer import Trainer
 
 EXACT = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
          "recall_weighted", "f1_weighted", "per_class", "confusion_matrix", "num_samples",

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from rsdistill.engine.precision import resolve_precision
+from rsdistill.runtime.precision import resolve_precision
 from rsdistill.errors import ConfigError
 from rsdistill.evaluation import (
     inference_report,

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from rsdistill.engine.checkpoint import load_model, save_model
+from rsdistill.models import load_model
+from rsdistill.runtime.checkpoint import save_model
 from rsdistill.errors import ConfigError
 from rsdistill.models import build_model, count_flops, first_weight_layer
 from rsdistill.models.lowrank import (factorise, following_batchnorm, full_rank, input_statistics,

@@ -11,13 +11,13 @@ import torch
 
 from rsdistill.cli.main import main
 from rsdistill.data.module import prepare_data
-from rsdistill.engine.checkpoint import load_model
-from rsdistill.engine.precision import resolve_precision
+from rsdistill.models import load_model
+from rsdistill.runtime.precision import resolve_precision
 from rsdistill.errors import ConfigError, ExportError
 from rsdistill.export import export_checkpoint
 from rsdistill.export.ort_backend import OnnxRuntimeBackend
 from rsdistill.export.parity import PARITY_ATOL
-from rsdistill.engine.runs import load_run_config
+from rsdistill.experiments.records import load_run_config
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

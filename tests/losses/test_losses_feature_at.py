@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rsdistill.engine.distiller import Distiller, example_input
+from rsdistill.training.distiller import Distiller, example_input
 from rsdistill.errors import ConfigError
-from rsdistill.losses import AttentionTransferLoss, at_pair_loss, attention_map, build_method_loss
+from rsdistill.losses import AttentionTransferLoss, at_pair_loss, attention_map, build_method
 from rsdistill.models import build_model
+from rsdistill.training.distiller import TrainStep
+from rsdistill.losses import StepInputs
 
 
 def _maps(seed, shape=(2, 4, 4, 4)):
@@ -53,7 +55,7 @@ def test_weighting_sums_the_pairs_with_the_papers_beta_over_two():
     t = [_maps(5), _maps(6, (2, 8, 2, 2))]
     loss = AttentionTransferLoss(alpha=0.4, at_weight=1000.0)
     logits, labels = torch.zeros(2, 3), torch.tensor([0, 1])
-    terms = loss(logits, torch.zeros(2, 3), labels, student_features=s, teacher_features=t)
+    terms = loss(StepInputs(logits, labels, torch.zeros(2, 3), student_features=s, teacher_features=t))
     expected = 0.4 * 500.0 * (at_pair_loss(s[0], t[0]) + at_pair_loss(s[1], t[1]))
     assert terms["at"].item() == pytest.approx(expected.item(), rel=1e-6)
     assert terms["hard"].item() == pytest.approx(0.6 * torch.log(torch.tensor(3.0)).item())
@@ -66,13 +68,13 @@ def _pair():
 
 def test_distiller_taps_every_stage_and_only_the_student_learns():
     student, teacher = _pair()
-    loss = build_method_loss("at", alpha=0.5, temperature=4.0)
+    loss = build_method("at", alpha=0.5, temperature=4.0)
     d = Distiller(student, loss, teacher, example_input=example_input(16))
     assert d.student_layers == d.teacher_layers == ("layer1", "layer2", "layer3")
     assert {id(p) for p in d.trainable_parameters()} == {id(p) for p in student.parameters()}
     d.train()
     x, y = torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 2, 0])
-    _, terms = d.forward_train(x, y)
+    _, terms = d.forward_train(TrainStep(x, y))
     assert terms["at"].item() > 0
     terms["at"].backward()
     assert student.layer1[0].conv1.weight.grad.abs().sum() > 0
@@ -88,7 +90,7 @@ def test_identical_student_and_teacher_give_zero():
                   example_input=example_input(16))
     d.eval()
     with torch.no_grad():
-        _, terms = d.forward_train(torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 2, 0]))
+        _, terms = d.forward_train(TrainStep(torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 2, 0])))
     assert terms["at"].item() == pytest.approx(0.0, abs=1e-9)
     d.close()
 
@@ -103,4 +105,4 @@ def test_unequal_layer_counts_are_refused():
 @pytest.mark.parametrize("options, name", [({"at_weight": -1}, "at_weight"), ({"at_p": 0}, "at_p")])
 def test_options_are_validated(options, name):
     with pytest.raises(ConfigError, match=name):
-        build_method_loss("at", alpha=0.5, temperature=4.0, options=options)
+        build_method("at", alpha=0.5, temperature=4.0, options=options)

@@ -7,10 +7,12 @@ import math
 import pytest
 import torch
 
-from rsdistill.engine.distiller import Distiller
+from rsdistill.training.distiller import Distiller
 from rsdistill.errors import ConfigError
-from rsdistill.losses import DKDLoss, build_method_loss, dkd_parts, kd_soft_loss, warmup_factor
+from rsdistill.losses import DKDLoss, build_method, dkd_parts, kd_soft_loss, warmup_factor
 from rsdistill.models import build_model
+from rsdistill.training.distiller import TrainStep
+from rsdistill.losses import StepInputs
 
 
 def _logits(seed, n=6, classes=5, scale=3.0):
@@ -75,30 +77,30 @@ def test_warmup_ramps_linearly_by_epoch():
     assert warmup_factor(0, 0) == 1.0
     loss = DKDLoss(alpha=0.5, temperature=4.0, warmup_epochs=20)
     s, t, y = _logits(1), _logits(2), torch.tensor([0, 1, 2, 3, 4, 0])
-    first = loss(s, t, y, epoch=0)
-    late = loss(s, t, y, epoch=25)
+    first = loss(StepInputs(s, y, t, epoch=0))
+    late = loss(StepInputs(s, y, t, epoch=25))
     assert first["dkd"].item() == pytest.approx(late["dkd"].item() / 20, rel=1e-6)
     assert first["hard"].item() == late["hard"].item()
 
 
 def test_weighting_and_defaults():
-    loss = build_method_loss("dkd", alpha=0.3, temperature=2.0)
+    loss = build_method("dkd", alpha=0.3, temperature=2.0)
     assert (loss.dkd_alpha, loss.dkd_beta, loss.warmup_epochs) == (1.0, 8.0, 20)
-    loss = build_method_loss("dkd", alpha=0.3, temperature=2.0,
+    loss = build_method("dkd", alpha=0.3, temperature=2.0,
                              options={"dkd_alpha": 0.5, "dkd_beta": 3, "warmup_epochs": 0})
     s, t, y = _logits(3), _logits(4), torch.tensor([4, 3, 2, 1, 0, 1])
     tckd, nckd = dkd_parts(s, t, y, 2.0)
-    terms = loss(s, t, y)
+    terms = loss(StepInputs(s, y, t))
     assert terms["dkd"].item() == pytest.approx(0.3 * (0.5 * tckd + 3 * nckd).item(), rel=1e-6)
     zero = DKDLoss(alpha=0.0, temperature=4.0)
     assert not zero.needs_teacher
-    assert zero(s, None, y)["dkd"].item() == 0.0
+    assert zero(StepInputs(s, y))["dkd"].item() == 0.0
 
 
 def test_gradient_reaches_the_student_only():
     s = _logits(5).requires_grad_(True)
     t = _logits(6).requires_grad_(True)
-    DKDLoss(alpha=1.0, temperature=4.0, warmup_epochs=0)(s, t, torch.tensor([0] * 6))["dkd"] \
+    DKDLoss(alpha=1.0, temperature=4.0, warmup_epochs=0)(StepInputs(s, torch.tensor([0] * 6), t))["dkd"] \
         .backward()
     assert s.grad.abs().sum() > 0 and t.grad is None
 
@@ -110,8 +112,8 @@ def test_distiller_passes_the_epoch_through():
     d.eval()
     x, y = torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 2, 0])
     with torch.no_grad():
-        early = d.forward_train(x, y, epoch=0)[1]["dkd"].item()
-        late = d.forward_train(x, y, epoch=3)[1]["dkd"].item()
+        early = d.forward_train(TrainStep(x, y, epoch=0))[1]["dkd"].item()
+        late = d.forward_train(TrainStep(x, y, epoch=3))[1]["dkd"].item()
     assert early > 0 and early == pytest.approx(late / 4, rel=1e-5)
 
 
@@ -123,4 +125,4 @@ def test_distiller_passes_the_epoch_through():
 ])
 def test_options_are_validated(options, name):
     with pytest.raises(ConfigError, match=name):
-        build_method_loss("dkd", alpha=0.5, temperature=4.0, options=options)
+        build_method("dkd", alpha=0.5, temperature=4.0, options=options)

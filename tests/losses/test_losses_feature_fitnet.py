@@ -6,11 +6,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from rsdistill.engine.distiller import Distiller, example_input
+from rsdistill.training.distiller import Distiller, example_input
 from rsdistill.errors import ConfigError
-from rsdistill.losses import FitNetLoss, build_method_loss
+from rsdistill.losses import FitNetLoss, build_method
 from rsdistill.losses.spatial import resize_to
 from rsdistill.models import build_model
+from rsdistill.training.distiller import TrainStep
 
 
 def _models(student="resnet8", teacher="resnet8x4", size=16):
@@ -34,10 +35,48 @@ def test_setup_sizes_the_regressor_from_the_real_feature_maps():
     student, teacher = _models()
     d = Distiller(student, FitNetLoss(alpha=0.5), teacher, example_input=example_input(16))
     assert d.student_layers == ("layer2",) and d.teacher_layers == ("layer2",)
-    conv, bn = d.loss.regressor
+    conv, bn, relu = d.loss.regressor
     # resnet8 layer2 has 32 channels, resnet8x4 layer2 has 128.
     assert conv.weight.shape == (128, 32, 1, 1) and bn.num_features == 128
+    # A ResNet stage ends in a ReLU, so its maps are never negative: nor is the regressor's.
+    assert isinstance(relu, nn.ReLU)
     d.close()
+
+
+def test_the_regressor_ends_in_a_relu_only_where_the_teachers_stage_does():
+    # A WRN block is pre-activation (its output is conv + shortcut, negative values too).
+    student = build_model("resnet8", 3, 16)
+    wrn = build_model("wrn_16_2", 3, 16)
+    d = Distiller(student, FitNetLoss(alpha=0.5), wrn, example_input=example_input(16))
+    assert [type(m) for m in d.loss.regressor] == [nn.Conv2d, nn.BatchNorm2d]
+    d.close()
+    for setting, expected in ((True, 3), (False, 2)):
+        d = Distiller(build_model("resnet8", 3, 16), FitNetLoss(alpha=0.5, regressor_relu=setting),
+                      wrn, example_input=example_input(16))
+        assert len(d.loss.regressor) == expected
+        d.close()
+
+
+def test_the_relu_probe_draws_nothing_from_the_global_rng():
+    student, teacher = _models()
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    d = Distiller(student, FitNetLoss(alpha=0.5, regressor_relu=True), teacher,
+                  example_input=example_input(16))
+    after_fixed = torch.rand(3)
+    d.close()
+    torch.manual_seed(7)
+    d = Distiller(student, FitNetLoss(alpha=0.5), teacher, example_input=example_input(16))
+    assert torch.equal(torch.rand(3), after_fixed)  # auto draws what a fixed choice draws
+    d.close()
+    assert not torch.equal(after_fixed, expected)  # the regressor's init itself draws
+
+
+@pytest.mark.parametrize("value", ["yes", 1, 0.5])
+def test_a_bad_regressor_relu_is_a_config_error(value):
+    with pytest.raises(ConfigError, match="regressor_relu"):
+        FitNetLoss(alpha=0.5, regressor_relu=value)
 
 
 def test_dry_run_leaves_batch_norm_statistics_and_modes_alone():
@@ -52,7 +91,7 @@ def test_dry_run_leaves_batch_norm_statistics_and_modes_alone():
 
 
 def _identity_regressor(loss: FitNetLoss) -> None:
-    conv, bn = loss.regressor
+    conv, bn = loss.regressor[:2]
     with torch.no_grad():
         conv.weight.copy_(torch.eye(conv.weight.shape[0]).view_as(conv.weight))
     bn.eval()  # running mean 0, var 1: the regressor is x / sqrt(1 + eps)
@@ -66,12 +105,12 @@ def test_hint_is_minimal_when_the_student_is_the_teacher_and_positive_otherwise(
     d.eval()
     x, y = _batch()
     with torch.no_grad():
-        _, same = d.forward_train(x, y)
+        _, same = d.forward_train(TrainStep(x, y))
         assert same["hint"].item() < 1e-6
         assert same["hard"].item() == 0.0  # alpha = 1
         for p in student.parameters():  # a different student: same architecture, other weights
             p.add_(0.1 * torch.randn_like(p))
-        _, other = d.forward_train(x, y)
+        _, other = d.forward_train(TrainStep(x, y))
     assert other["hint"].item() > 1e-3
     d.close()
 
@@ -84,7 +123,7 @@ def test_gradients_reach_the_student_and_regressor_but_not_the_teacher():
     assert not trainable & {id(p) for p in teacher.parameters()}
     d.train()
     x, y = _batch()
-    _, terms = d.forward_train(x, y)
+    _, terms = d.forward_train(TrainStep(x, y))
     (terms["hint"] + terms["hard"]).backward()
     assert d.loss.regressor[0].weight.grad.abs().sum() > 0
     assert student.layer1[0].conv1.weight.grad.abs().sum() > 0
@@ -94,13 +133,13 @@ def test_gradients_reach_the_student_and_regressor_but_not_the_teacher():
 
 def test_weighting_is_alpha_times_hint_weight_times_mse():
     student, teacher = _models()
-    loss = build_method_loss("fitnet", alpha=0.25, temperature=4.0, options={"hint_weight": 50})
+    loss = build_method("fitnet", alpha=0.25, temperature=4.0, options={"hint_weight": 50})
     assert loss.hint_weight == 50.0
     d = Distiller(student, loss, teacher, example_input=example_input(16))
     d.eval()
     x, y = _batch()
     with torch.no_grad():
-        _, terms = d.forward_train(x, y)
+        _, terms = d.forward_train(TrainStep(x, y))
         s_map = student.layer2(student.layer1(student.stem_pool(student.relu(student.bn1(
             student.conv1(x))))))
         t_map = teacher.layer2(teacher.layer1(teacher.stem_pool(teacher.relu(teacher.bn1(
@@ -117,7 +156,7 @@ def test_maps_of_other_sizes_are_resized_to_the_teachers(s_layer, t_layer):
     d = Distiller(student, FitNetLoss(alpha=0.5), teacher, student_layers=[s_layer],
                   teacher_layers=[t_layer], example_input=example_input(16))
     x, y = _batch()
-    _, terms = d.forward_train(x, y)
+    _, terms = d.forward_train(TrainStep(x, y))
     assert torch.isfinite(terms["hint"]) and terms["hint"].item() > 0
     terms["hint"].backward()
     assert student.get_submodule(s_layer)[0].conv1.weight.grad.abs().sum() > 0
@@ -140,7 +179,7 @@ def test_alpha_zero_builds_no_regressor_and_needs_no_teacher():
     d = Distiller(student, loss, teacher, example_input=example_input(16))
     assert loss.regressor is None and not d.uses_features
     x, y = _batch()
-    _, terms = d.forward_train(x, y)
+    _, terms = d.forward_train(TrainStep(x, y))
     assert terms["hint"].item() == 0.0 and terms["hard"].item() > 0
 
 

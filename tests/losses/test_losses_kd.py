@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rsdistill.losses import KDLoss, build_distill_loss, kd_soft_loss, total_loss
+from rsdistill.losses import KDLoss, build_method, kd_soft_loss, total_loss
+from rsdistill.losses import StepInputs
 
 
 def _logits(seed, batch=6, classes=5, scale=3.0):
@@ -108,24 +109,24 @@ def batch():
 def test_alpha_zero_is_plain_cross_entropy(batch):
     s, t, labels = batch
     loss = KDLoss(alpha=0.0, temperature=4.0)
-    assert torch.equal(total_loss(loss(s, t, labels)), F.cross_entropy(s, labels))
+    assert torch.equal(total_loss(loss(StepInputs(s, labels, t))), F.cross_entropy(s, labels))
     assert loss.needs_teacher is False
     # The teacher is neither needed nor able to leak a nan into the total.
-    assert torch.equal(total_loss(loss(s, None, labels)), F.cross_entropy(s, labels))
+    assert torch.equal(total_loss(loss(StepInputs(s, labels))), F.cross_entropy(s, labels))
     nan_teacher = torch.full_like(t, float("nan"))
-    assert torch.isfinite(total_loss(loss(s, nan_teacher, labels)))
+    assert torch.isfinite(total_loss(loss(StepInputs(s, labels, nan_teacher))))
 
 
 def test_alpha_one_is_the_soft_term(batch):
     s, t, labels = batch
-    terms = KDLoss(alpha=1.0, temperature=4.0)(s, t, labels)
+    terms = KDLoss(alpha=1.0, temperature=4.0)(StepInputs(s, labels, t))
     assert terms["hard"].item() == 0.0
     assert torch.equal(total_loss(terms), kd_soft_loss(s, t, 4.0))
 
 
 def test_alpha_mixes_soft_and_hard(batch):
     s, t, labels = batch
-    terms = KDLoss(alpha=0.3, temperature=4.0)(s, t, labels)
+    terms = KDLoss(alpha=0.3, temperature=4.0)(StepInputs(s, labels, t))
     soft, hard = kd_soft_loss(s, t, 4.0), F.cross_entropy(s, labels)
     assert set(terms) == {"soft", "hard"}
     torch.testing.assert_close(terms["soft"], 0.3 * soft)
@@ -135,7 +136,7 @@ def test_alpha_mixes_soft_and_hard(batch):
 
 def test_label_smoothing_reaches_the_hard_term(batch):
     s, t, labels = batch
-    terms = KDLoss(alpha=0.0, temperature=4.0, label_smoothing=0.1)(s, t, labels)
+    terms = KDLoss(alpha=0.0, temperature=4.0, label_smoothing=0.1)(StepInputs(s, labels, t))
     torch.testing.assert_close(terms["hard"], F.cross_entropy(s, labels, label_smoothing=0.1))
     assert not torch.allclose(terms["hard"], F.cross_entropy(s, labels))
 
@@ -143,15 +144,15 @@ def test_label_smoothing_reaches_the_hard_term(batch):
 def test_alpha_positive_without_teacher_is_an_error(batch):
     s, _, labels = batch
     with pytest.raises(ValueError, match="teacher"):
-        KDLoss(alpha=0.5, temperature=4.0)(s, None, labels)
+        KDLoss(alpha=0.5, temperature=4.0)(StepInputs(s, labels))
 
 
 def test_soft_loss_is_float32_under_bf16_autocast(batch):
     s, t, labels = batch
     reference = kd_soft_loss(s, t, 4.0)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = build_distill_loss("kd", alpha=1.0, temperature=4.0)
-        terms = loss(s.bfloat16(), t.bfloat16(), labels)
+        loss = build_method("kd", alpha=1.0, temperature=4.0)
+        terms = loss(StepInputs(s.bfloat16(), labels, t.bfloat16()))
     assert terms["soft"].dtype == torch.float32
     # Only the bf16 rounding of the logits themselves remains.
     assert terms["soft"].item() == pytest.approx(reference.item(), rel=2e-2)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rsdistill.engine.precision import resolve_precision
+from rsdistill.runtime.precision import resolve_precision
 from rsdistill.errors import ConfigError
 from rsdistill.models import MODELS, build_model, first_weight_layer, list_model_names
 from rsdistill.models.resnet_small import ResNetSmall

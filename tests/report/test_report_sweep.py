@@ -14,9 +14,10 @@ import torch
 
 from rsdistill.cli.main import main
 from rsdistill.data.module import DataConfig
-from rsdistill.engine.runs import run_training
-from rsdistill.engine.sweep import SweepConfig, run_sweep
-from rsdistill.engine.trainer import TrainConfig
+from rsdistill.experiments.procedures import run_training
+from rsdistill.experiments.grid import SweepConfig
+from rsdistill.experiments.sweep import run_sweep
+from rsdistill.training.config import TrainConfig
 from rsdistill.errors import RsdistillError
 from rsdistill.io import read_json
 from rsdistill.report.sweep_report import (

@@ -6,9 +6,10 @@ import argparse
 
 from rsdistill.cli.common import add_data_args, parse_method_options
 from rsdistill.cli.train_cmd import add_train_args, distill_data_config, train_config
-from rsdistill.engine.compare import DEFAULT_METHODS, CompareConfig, run_compare
+from rsdistill.experiments.compare import CompareConfig, default_methods, run_compare
 from rsdistill.errors import ConfigError
-from rsdistill.losses import DISTILL_LOSSES
+from rsdistill.losses import METHODS
+from rsdistill.report.compare_report import write_compare_report
 
 
 def register(sub) -> None:
@@ -23,12 +24,12 @@ def register(sub) -> None:
     add_train_args(p, "--student", "student model name, e.g. resnet8")
     g = p.add_argument_group("comparison")
     d = CompareConfig()
-    g.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                   help=f"comma-separated, from: {', '.join(DISTILL_LOSSES.names())} "
-                        f"(default {','.join(DEFAULT_METHODS)}; scratch is always added)")
+    g.add_argument("--methods", default=",".join(default_methods()),
+                   help=f"comma-separated, from: {', '.join(METHODS.names())} "
+                        f"(default {','.join(default_methods())}; scratch is always added)")
     g.add_argument("--seeds", type=int, default=d.seeds, help=f"seeds 0..N-1 (default {d.seeds})")
     g.add_argument("--teacher", default="", help="teacher run directory or model.pt (needed by "
-                   "kd, fitnet, at, dkd; data options default to its run's)")
+                   "every method that distils from a teacher; data options default to its run's)")
     g.add_argument("--alpha", type=float, default=d.alpha,
                    help=f"weight of every method's loss, 0..1 (default {d.alpha})")
     g.add_argument("--temperature", "-T", type=float, default=None,
@@ -68,6 +69,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     cfg.validate()
     summary = run_compare(args.out, distill_data_config(args), train_config(args), cfg,
                           progress=args.progress)
+    write_compare_report(args.out)
     print(f"{'method':>10} {'accuracy':>16} {'f1_macro':>16} {'s/epoch':>8}")
     for r in summary["methods"]:
         print(f"{r['method']:>10} {100 * r['accuracy_mean']:>8.2f} ± {100 * r['accuracy_std']:<5.2f} "

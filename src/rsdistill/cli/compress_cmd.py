@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from rsdistill.cli.model_settings import add_measurement_args, model_settings, require_data
-from rsdistill.engine.checkpoint import resolve_model_path
-from rsdistill.engine.precision import resolve_precision
+from rsdistill.runtime.checkpoint import resolve_model_path
+from rsdistill.runtime.precision import resolve_precision
 from rsdistill.export.compress import WEIGHTINGS, CompressRequest, compress_checkpoint
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from rsdistill.cli.model_settings import ModelSettings, add_measurement_args, model_settings, require_data
 from rsdistill.data.module import prepare_data
-from rsdistill.engine.checkpoint import load_model, resolve_model_path
-from rsdistill.engine.precision import resolve_precision
-from rsdistill.engine.trainer import evaluate_model
+from rsdistill.models import load_model
+from rsdistill.runtime.checkpoint import resolve_model_path
+from rsdistill.runtime.precision import resolve_precision
+from rsdistill.evaluation.evaluate import evaluate_model
 from rsdistill.errors import CheckpointError, ConfigError
 from rsdistill.export import format_for_file
 from rsdistill.export.contract import normalizer_from_meta

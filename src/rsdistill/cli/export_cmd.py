@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rsdistill.cli.common import add_data_args
 from rsdistill.cli.model_settings import model_settings
-from rsdistill.engine.checkpoint import resolve_model_path
+from rsdistill.runtime.checkpoint import resolve_model_path
 from rsdistill.export import EXPORT_FORMATS, PARITY_ATOL, export_checkpoint
 
 

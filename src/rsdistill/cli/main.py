@@ -35,14 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from rsdistill.engine import distributed
+    from rsdistill.runtime import distributed
 
     # Under torchrun (several processes) only rank 0 logs and prints; errors still show.
     quiet = distributed.launched_world_size() > 1 and distributed.launched_rank() != 0
     level = logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=logging.WARNING if quiet else level,
                         format="rsdistill: %(message)s", stream=sys.stderr)
-    distributed.set_sync_bn(getattr(args, "sync_bn", False))
     stdout = sys.stdout
     if quiet:
         sys.stdout = open(os.devnull, "w")

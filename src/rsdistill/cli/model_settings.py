@@ -13,8 +13,8 @@ from pathlib import Path
 
 from rsdistill.cli.common import add_data_args, data_config
 from rsdistill.data.module import DataConfig
-from rsdistill.engine.precision import PRECISIONS
-from rsdistill.engine.runs import load_run_config
+from rsdistill.runtime.precision import PRECISIONS
+from rsdistill.experiments.records import load_run_config
 from rsdistill.errors import ConfigError
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from rsdistill.data.specs import DATASETS
-from rsdistill.engine.study import StudyConfig, load_study_config, run_study
+from rsdistill.experiments.study import StudyConfig, load_study_config, run_study
 from rsdistill.errors import ConfigError
+from rsdistill.report.sweep_report import write_report
+
+log = logging.getLogger(__name__)
 
 
 def register(sub) -> None:
@@ -45,6 +49,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg.out = args.out
     elif not args.config:
         cfg.out = str(Path("runs") / cfg.data.dataset)
-    report = run_study(cfg, progress=args.progress)
+    sweep_dir = run_study(cfg, progress=args.progress)
+    log.info("stage 3/3: report")
+    report = write_report(sweep_dir)
     print(f"wrote {report}")
     return 0

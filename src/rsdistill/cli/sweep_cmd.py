@@ -12,7 +12,9 @@ from rsdistill.cli.train_cmd import (
     method_settings,
     train_config,
 )
-from rsdistill.engine.sweep import SweepConfig, parse_alphas, parse_betas, run_sweep
+from rsdistill.experiments.grid import SweepConfig, parse_alphas, parse_betas
+from rsdistill.experiments.sweep import run_sweep
+from rsdistill.losses import MethodConfig
 
 
 def register(sub) -> None:
@@ -28,7 +30,8 @@ def register(sub) -> None:
     g.add_argument("--nuclear-beta", default="0",
                    help="β settings, comma-separated numbers and/or 'alpha' (e.g. 0,alpha)")
     g.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default 1)")
-    g.add_argument("--temperature", "-T", type=float, default=4.0)
+    g.add_argument("--temperature", "-T", type=float, default=None,
+                   help="softmax temperature (default: the method's, 1 for dml, else 4)")
     g.add_argument("--jobs", type=int, default=0,
                    help="seeds trained side by side, one process each (default 0 = one per CPU "
                         "core, 1 on a GPU or under torchrun)")
@@ -39,7 +42,7 @@ def register(sub) -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = SweepConfig(teacher=args.teacher, alphas=parse_alphas(args.alphas),
                         betas=parse_betas(args.nuclear_beta), seeds=args.seeds,
-                        temperature=args.temperature, **method_settings(args))
+                        method=MethodConfig(temperature=args.temperature, **method_settings(args)))
     summary = run_sweep(args.out, distill_data_config(args), train_config(args), sweep,
                         resume=args.resume, progress=args.progress, jobs=args.jobs)
     print(f"{'beta':>6} {'alpha':>6} {'accuracy':>16} {'f1_macro':>16}")

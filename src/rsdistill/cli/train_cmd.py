@@ -8,11 +8,13 @@ import json
 from rsdistill.cli.common import add_data_args, data_config, parse_layers, parse_method_options
 from rsdistill.config import from_dict
 from rsdistill.data.module import DataConfig
-from rsdistill.engine.precision import PRECISIONS
-from rsdistill.engine.runs import DistillConfig, run_training, teacher_data_config
-from rsdistill.engine.trainer import TrainConfig
+from rsdistill.runtime.precision import PRECISIONS
+from rsdistill.experiments.records import DistillConfig
+from rsdistill.experiments.procedures import run_training
+from rsdistill.experiments.teacher import teacher_data_config
+from rsdistill.training.config import TrainConfig
 from rsdistill.errors import ConfigError
-from rsdistill.losses import DISTILL_LOSSES
+from rsdistill.losses import METHODS, methods_help
 
 SUMMARY_KEYS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "params", "flops")
 
@@ -56,7 +58,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         label_smoothing=args.label_smoothing, seed=args.seed, device=args.device,
         precision=args.precision, inference_precision=args.inference_precision,
         latency_runs=args.latency_runs, inference_threads=args.inference_threads,
-        pretrained=args.pretrained,
+        pretrained=args.pretrained, sync_bn=args.sync_bn,
     )
 
 
@@ -68,12 +70,12 @@ def register(sub) -> None:
     t.set_defaults(func=cmd_train)
 
     d = sub.add_parser("distill", help="distil a student from a trained teacher, its peers "
-                       "(dml) or itself (self)",
-                       description="Train a student with L = α·L_method + (1−α)·L_hard + β·‖W₁‖* "
-                                   "(L_method: kd's soft loss, dkd, fitnet's hint, at; dml's "
-                                   "mutual KL; self's born-again or teacher-free KD). Data "
-                                   "options default to the teacher run's; without --teacher "
-                                   "(dml, self) pass --dataset.")
+                       "or itself (see --method)",
+                       description="Train a student with L = α·L_method + (1−α)·L_hard + β·‖W₁‖*. "
+                                   "Methods: " + "; ".join(f"{n}: {METHODS.get(n).summary}"
+                                                           for n in METHODS) + ". Data options "
+                                   "default to the teacher run's; a method without a teacher "
+                                   "needs --dataset.")
     add_data_args(d, dataset_required=False, student=True)
     add_train_args(d, "--student", "student model name, e.g. resnet8")
     g = d.add_argument_group("distillation")
@@ -96,12 +98,10 @@ def register(sub) -> None:
 def add_method_args(g) -> None:
     """--method and its settings, shared by ``distill`` and ``sweep``."""
     g.add_argument("--method", default=DistillConfig().method,
-                   help=f"distillation method: {', '.join(DISTILL_LOSSES.names())} (default kd)")
+                   help=f"distillation method: {', '.join(METHODS.names())} (default kd)")
     g.add_argument("--method-option", dest="method_options", action="append", metavar="KEY=VALUE",
-                   help="an option of the method, repeatable, e.g. hint_weight=50 (fitnet), "
-                        "at_weight=1000 (at), dkd_beta=8 or warmup_epochs=20 (dkd), "
-                        "peers=resnet8,resnet14 (dml), variant=born_again|teacher_free, "
-                        "generations=2, a=0.9 (self)")
+                   help="an option of the method, repeatable, e.g. hint_weight=50; each method's "
+                        f"options: {methods_help()}")
     g.add_argument("--student-layers", metavar="A,B",
                    help="student modules tapped by fitnet/at (default: the method's pick among "
                         "the model's stages)")

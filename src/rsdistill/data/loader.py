@@ -158,7 +158,7 @@ class TensorBatches:
         return x, xt
 
     def _iter_shard(self) -> Iterator[Batch]:
-        from rsdistill.engine.distributed import shard_bounds
+        from rsdistill.runtime.distributed import shard_bounds
 
         order = self.order()
         for b in range(len(self)):

@@ -12,7 +12,7 @@ from typing import Callable, Protocol
 
 import torch
 
-from rsdistill.engine.precision import Precision
+from rsdistill.runtime.precision import Precision
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 

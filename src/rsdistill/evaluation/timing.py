@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from rsdistill.engine.precision import Precision
+from rsdistill.runtime.precision import Precision
 from rsdistill.errors import ConfigError
 
 

@@ -16,9 +16,12 @@ from pathlib import Path
 import torch
 
 from rsdistill.data.module import DataConfig, prepare_data
-from rsdistill.engine.checkpoint import MODEL_FILE, load_model, save_model
-from rsdistill.engine.precision import Precision, resolve_precision
-from rsdistill.engine.trainer import CONFIG_FILE, METRICS_FILE, evaluate_model
+from rsdistill.runtime.rundir import MODEL_FILE
+from rsdistill.models import load_model
+from rsdistill.runtime.checkpoint import save_model
+from rsdistill.runtime.precision import Precision, resolve_precision
+from rsdistill.runtime.rundir import CONFIG_FILE, METRICS_FILE
+from rsdistill.evaluation.evaluate import evaluate_model
 from rsdistill.errors import CheckpointError, ConfigError
 from rsdistill.evaluation import predict
 from rsdistill.io import atomic_write_bytes, write_json

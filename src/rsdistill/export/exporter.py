@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from rsdistill.data.module import DataConfig, prepare_data
-from rsdistill.engine.checkpoint import load_model
+from rsdistill.models import load_model
 from rsdistill.errors import ConfigError, ExportError
 from rsdistill.export.contract import normalizer_from_meta
 from rsdistill.export.formats import EXPORT_FORMATS

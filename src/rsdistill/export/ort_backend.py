@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rsdistill.engine.precision import Precision
+from rsdistill.runtime.precision import Precision
 from rsdistill.errors import ConfigError
 from rsdistill.export.contract import read_contract
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from rsdistill.data.loader import Normalizer
-from rsdistill.engine.precision import resolve_precision
+from rsdistill.runtime.precision import resolve_precision
 from rsdistill.evaluation import predict
 from rsdistill.evaluation.backends import Backend
 

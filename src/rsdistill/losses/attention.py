@@ -14,17 +14,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rsdistill.engine.hooks import probe_feature_maps
 from rsdistill.errors import ConfigError
 from rsdistill.losses.base import (
-    DISTILL_LOSSES,
     DistillationLoss,
+    StepInputs,
     check_alpha,
     check_label_smoothing,
     check_weight,
 )
 from rsdistill.losses.spatial import resize_to
+from rsdistill.losses.method import Method, register_method
 from rsdistill.losses.supervised import blend_with_hard
+from rsdistill.runtime.hooks import probe_feature_maps
 
 # The paper's beta = 1000 "divided by the number of elements in the attention map and
 # batch size" (that is, a mean), applied as beta / 2 in its Eq. 2 and in its code
@@ -59,7 +60,6 @@ def at_pair_loss(student_map: torch.Tensor, teacher_map: torch.Tensor,
     return (normalized(a_s) - normalized(a_t)).pow(2).mean()
 
 
-@DISTILL_LOSSES.register("at")
 class AttentionTransferLoss(DistillationLoss):
     """Attention transfer over every matched pair of tapped stages."""
 
@@ -92,16 +92,9 @@ class AttentionTransferLoss(DistillationLoss):
         probe_feature_maps(teacher, teacher_layers,
                            example_input if teacher_input is None else teacher_input, "teacher")
 
-    def forward(
-        self,
-        student_logits: torch.Tensor,
-        teacher_logits: torch.Tensor | None,
-        labels: torch.Tensor | None,
-        student_features: list[torch.Tensor] | None = None,
-        teacher_features: list[torch.Tensor] | None = None,
-        epoch: int = 0,
-        **extra: object,
-    ) -> dict[str, torch.Tensor]:
+    def forward(self, inputs: StepInputs) -> dict[str, torch.Tensor]:
+        student_features, teacher_features = inputs.student_features, inputs.teacher_features
+
         def transfer() -> torch.Tensor:
             if not student_features or not teacher_features or \
                     len(student_features) != len(teacher_features):
@@ -111,9 +104,13 @@ class AttentionTransferLoss(DistillationLoss):
                      for s, t in zip(student_features, teacher_features)]
             return (self.at_weight / 2.0) * torch.stack(pairs).sum()
 
-        return blend_with_hard("at", self.alpha, transfer, student_logits, labels,
+        return blend_with_hard("at", self.alpha, transfer, inputs.student_logits, inputs.labels,
                                self.label_smoothing)
 
     def extra_repr(self) -> str:
         return (f"alpha={self.alpha}, at_weight={self.at_weight}, at_p={self.at_p}, "
                 f"label_smoothing={self.label_smoothing}")
+
+
+register_method(Method("at", "Zagoruyko & Komodakis, ICLR 2017: at_weight/2·Σ_j mean((q_s−q_t)²), "
+                             "q = L2-normalised channel mean of |a|^p", factory=AttentionTransferLoss))

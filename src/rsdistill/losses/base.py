@@ -10,52 +10,58 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Callable, Mapping
+from dataclasses import dataclass
+from typing import Mapping
 
 import torch
 import torch.nn as nn
 
 from rsdistill.errors import ConfigError
-from rsdistill.registry import Registry
 
-# An entry is a DistillationLoss subclass or a factory returning one (``self`` picks its
-# variant's class); either way its signature lists the options the method takes.
-DISTILL_LOSSES: Registry[Callable[..., "DistillationLoss"]] = Registry("distillation method")
 
-# The temperature of a method that does not declare its own ``default_temperature``.
-DEFAULT_TEMPERATURE = 4.0
+@dataclass
+class StepInputs:
+    """Everything a loss may read in one training step, passed as one object.
+
+    ``labels`` are class indices, or label distributions (N×K rows summing to 1) under
+    Mixup/CutMix; ``student_features[i]`` pairs with ``teacher_features[i]``;
+    ``peer_logits`` holds every peer's logits in mutual learning (peer 0 = the student);
+    ``epoch`` is 0-based, for losses with a schedule. A loss reads what it needs and
+    ignores the rest, so adding a field never changes a loss's signature.
+    """
+
+    student_logits: torch.Tensor
+    labels: torch.Tensor | None = None
+    teacher_logits: torch.Tensor | None = None
+    student_features: list[torch.Tensor] | None = None
+    teacher_features: list[torch.Tensor] | None = None
+    peer_logits: list[torch.Tensor] | None = None
+    epoch: int = 0
 
 
 class DistillationLoss(nn.Module):
-    """Base class of every entry in :data:`DISTILL_LOSSES`.
+    """Base class of every per-step loss a method builds (see ``losses/method.py``).
 
-    Subclasses implement :meth:`forward`. ``needs_teacher`` tells the trainer whether
-    it has to run the teacher at all; a subclass (or an instance, when its options
-    make the teacher irrelevant) sets it to ``False`` and then accepts
+    Subclasses implement :meth:`forward`, which takes one :class:`StepInputs` and returns
+    named, already weighted terms. ``needs_teacher`` tells the trainer whether it has to
+    run the teacher at all; a subclass (or an instance, when its options make the
+    teacher irrelevant, e.g. ``alpha = 0``) sets it to ``False`` and then accepts
     ``teacher_logits=None``.
 
     A method that compares intermediate feature maps sets ``uses_features``. The
     distiller then taps the chosen layers of both models with forward hooks, calls
-    :meth:`setup` once before training, and passes the maps of every step to
-    :meth:`forward` as lists, ``student_features[i]`` paired with ``teacher_features[i]``.
-    Weighting is the same for every method: ``alpha * L_method + (1 - alpha) * L_hard``,
-    returned as named, already weighted terms.
+    :meth:`setup` once before training, and passes the maps of every step as lists,
+    ``student_features[i]`` paired with ``teacher_features[i]``. Weighting is the same
+    for every method: ``alpha * L_method + (1 - alpha) * L_hard``.
 
-    ``procedure`` names the entry of the engine's ``PROCEDURES`` registry that trains a
-    run of this method: ``"single"`` (one student, this loss per step) for most; online
-    and multi-generation methods name their own, so the engine never branches on
-    method names. ``default_temperature`` is the ``T`` a run gets when none is given.
-
-    ``soft_labels``: the loss reads ``labels`` only through the cross-entropy, so it
-    also takes label distributions (N×K rows summing to 1, from Mixup/CutMix). A loss
-    that indexes by the true class sets it to ``False`` and mixing is refused for it.
+    ``soft_labels``: the loss reads the labels only through the cross-entropy, so it
+    also takes label distributions (from Mixup/CutMix). A loss that indexes by the true
+    class sets it to ``False`` and mixing is refused for it.
     """
 
     needs_teacher: bool = True
     soft_labels: bool = True
     uses_features: bool = False
-    procedure: str = "single"
-    default_temperature: float = DEFAULT_TEMPERATURE
 
     def default_layers(self, stages: tuple[str, ...]) -> tuple[str, ...]:
         """Which of a model's declared ``stages`` to tap when the user names none.
@@ -73,21 +79,12 @@ class DistillationLoss(nn.Module):
         A method checks the layer choice here (a :class:`ConfigError` stops the run before
         any step) and creates the parameters that depend on the feature shapes, e.g. a
         regressor sized by one dry forward pass of ``example_input`` (``teacher_input``
-        for the teacher when it reads another resolution). Parameters created
-        here are submodules of the loss, so the distiller's ``trainable_parameters`` and
+        for the teacher when it reads another resolution). Parameters created here are
+        submodules of the loss, so the distiller's ``trainable_parameters`` and
         ``state_dict`` include them.
         """
 
-    def forward(
-        self,
-        student_logits: torch.Tensor,
-        teacher_logits: torch.Tensor | None,
-        labels: torch.Tensor,
-        student_features: list[torch.Tensor] | None = None,
-        teacher_features: list[torch.Tensor] | None = None,
-        epoch: int = 0,
-        **extra: object,
-    ) -> dict[str, torch.Tensor]:
+    def forward(self, inputs: StepInputs) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
 

@@ -23,14 +23,15 @@ import torch
 import torch.nn.functional as F
 
 from rsdistill.losses.base import (
-    DISTILL_LOSSES,
     DistillationLoss,
+    StepInputs,
     check_alpha,
     check_epochs,
     check_label_smoothing,
     check_temperature,
     check_weight,
 )
+from rsdistill.losses.method import Method, register_method
 from rsdistill.losses.supervised import blend_with_hard
 
 # The paper's settings for its CIFAR-100 pairs (Sec. 4 and its mdistiller configs):
@@ -94,7 +95,6 @@ def warmup_factor(epoch: int, warmup_epochs: int) -> float:
     return min(1.0, (int(epoch) + 1) / warmup_epochs)
 
 
-@DISTILL_LOSSES.register("dkd")
 class DKDLoss(DistillationLoss):
     """TCKD + beta * NCKD on the logits; reads the epoch for its warm-up."""
 
@@ -112,28 +112,24 @@ class DKDLoss(DistillationLoss):
         self.warmup_epochs = check_epochs("warmup_epochs", warmup_epochs)
         self.needs_teacher = self.alpha > 0.0
 
-    def forward(
-        self,
-        student_logits: torch.Tensor,
-        teacher_logits: torch.Tensor | None,
-        labels: torch.Tensor | None,
-        student_features: list[torch.Tensor] | None = None,
-        teacher_features: list[torch.Tensor] | None = None,
-        epoch: int = 0,
-        **extra: object,
-    ) -> dict[str, torch.Tensor]:
+    def forward(self, inputs: StepInputs) -> dict[str, torch.Tensor]:
         def decoupled() -> torch.Tensor:
-            if teacher_logits is None or labels is None:
+            if inputs.teacher_logits is None or inputs.labels is None:
                 raise ValueError(f"DKDLoss with alpha={self.alpha} needs teacher logits "
                                  "and labels")
-            tckd, nckd = dkd_parts(student_logits, teacher_logits, labels, self.temperature)
-            ramp = warmup_factor(epoch, self.warmup_epochs)
+            tckd, nckd = dkd_parts(inputs.student_logits, inputs.teacher_logits, inputs.labels,
+                                   self.temperature)
+            ramp = warmup_factor(inputs.epoch, self.warmup_epochs)
             return ramp * (self.dkd_alpha * tckd + self.dkd_beta * nckd)
 
-        return blend_with_hard("dkd", self.alpha, decoupled, student_logits, labels,
-                               self.label_smoothing)
+        return blend_with_hard("dkd", self.alpha, decoupled, inputs.student_logits,
+                               inputs.labels, self.label_smoothing)
 
     def extra_repr(self) -> str:
         return (f"alpha={self.alpha}, temperature={self.temperature}, "
                 f"dkd_alpha={self.dkd_alpha}, dkd_beta={self.dkd_beta}, "
                 f"warmup_epochs={self.warmup_epochs}, label_smoothing={self.label_smoothing}")
+
+
+register_method(Method("dkd", "Zhao et al., CVPR 2022: ramp(epoch)·(dkd_alpha·TCKD + "
+                              "dkd_beta·NCKD) at --temperature", factory=DKDLoss))

@@ -2,9 +2,16 @@
 
 ``{"hint": alpha * hint_weight * MSE(r(s), t), "hard": (1 - alpha) * L_hard}``, where
 ``s`` and ``t`` are one stage's feature maps and ``r`` is a learned 1x1 conv + batch
-norm that maps the student's channels onto the teacher's. The paper trains the hint
-first and then runs KD; like the benchmarks that compare it with KD (CRD's, mdistiller),
-this trains both terms jointly in one stage, so it fits the same sweep and trainer.
+norm (+ ReLU) that maps the student's channels onto the teacher's. The paper trains the
+hint first and then runs KD; like the benchmarks that compare it with KD (CRD's,
+mdistiller), this trains both terms jointly in one stage, so it fits the same sweep and
+trainer.
+
+The regressor ends in a ReLU when the teacher's hinted stage does (``regressor_relu=auto``
+checks the stage's output on a random input): a post-ReLU target is never negative, and
+RepDistiller's and mdistiller's regressors, whose hint weight of 100 is the default here,
+end in one. A pre-activation stage (a WRN block, a MobileNetV2 linear bottleneck) has
+negative targets a ReLU could never reach, so there it is left out.
 """
 
 from __future__ import annotations
@@ -13,37 +20,63 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rsdistill.engine.hooks import probe_feature_maps
 from rsdistill.errors import ConfigError
 from rsdistill.losses.base import (
-    DISTILL_LOSSES,
     DistillationLoss,
+    StepInputs,
     check_alpha,
     check_label_smoothing,
     check_weight,
 )
+from rsdistill.losses.method import Method, register_method
 from rsdistill.losses.spatial import resize_to
 from rsdistill.losses.supervised import blend_with_hard
+from rsdistill.runtime.hooks import FeatureTap, probe_feature_maps
 
 # The weight of the mean-squared hint in CRD's benchmark code (Tian et al., ICLR 2020,
 # RepDistiller "-b 100") and in mdistiller's FitNet config (FEAT_WEIGHT 100), both with
 # CE weighted 1: the MSE is averaged over every channel and position, so it is small
 # next to a cross-entropy. With alpha = 0.5 the hint : CE ratio here equals theirs.
 DEFAULT_HINT_WEIGHT = 100.0
+RELU_CHOICES = ("auto", True, False)
 
 
-@DISTILL_LOSSES.register("fitnet")
+@torch.no_grad()
+def stage_is_nonnegative(model: nn.Module, layer: str, example_input: torch.Tensor) -> bool:
+    """Whether ``layer``'s output stays >= 0 on a random input (it ends in a ReLU).
+
+    The input comes from a private generator, so the global RNG stream (which later
+    initialisations draw from) is not moved; eval mode keeps batch-norm statistics.
+    """
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(example_input.shape, generator=gen).to(example_input.device)
+    was_training = model.training
+    model.eval()
+    try:
+        with FeatureTap(model, (layer,), "teacher") as tap:
+            model(x)
+            (out,) = tap.take()
+    finally:
+        model.train(was_training)
+    return bool((out >= 0).all())
+
+
 class FitNetLoss(DistillationLoss):
     """One hinted stage; ``setup`` builds the regressor from the real feature shapes."""
 
     uses_features = True
 
     def __init__(self, alpha: float, label_smoothing: float = 0.0,
-                 hint_weight: float = DEFAULT_HINT_WEIGHT) -> None:
+                 hint_weight: float = DEFAULT_HINT_WEIGHT,
+                 regressor_relu: str | bool = "auto") -> None:
         super().__init__()
         self.alpha = check_alpha(alpha)
         self.label_smoothing = check_label_smoothing(label_smoothing)
         self.hint_weight = check_weight("hint_weight", hint_weight)
+        if regressor_relu not in RELU_CHOICES or isinstance(regressor_relu, int) and \
+                not isinstance(regressor_relu, bool):
+            raise ConfigError(f"regressor_relu must be auto, true or false, got {regressor_relu!r}")
+        self.regressor_relu = regressor_relu
         # At alpha = 0 the run is plain supervised training: no teacher, no hooks, and no
         # regressor, so its initialisation (and RNG use) matches a "none" run exactly.
         self.needs_teacher = self.uses_features = self.alpha > 0.0
@@ -68,11 +101,16 @@ class FitNetLoss(DistillationLoss):
         (t_shape,) = probe_feature_maps(teacher, teacher_layers,
                                       example_input if teacher_input is None else teacher_input,
                                       "teacher")
+        relu = self.regressor_relu
+        if relu == "auto":
+            relu = stage_is_nonnegative(teacher, teacher_layers[0],
+                                        example_input if teacher_input is None else teacher_input)
         # No bias: the batch norm right after it has its own shift.
-        self.regressor = nn.Sequential(
-            nn.Conv2d(s_shape[1], t_shape[1], kernel_size=1, bias=False),
-            nn.BatchNorm2d(t_shape[1]),
-        )
+        layers = [nn.Conv2d(s_shape[1], t_shape[1], kernel_size=1, bias=False),
+                  nn.BatchNorm2d(t_shape[1])]
+        if relu:
+            layers.append(nn.ReLU())
+        self.regressor = nn.Sequential(*layers)
         # On the student's device, so a distiller built there needs no extra .to().
         self.regressor.to(next(student.parameters()).device)
 
@@ -86,24 +124,20 @@ class FitNetLoss(DistillationLoss):
         # The teacher is a target: no gradient may reach it even without no_grad.
         return F.mse_loss(self.regressor(student_map).float(), teacher_map.detach().float())
 
-    def forward(
-        self,
-        student_logits: torch.Tensor,
-        teacher_logits: torch.Tensor | None,
-        labels: torch.Tensor | None,
-        student_features: list[torch.Tensor] | None = None,
-        teacher_features: list[torch.Tensor] | None = None,
-        epoch: int = 0,
-        **extra: object,
-    ) -> dict[str, torch.Tensor]:
+    def forward(self, inputs: StepInputs) -> dict[str, torch.Tensor]:
         def hint() -> torch.Tensor:
-            if not student_features or not teacher_features:
+            if not inputs.student_features or not inputs.teacher_features:
                 raise ValueError("FitNetLoss needs student_features and teacher_features")
-            return self.hint_weight * self.hint_loss(student_features[0], teacher_features[0])
+            return self.hint_weight * self.hint_loss(inputs.student_features[0],
+                                                     inputs.teacher_features[0])
 
-        return blend_with_hard("hint", self.alpha, hint, student_logits, labels,
+        return blend_with_hard("hint", self.alpha, hint, inputs.student_logits, inputs.labels,
                                self.label_smoothing)
 
     def extra_repr(self) -> str:
         return (f"alpha={self.alpha}, hint_weight={self.hint_weight}, "
-                f"label_smoothing={self.label_smoothing}")
+                f"regressor_relu={self.regressor_relu}, label_smoothing={self.label_smoothing}")
+
+
+register_method(Method("fitnet", "Romero et al., ICLR 2015: hint_weight·MSE(r(s), t) on one "
+                                 "stage, r = learned 1×1 conv + BN (+ ReLU)", factory=FitNetLoss))

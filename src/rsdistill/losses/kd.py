@@ -6,12 +6,13 @@ import torch
 import torch.nn.functional as F
 
 from rsdistill.losses.base import (
-    DISTILL_LOSSES,
     DistillationLoss,
+    StepInputs,
     check_alpha,
     check_label_smoothing,
     check_temperature,
 )
+from rsdistill.losses.method import Method, register_method
 from rsdistill.losses.supervised import blend_with_hard
 
 
@@ -47,7 +48,6 @@ def kd_soft_loss(
     return kl * (t * t)
 
 
-@DISTILL_LOSSES.register("kd")
 class KDLoss(DistillationLoss):
     """``{"soft": alpha * L_soft, "hard": (1 - alpha) * L_hard}``.
 
@@ -66,19 +66,13 @@ class KDLoss(DistillationLoss):
         # Lets the trainer skip the teacher's forward pass for an alpha = 0 run.
         self.needs_teacher = self.alpha > 0.0
 
-    def forward(
-        self,
-        student_logits: torch.Tensor,
-        teacher_logits: torch.Tensor | None,
-        labels: torch.Tensor | None,
-        **extra: object,
-    ) -> dict[str, torch.Tensor]:
+    def forward(self, inputs: StepInputs) -> dict[str, torch.Tensor]:
         def soft() -> torch.Tensor:
-            if teacher_logits is None:
+            if inputs.teacher_logits is None:
                 raise ValueError(f"KDLoss with alpha={self.alpha} needs teacher logits")
-            return kd_soft_loss(student_logits, teacher_logits, self.temperature)
+            return kd_soft_loss(inputs.student_logits, inputs.teacher_logits, self.temperature)
 
-        return blend_with_hard("soft", self.alpha, soft, student_logits, labels,
+        return blend_with_hard("soft", self.alpha, soft, inputs.student_logits, inputs.labels,
                                self.label_smoothing)
 
     def extra_repr(self) -> str:
@@ -86,3 +80,7 @@ class KDLoss(DistillationLoss):
             f"alpha={self.alpha}, temperature={self.temperature}, "
             f"label_smoothing={self.label_smoothing}"
         )
+
+
+register_method(Method("kd", "Hinton et al. 2015: T²·KL(p_t ‖ p_s) at --temperature",
+                       factory=KDLoss))

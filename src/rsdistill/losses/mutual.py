@@ -15,19 +15,18 @@ after another, recomputing predictions in between; the simultaneous update used 
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 
 from rsdistill.errors import ConfigError
 from rsdistill.losses.base import (
-    DISTILL_LOSSES,
     DistillationLoss,
+    StepInputs,
     check_alpha,
     check_label_smoothing,
     check_temperature,
 )
 from rsdistill.losses.kd import kd_soft_loss
+from rsdistill.losses.method import Method, register_method
 from rsdistill.losses.supervised import blend_with_hard
 
 
@@ -46,18 +45,11 @@ def parse_peers(peers: object) -> list[str]:
     return names
 
 
-@DISTILL_LOSSES.register("dml")
 class MutualLoss(DistillationLoss):
-    """Named terms ``hard_<i>`` and ``mutual_<i>`` for every peer ``i``.
-
-    Called by the engine's ``MutualDistiller`` with every peer's logits (the ``"mutual"``
-    procedure), not with a student/teacher pair.
-    """
+    """Named terms ``hard_<i>`` and ``mutual_<i>`` for every peer ``i``, from
+    ``inputs.peer_logits`` (the ``"mutual"`` procedure runs every peer per step)."""
 
     needs_teacher = False
-    procedure = "mutual"
-    # The paper's setting: plain softmax outputs, no softening.
-    default_temperature = 1.0
 
     def __init__(self, alpha: float, temperature: float, label_smoothing: float = 0.0,
                  peers: str = "") -> None:
@@ -75,8 +67,8 @@ class MutualLoss(DistillationLoss):
                               f"(the --student), got {','.join(names)}")
         return names
 
-    def forward(self, peer_logits: Sequence[torch.Tensor], labels: torch.Tensor | None,
-                **extra: object) -> dict[str, torch.Tensor]:
+    def forward(self, inputs: StepInputs) -> dict[str, torch.Tensor]:
+        peer_logits, labels = inputs.peer_logits or [], inputs.labels
         if len(peer_logits) < 2:
             raise ValueError(f"MutualLoss needs the logits of two or more peers, "
                              f"got {len(peer_logits)}")
@@ -100,3 +92,10 @@ class MutualLoss(DistillationLoss):
         return (f"alpha={self.alpha}, temperature={self.temperature}, "
                 f"peers={','.join(self.peer_names) or 'two copies of the student'}, "
                 f"label_smoothing={self.label_smoothing}")
+
+
+# T = 1 is the paper's setting: plain softmax outputs, no softening.
+register_method(Method("dml", "Zhang et al., CVPR 2018, no teacher: per peer i, "
+                              "T²·mean_{j≠i} KL(p_j ‖ p_i) plus its own (1−α)·CE",
+                       factory=MutualLoss, procedure="mutual", default_temperature=1.0,
+                       teacher=False))

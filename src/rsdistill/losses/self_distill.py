@@ -5,8 +5,8 @@ Two variants, chosen with ``--method-option variant=...`` from :data:`SELF_VARIA
 * ``born_again`` (Furlanello et al., ICML 2018): ``generations`` models of the student's
   architecture are trained one after another; generation 0 from the labels alone,
   generation ``k + 1`` by KD (this package's ``alpha`` and ``T``) from generation ``k``'s
-  best checkpoint. The engine's ``"generations"`` procedure runs them as ordinary runs,
-  so this variant's loss object only carries the plan and is never called per step.
+  best checkpoint. The ``"generations"`` procedure runs them as ordinary runs; this
+  variant builds a :class:`GenerationsPlan`, not a loss.
 * ``teacher_free`` (Yuan et al., CVPR 2020, "Tf-KD_reg"): a virtual teacher that puts
   probability ``a`` on the true class and spreads ``1 - a`` uniformly over the others;
   ``(1 - alpha) * CE + alpha * T^2 * KL(p_virtual || softmax(s / T))``.
@@ -14,25 +14,23 @@ Two variants, chosen with ``--method-option variant=...`` from :data:`SELF_VARIA
 
 from __future__ import annotations
 
-import inspect
 import numbers
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from rsdistill.errors import ConfigError
 from rsdistill.losses.base import (
-    DEFAULT_TEMPERATURE,
-    DISTILL_LOSSES,
     DistillationLoss,
+    StepInputs,
     check_alpha,
     check_label_smoothing,
     check_temperature,
 )
+from rsdistill.losses.method import Method, register_method
 from rsdistill.losses.supervised import blend_with_hard
 from rsdistill.registry import Registry
-
-SELF_VARIANTS: Registry[type[DistillationLoss]] = Registry("self-distillation variant")
 
 # Born-again's smallest useful run: one teacher generation and one student generation,
 # the paper's first step (its tables go further, to BAN-2..5).
@@ -43,32 +41,30 @@ DEFAULT_TRUE_PROB = 0.9
 DEFAULT_VARIANT = "born_again"
 
 
-@SELF_VARIANTS.register("born_again")
-class BornAgainPlan(DistillationLoss):
-    """The settings of a born-again run; the ``"generations"`` procedure trains it."""
+@dataclass(frozen=True)
+class GenerationsPlan:
+    """What a born-again run trains: ``generations`` runs, each KD (α, T) from the last.
 
+    Not a loss: the ``"generations"`` procedure trains each generation as an ordinary
+    run, so nothing is computed per step from this object.
+    """
+
+    alpha: float
+    temperature: float
+    label_smoothing: float = 0.0
+    generations: int = DEFAULT_GENERATIONS
+    # Generation 0 learns from the labels alone, so the run as a whole reads no teacher.
     needs_teacher = False
-    procedure = "generations"
 
-    def __init__(self, alpha: float, temperature: float, label_smoothing: float = 0.0,
-                 generations: int = DEFAULT_GENERATIONS) -> None:
-        super().__init__()
-        self.alpha = check_alpha(alpha)
-        self.temperature = check_temperature(temperature)
-        self.label_smoothing = check_label_smoothing(label_smoothing)
+    def __post_init__(self) -> None:
+        check_alpha(self.alpha)
+        check_temperature(self.temperature)
+        check_label_smoothing(self.label_smoothing)
         # Generation 0 alone would be training from scratch: at least one must distil.
-        if isinstance(generations, bool) or not isinstance(generations, numbers.Integral) \
-                or generations < 2:
+        g = self.generations
+        if isinstance(g, bool) or not isinstance(g, numbers.Integral) or g < 2:
             raise ConfigError(f"generations must be a whole number >= 2 (generation 0 is the "
-                              f"first teacher), got {generations!r}")
-        self.generations = int(generations)
-
-    def forward(self, *args: object, **kwargs: object) -> dict[str, torch.Tensor]:
-        raise RuntimeError("born-again trains each generation as its own run (kd from the "
-                           "previous one); it has no per-step loss of its own")
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, temperature={self.temperature}, generations={self.generations}"
+                              f"first teacher), got {g!r}")
 
 
 def check_true_prob(a: object) -> float:
@@ -104,7 +100,6 @@ def teacher_free_soft_loss(student_logits: torch.Tensor, labels: torch.Tensor, a
     return kl * (t * t)
 
 
-@SELF_VARIANTS.register("teacher_free")
 class TeacherFreeLoss(DistillationLoss):
     """``{"virtual": alpha * L_virtual, "hard": (1 - alpha) * CE}``; no teacher at all.
 
@@ -127,39 +122,29 @@ class TeacherFreeLoss(DistillationLoss):
         self.label_smoothing = check_label_smoothing(label_smoothing)
         self.a = check_true_prob(a)
 
-    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
-                labels: torch.Tensor | None, **extra: object) -> dict[str, torch.Tensor]:
+    def forward(self, inputs: StepInputs) -> dict[str, torch.Tensor]:
         def virtual() -> torch.Tensor:
-            if labels is None:
+            if inputs.labels is None:
                 raise ValueError("the teacher-free loss builds its virtual teacher from labels")
-            return teacher_free_soft_loss(student_logits, labels, self.a, self.temperature)
+            return teacher_free_soft_loss(inputs.student_logits, inputs.labels, self.a,
+                                          self.temperature)
 
-        return blend_with_hard("virtual", self.alpha, virtual, student_logits, labels,
-                               self.label_smoothing)
+        return blend_with_hard("virtual", self.alpha, virtual, inputs.student_logits,
+                               inputs.labels, self.label_smoothing)
 
     def extra_repr(self) -> str:
         return (f"alpha={self.alpha}, temperature={self.temperature}, a={self.a}, "
                 f"label_smoothing={self.label_smoothing}")
 
 
-@DISTILL_LOSSES.register("self")
-def self_distillation(alpha: float, temperature: float, label_smoothing: float = 0.0,
-                      variant: str = DEFAULT_VARIANT, generations: int | None = None,
-                      a: float | None = None) -> DistillationLoss:
-    """The ``variant``'s loss. Its own options default to ``None`` here so that one meant
-    for the other variant (``a`` with ``born_again``) is an error, not silently unused."""
-    cls = SELF_VARIANTS.get(variant)
-    own = {k: v for k, v in (("generations", generations), ("a", a)) if v is not None}
-    params = inspect.signature(cls).parameters
-    misplaced = sorted(set(own) - set(params))
-    if misplaced:
-        owners = [name for name in SELF_VARIANTS.names()
-                  if set(misplaced) <= set(inspect.signature(SELF_VARIANTS.get(name)).parameters)]
-        hint = f"; they are options of variant={owners[0]}" if owners else ""
-        raise ConfigError(f"option(s) {', '.join(misplaced)} do not apply to self "
-                          f"variant={variant}{hint}")
-    return cls(alpha=alpha, temperature=temperature, label_smoothing=label_smoothing, **own)
+SELF_VARIANTS: Registry[Method] = Registry("self-distillation variant")
+SELF_VARIANTS.add("born_again", Method(
+    "born_again", "generation k+1 is kd (α, T) from generation k; generation 0 from the labels",
+    factory=GenerationsPlan, procedure="generations", teacher=False))
+SELF_VARIANTS.add("teacher_free", Method(
+    "teacher_free", "T²·KL(p_virtual ‖ p_s), a virtual teacher with a on the true class",
+    factory=TeacherFreeLoss, teacher=False))
 
-
-# Read by the engine when a run gives no --temperature; both variants use KD's default.
-self_distillation.default_temperature = DEFAULT_TEMPERATURE
+register_method(Method("self", "self-distillation, no teacher: variant=born_again (Furlanello "
+                               "et al., ICML 2018) or teacher_free (Yuan et al., CVPR 2020)",
+                       teacher=False, variants=SELF_VARIANTS, default_variant=DEFAULT_VARIANT))

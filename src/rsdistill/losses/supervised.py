@@ -7,7 +7,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from rsdistill.losses.base import DISTILL_LOSSES, DistillationLoss, check_label_smoothing, zero_term
+from rsdistill.losses.base import DistillationLoss, StepInputs, check_label_smoothing, zero_term
+from rsdistill.losses.method import Method, register_method
 
 
 def hard_loss(
@@ -45,7 +46,6 @@ def blend_with_hard(
     return {name: method, "hard": hard}
 
 
-@DISTILL_LOSSES.register("none")
 class CrossEntropyLoss(DistillationLoss):
     """``{"hard": CE(student, labels)}``; the teacher is never used (may be ``None``)."""
 
@@ -55,16 +55,14 @@ class CrossEntropyLoss(DistillationLoss):
         super().__init__()
         self.label_smoothing = check_label_smoothing(label_smoothing)
 
-    def forward(
-        self,
-        student_logits: torch.Tensor,
-        teacher_logits: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        **extra: object,
-    ) -> dict[str, torch.Tensor]:
-        if labels is None:
+    def forward(self, inputs: StepInputs) -> dict[str, torch.Tensor]:
+        if inputs.labels is None:
             raise ValueError("CrossEntropyLoss needs labels")
-        return {"hard": hard_loss(student_logits, labels, self.label_smoothing)}
+        return {"hard": hard_loss(inputs.student_logits, inputs.labels, self.label_smoothing)}
 
     def extra_repr(self) -> str:
         return f"label_smoothing={self.label_smoothing}"
+
+
+register_method(Method("none", "no distillation: cross-entropy with the labels (a train run)",
+                       factory=CrossEntropyLoss, teacher=False))

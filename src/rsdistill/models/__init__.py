@@ -6,6 +6,7 @@ Importing this package registers every family in :data:`MODELS`.
 from rsdistill.models.registry import MODELS, build_model, list_model_names
 from rsdistill.models import mobilenetv2, resnet_small, wrn  # noqa: F401  (registers families)
 from rsdistill.models.profile import count_flops, count_parameters, describe_models, first_weight_layer
+from rsdistill.models.loading import load_model
 
 __all__ = [
     "MODELS",
@@ -15,4 +16,5 @@ __all__ = [
     "count_flops",
     "first_weight_layer",
     "describe_models",
+    "load_model",
 ]

@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from rsdistill.engine.checkpoint import load_model, resolve_model_path
-from rsdistill.engine.environment import cpu_name, machine_load
-from rsdistill.engine.precision import resolve_precision, torch_threads
+from rsdistill.models import load_model
+from rsdistill.runtime.checkpoint import resolve_model_path
+from rsdistill.runtime.environment import cpu_name, machine_load
+from rsdistill.runtime.precision import resolve_precision, torch_threads
 from rsdistill.errors import ConfigError
 from rsdistill.evaluation.timing import interleaved_latency
 from rsdistill.export.formats import EXPORT_FORMATS

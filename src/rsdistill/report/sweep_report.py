@@ -76,6 +76,8 @@ def build_report(sweep_dir: Path) -> list[Block]:
     agg, rows, teacher = res["aggregate"], res["rows"], res["teacher"]
     data, student, cfg = res["data"], res["student"], res["config"]
     best, base = _best(agg), _baseline(agg)
+    # Results written before the method had its own section keep it inside "sweep".
+    method = cfg.get("method") or cfg["sweep"]
     figs = sweep_dir / "figures"
     blocks = [Block("h1", f"Distillation study: {data['dataset']}")]
     sp = data["splits"]
@@ -86,7 +88,8 @@ def build_report(sweep_dir: Path) -> list[Block]:
         f"Every student: {cfg['train']['epochs']} epochs, {cfg['train']['optimizer']} lr "
         f"{cfg['train']['lr']}, {cfg['train']['schedule']} schedule, batch {cfg['train']['batch_size']}, "
         f"the same augmentation{_mix_text(cfg['data'])} and seeds; "
-        f"T = {cfg['sweep']['temperature']}; {cfg['sweep']['seeds']} seed(s).")))
+        f"method {method.get('method', 'kd')}, T = {method['temperature']}; "
+        f"{cfg['sweep']['seeds']} seed(s).")))
     blocks.append(Block("h2", "Models"))
     model_rows = []
     if teacher:
@@ -240,7 +243,7 @@ def speed_blocks(speed: dict) -> list[Block]:
 def measure_sweep_speed(sweep_dir: Path, threads: int = 1, retime: bool = False) -> dict | None:
     """Times the teacher and the best student side by side into ``speed.json`` (kept and
     reused while both files stay the same; ``retime`` measures again)."""
-    from rsdistill.engine.checkpoint import resolve_model_path
+    from rsdistill.runtime.checkpoint import resolve_model_path
     from rsdistill.report.speedup import measure_speedup
 
     sweep_dir = Path(sweep_dir)

@@ -1,0 +1,191 @@
+"""Distillation methods trained under identical settings and compared in one table.
+
+Every (method, seed) is an ordinary run in ``<out>/<method>/seed<k>/``, made by
+:func:`~rsdistill.experiments.procedures.run_training` with the same data, student, schedule,
+optimiser and seed, so each can be evaluated or resumed on its own. A ``scratch``
+baseline (the student from the labels alone) is always included. Rerunning continues:
+a finished run (its metrics.json exists) is read, not retrained, and an interrupted one
+resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+from rsdistill.data.module import DataConfig, prepare_data
+from rsdistill.errors import ConfigError
+from rsdistill.experiments.procedures import resolve_settings, run_training
+from rsdistill.experiments.records import LOCATION_KEYS, DistillConfig, config_diffs
+from rsdistill.experiments.stats import SCORE_KEYS, difference_std, mean_std, write_csv
+from rsdistill.experiments.teacher import teacher_summary
+from rsdistill.io import atomic_write_text, read_json, write_json
+from rsdistill.losses import METHODS
+from rsdistill.runtime.rundir import (
+    COMPARE_CSV,
+    COMPARE_FILE,
+    COMPARE_RESULTS,
+    COMPARE_RUNS_CSV,
+    METRICS_FILE,
+)
+from rsdistill.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+SCRATCH = "scratch"
+# The reference every other row is measured against, besides scratch.
+REFERENCE = "kd"
+
+
+def default_methods() -> list[str]:
+    """Every registered method that distils (the plain cross-entropy one is the scratch
+    baseline, always included)."""
+    return sorted((name for name in METHODS if name != "none"), key=lambda n: (n != REFERENCE, n))
+
+
+@dataclass
+class CompareConfig:
+    teacher: str = ""
+    methods: list[str] = field(default_factory=default_methods)
+    seeds: int = 3
+    alpha: float = 0.5
+    # None = each method's own default temperature (1 for dml, 4 otherwise).
+    temperature: float | None = None
+    # method -> {option: value}, each checked as that method's --method-option.
+    method_options: dict = field(default_factory=dict)
+
+    def entries(self) -> list[str]:
+        """The scratch baseline first, then the methods in the order given, each once."""
+        return list(dict.fromkeys([SCRATCH, *self.methods]))
+
+    def distill_config(self, method: str) -> DistillConfig | None:
+        """The distill section of one method's runs; none for the scratch baseline."""
+        if method == SCRATCH:
+            return None
+        return DistillConfig(teacher=self.teacher, method=method, alpha=self.alpha,
+                             temperature=self.temperature,
+                             method_options=dict(self.method_options.get(method, {})))
+
+    def validate(self) -> None:
+        if self.seeds < 1:
+            raise ConfigError(f"--seeds must be >= 1, got {self.seeds}")
+        if not self.methods:
+            raise ConfigError("--methods names no method; e.g. --methods kd,at,dml")
+        stray = sorted(set(self.method_options) - set(self.methods))
+        if stray:
+            raise ConfigError(f"--method-option names method(s) not in --methods: "
+                              f"{', '.join(stray)}")
+        # Every method checked as its own distill run would check it, before any training.
+        for method in self.entries():
+            distill = self.distill_config(method)
+            if distill is not None:
+                distill.validate()
+                distill.check_teacher(self.teacher)
+
+
+def run_compare(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
+                cfg: CompareConfig, *, progress: bool = True) -> dict:
+    out = Path(out)
+    cfg.validate()
+    data_cfg, teacher = resolve_settings(data_cfg, train_cfg, cfg.teacher)
+    cfg = replace(cfg, teacher=teacher)
+    record = {"kind": "compare", "data": asdict(data_cfg), "train": asdict(train_cfg),
+              "compare": asdict(cfg)}
+    check_same_comparison(out / COMPARE_FILE, record)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / COMPARE_FILE, yaml.safe_dump(record, sort_keys=False))
+    data = prepare_data(data_cfg, progress=progress)
+    rows, student = [], None
+    for method in cfg.entries():
+        for seed in range(cfg.seeds):
+            run_dir = out / method / f"seed{seed}"
+            if (run_dir / METRICS_FILE).is_file():
+                log.info("%s seed %d: finished earlier, not retrained", method, seed)
+                metrics = read_json(run_dir / METRICS_FILE)
+            else:
+                log.info("%s seed %d", method, seed)
+                metrics = run_training(run_dir, data_cfg, replace(train_cfg, seed=seed),
+                                       cfg.distill_config(method), resume=True,
+                                       progress=progress)
+            rows.append(run_row(method, seed, f"{method}/seed{seed}", metrics))
+            student = student or {"model": metrics["run"]["model"],
+                                  "params": metrics["params"], "flops": metrics["flops"]}
+    summary = {"config": record, "data": data.describe(), "student": student,
+               "teacher": teacher_summary(cfg.teacher) if cfg.teacher else None,
+               "rows": rows, "methods": summarize(rows, cfg.entries())}
+    write_json(out / COMPARE_RESULTS, summary)
+    write_csv(out / COMPARE_CSV, summary["methods"])
+    write_csv(out / COMPARE_RUNS_CSV, rows)
+    return summary
+
+
+def check_same_comparison(path: Path, record: dict) -> None:
+    """Reusing finished runs is right only if they were trained with the same settings.
+
+    Adding methods or seeds to a comparison is fine (only the new runs train); any other
+    change would put runs of two settings in one table, so it is refused.
+    """
+    if not path.is_file():
+        return
+    old = yaml.safe_load(path.read_text()) or {}
+    # --seed is not used (seeds are 0..N-1); methods and seeds may grow; each method's
+    # options are compared for the methods both comparisons hold.
+    diffs = config_diffs(old, record, {"data": DataConfig, "train": TrainConfig,
+                                       "compare": CompareConfig},
+                         ignore=LOCATION_KEYS | {"seed", "methods", "seeds", "method_options"})
+    a_opts = (old.get("compare") or {}).get("method_options") or {}
+    b_opts = record["compare"]["method_options"]
+    shared = set((old.get("compare") or {}).get("methods") or []) & set(record["compare"]["methods"])
+    diffs += [f"method options of {m}: {a_opts.get(m, {})!r} -> {b_opts.get(m, {})!r}"
+              for m in sorted(shared) if a_opts.get(m, {}) != b_opts.get(m, {})]
+    if diffs:
+        raise ConfigError(f"{path.parent} holds a comparison with other settings: "
+                          + "; ".join(diffs[:5]) + "; use another --out")
+
+
+def run_row(method: str, seed: int, run: str, m: dict) -> dict:
+    return {"method": method, "seed": seed, **{k: m[k] for k in SCORE_KEYS},
+            "seconds_per_epoch": m["run"]["seconds_per_epoch"],
+            "train_seconds": m["run"]["train_seconds"],
+            # A run written before the key existed trained the student alone.
+            "extra_trainable_params": m["run"].get("extra_trainable_params", 0),
+            "params": m["params"], "run": run}
+
+
+def summarize(rows: list[dict], order: list[str]) -> list[dict]:
+    """One row per method: mean ± std over seeds and the differences to kd and scratch."""
+    by_method: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_method[r["method"]].append(r)
+    table = []
+    for method in order:
+        rs = by_method[method]
+        row: dict = {"method": method, "seeds": len(rs)}
+        for key in ("accuracy", "f1_macro"):
+            row[f"{key}_mean"], row[f"{key}_std"] = mean_std([r[key] for r in rs])
+        row["seconds_per_epoch_mean"] = mean_std([r["seconds_per_epoch"] for r in rs])[0]
+        row["train_seconds_mean"] = mean_std([r["train_seconds"] for r in rs])[0]
+        row["extra_trainable_params"] = max(r["extra_trainable_params"] for r in rs)
+        table.append(row)
+    refs = {r["method"]: r for r in table}
+    for row in table:
+        for ref in (REFERENCE, SCRATCH):
+            base = refs.get(ref)
+            row[f"delta_accuracy_vs_{ref}"] = (row["accuracy_mean"] - base["accuracy_mean"]
+                                               if base is not None and base is not row else None)
+        row["lead_over_kd_exceeds_std"] = lead_exceeds_std(row, refs.get(REFERENCE))
+    return table
+
+
+def lead_exceeds_std(row: dict, kd: dict | None) -> bool | None:
+    """Whether ``row`` beats kd by more than the seed noise of the difference; None when
+    there is no kd row to compare with, for kd itself, or with a single seed (no noise
+    estimate)."""
+    if kd is None or kd is row or min(row["seeds"], kd["seeds"]) < 2:
+        return None
+    lead = row["accuracy_mean"] - kd["accuracy_mean"]
+    return bool(lead > difference_std(row["accuracy_std"], kd["accuracy_std"]))

@@ -1,0 +1,91 @@
+"""How a run of a method is trained, looked up by the method's ``procedure``.
+
+``"single"`` (one student, the loss per step: ``experiments/single.py``), ``"mutual"``
+(dml's peers together: ``experiments/mutual.py``), ``"generations"`` (born-again:
+``experiments/born_again.py``). A method with a new training scheme registers a new
+entry; nothing here names a method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from rsdistill.data.module import DataConfig, PreparedData, prepare_data
+from rsdistill.experiments.records import DistillConfig, run_record
+from rsdistill.experiments.teacher import check_teacher_data, load_teacher, resolved_teacher
+from rsdistill.paths import default_data_root
+from rsdistill.registry import Registry
+from rsdistill.runtime import distributed
+from rsdistill.training.config import TrainConfig
+from rsdistill.training.distiller import TeacherView
+
+
+@dataclass
+class RunRequest:
+    """One resolved run, handed to the procedure its method names."""
+
+    out: Path
+    data_cfg: DataConfig
+    train_cfg: TrainConfig
+    distill_cfg: DistillConfig | None
+    record: dict
+    resume: bool
+    progress: bool
+
+
+PROCEDURES: Registry[Callable[[RunRequest], dict]] = Registry("training procedure")
+
+
+def resolve_settings(data_cfg: DataConfig, train_cfg: TrainConfig, teacher: str = ""
+                     ) -> tuple[DataConfig, str]:
+    """Checks the training settings, joins torchrun's group, and fills in what the
+    environment decided (the data root, the teacher's absolute path) so the config on
+    disk names what was used. Every kind of run starts here."""
+    train_cfg.validate()
+    distributed.setup(train_cfg.device)
+    if data_cfg.data_root is None:
+        data_cfg = replace(data_cfg, data_root=str(default_data_root()))
+    return data_cfg, resolved_teacher(teacher)
+
+
+def prepare_teacher_and_data(data_cfg: DataConfig, teacher_path: str, progress: bool
+                             ) -> tuple[torch.nn.Module | None, TeacherView | None, PreparedData]:
+    """The frozen teacher (if any), the view it reads (``None`` = the student's images) and
+    the prepared data, checked against each other.
+
+    The teacher is loaded first: building it draws from the global RNG, and every
+    student is seeded after it, so a run and a sweep member draw alike.
+    """
+    teacher = view = meta = None
+    if teacher_path:
+        teacher, meta = load_teacher(teacher_path)
+        view = TeacherView.for_teacher(meta, data_cfg.image_size)
+    extra = (view.image_size,) if view is not None else ()
+    # Rank 0 decodes and caches the data first; the barrier also keeps every rank's
+    # checks ahead of rank 0's first write.
+    with distributed.main_first():
+        data = prepare_data(data_cfg, extra, progress=progress and distributed.is_main())
+    if teacher is not None:
+        check_teacher_data(teacher_path, meta, data)
+    return teacher, view, data
+
+
+def run_training(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
+                 distill_cfg: DistillConfig | None = None, *, resume: bool = False,
+                 progress: bool = True) -> dict:
+    """A ``train`` run (no ``distill_cfg``) or a ``distill`` run; returns its metrics."""
+    data_cfg, teacher = resolve_settings(data_cfg, train_cfg,
+                                         distill_cfg.teacher if distill_cfg else "")
+    procedure = "single"
+    if distill_cfg is not None:
+        distill_cfg = replace(distill_cfg, teacher=teacher)
+        distill_cfg.validate()
+        distill_cfg.check_teacher(distill_cfg.teacher)
+        procedure = distill_cfg.descriptor.procedure
+    record = run_record(data_cfg, train_cfg, distill_cfg)
+    return PROCEDURES.get(procedure)(RunRequest(Path(out), data_cfg, train_cfg, distill_cfg,
+                                                record, resume, progress))

@@ -1,0 +1,98 @@
+"""What a run records about itself (config.yaml) and the one check that a resume matches it.
+
+The record is the resolved config: every default filled in, paths absolute, β resolved,
+so ``evaluate`` and ``--resume`` rebuild exactly the run that was made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rsdistill.config import from_dict
+from rsdistill.data.module import DataConfig
+from rsdistill.errors import ConfigError
+from rsdistill.losses import MethodConfig
+from rsdistill.runtime.rundir import CONFIG_FILE, RunDirectory
+from rsdistill.training.config import TrainConfig
+
+# Where the data lives and how it is decoded never changes what a run computes.
+LOCATION_KEYS = {"data_root", "cache_dir", "workers", "download"}
+
+
+@dataclass
+class DistillConfig(MethodConfig):
+    """A ``distill`` run: its method settings and the teacher it distils from."""
+
+    teacher: str = ""
+
+
+def run_record(data_cfg: DataConfig, train_cfg: TrainConfig,
+               distill_cfg: DistillConfig | None) -> dict:
+    """The config.yaml of one run (β resolved, so a resume compares numbers)."""
+    return {
+        "kind": "distill" if distill_cfg is not None else "train",
+        "data": asdict(data_cfg),
+        "train": asdict(train_cfg),
+        "distill": ({**asdict(distill_cfg), "nuclear_beta_resolved": distill_cfg.beta()}
+                    if distill_cfg is not None else None),
+    }
+
+
+def config_diffs(old: dict, new: dict, sections: dict[str, type],
+                 ignore: set[str] = frozenset()) -> list[str]:
+    """``section.key: old -> new`` for every setting of ``sections`` (name -> its config
+    class) that differs between two records, ``ignore``d keys aside.
+
+    A key missing from a section counts as the class's default: configs are always
+    written whole, so a missing key was added after ``old`` was written, and the old
+    run behaved as that key's default does.
+    """
+    diffs = []
+    for section, cls in sections.items():
+        defaults = asdict(cls())
+        a = {**defaults, **(old.get(section) or {})}
+        b = {**defaults, **(new.get(section) or {})}
+        for key in sorted(set(a) | set(b)):
+            if key not in ignore and a.get(key) != b.get(key):
+                diffs.append(f"{section}.{key}: {a.get(key)!r} -> {b.get(key)!r}")
+    return diffs
+
+
+def check_resume(path: Path, old: dict, new: dict, sections: dict[str, type],
+                 ignore: set[str] = frozenset(), hint: str = "") -> None:
+    """Resuming with other settings would mix two runs in one directory: refuse it."""
+    diffs = config_diffs(old, new, sections, LOCATION_KEYS | set(ignore))
+    if diffs:
+        raise ConfigError(f"--resume with different settings than {path}: "
+                          + "; ".join(diffs[:5]) + hint)
+
+
+RUN_SECTIONS = {"data": DataConfig, "train": TrainConfig, "distill": DistillConfig}
+
+
+def check_run_resume(out: Path, record: dict, resume: bool, *,
+                     has_state: bool | None = None) -> None:
+    """A run directory holding a run is refused without ``--resume``; with it, the
+    settings must match its config.yaml. ``has_state``: whether ``out`` holds a run
+    (default: its last.pt); born-again's top directory has none of its own."""
+    run = RunDirectory(out)
+    started = run.has_state() if has_state is None else has_state
+    if started and not resume:
+        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose "
+                          "another --out")
+    if resume and started and run.file(CONFIG_FILE).is_file():
+        check_resume(out / CONFIG_FILE, run.read_config(), record, RUN_SECTIONS)
+
+
+def load_run_config(run_dir: Path) -> tuple[DataConfig, TrainConfig, DistillConfig | None]:
+    """The sections of a run's config.yaml, as config objects."""
+    record = RunDirectory(run_dir).read_config()
+    data_cfg = from_dict(DataConfig, record["data"], "data")
+    train_cfg = from_dict(TrainConfig, record["train"], "train")
+    distill = record.get("distill")
+    distill_cfg = None
+    if distill:
+        distill = {k: v for k, v in distill.items() if k != "nuclear_beta_resolved"}
+        distill_cfg = from_dict(DistillConfig, distill, "distill")
+    return data_cfg, train_cfg, distill_cfg

@@ -1,0 +1,156 @@
+"""α (and β) sweeps trained as one fused run per seed, with per-run and aggregated results.
+
+Every student of a seed trains in the same pass over the data (one augmentation
+and one teacher forward per batch). Each keeps its own run directory laid out
+exactly like a single ``distill`` run, so ``rsdistill evaluate`` works on it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import yaml
+
+from rsdistill.data.module import DataConfig
+from rsdistill.errors import ConfigError
+from rsdistill.experiments.grid import SweepConfig, beta_label, member_name, upgrade_sweep_record
+from rsdistill.experiments.procedures import prepare_teacher_and_data, resolve_settings
+from rsdistill.experiments.records import check_resume, run_record
+from rsdistill.experiments.seeds import default_jobs, fit_seeds_in_parallel
+from rsdistill.experiments.stats import SCORE_KEYS, mean_std, write_csv
+from rsdistill.experiments.teacher import teacher_summary
+from rsdistill.io import atomic_write_text, read_json, write_json
+from rsdistill.losses import MethodConfig
+from rsdistill.runtime import distributed
+from rsdistill.runtime.rundir import (
+    METRICS_FILE,
+    SWEEP_AGGREGATE_CSV,
+    SWEEP_FILE,
+    SWEEP_RESULTS,
+    SWEEP_ROWS_CSV,
+    RunDirectory,
+    seed_dir,
+)
+from rsdistill.training.config import TrainConfig
+from rsdistill.training.members import MemberSpec, build_members
+from rsdistill.training.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+SWEEP_SECTIONS = {"data": DataConfig, "train": TrainConfig, "sweep": SweepConfig,
+                  "method": MethodConfig}
+
+
+def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: SweepConfig,
+              *, resume: bool = False, progress: bool = True, jobs: int = 0) -> dict:
+    """Train every seed's fused pass (``jobs`` seeds at a time, 0 = one per core)."""
+    out = Path(out)
+    sweep.validate()
+    if jobs < 0:
+        raise ConfigError(f"--jobs must be >= 0 (0 = one per core on a CPU), got {jobs}")
+    data_cfg, teacher = resolve_settings(data_cfg, train_cfg, sweep.teacher)
+    sweep = replace(sweep, teacher=teacher)
+    record = {"kind": "sweep", "data": asdict(data_cfg), "train": asdict(train_cfg),
+              **sweep.record()}
+    state = RunDirectory(out)
+    if state.file(SWEEP_FILE).is_file():
+        if not resume:
+            raise ConfigError(f"{out} already holds a sweep; pass --resume to continue it or "
+                              "choose another --out")
+        old = upgrade_sweep_record(yaml.safe_load(state.file(SWEEP_FILE).read_text()) or {})
+        check_resume(state.file(SWEEP_FILE), old, record, SWEEP_SECTIONS, ignore={"seeds"},
+                     hint="; use another --out for a new sweep")
+    distributed.barrier()  # every rank has checked before rank 0 writes
+    if distributed.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(state.file(SWEEP_FILE), yaml.safe_dump(record, sort_keys=False))
+
+    prepared = prepare_teacher_and_data(data_cfg, sweep.teacher, progress)
+    members, owner = sweep.members()
+    names = [member_name(a, b) for a, b in members]
+    todo = [seed for seed in range(sweep.seeds)
+            if not all((seed_dir(out, seed) / n / METRICS_FILE).is_file() for n in names)]
+    jobs = min(jobs or default_jobs(sweep.seeds, train_cfg.device), max(1, len(todo)))
+    fit = functools.partial(fit_seed, out, data_cfg, train_cfg, sweep, resume=resume)
+    if jobs > 1:
+        fit_seeds_in_parallel(functools.partial(fit, progress=False), todo, jobs,
+                              train_cfg.precision, train_cfg.device)
+    else:
+        for seed in todo:
+            fit(seed, progress=progress, prepared=prepared)
+    return summarize(out, sweep, owner, train_cfg, record, prepared[2].describe())
+
+
+def fit_seed(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: SweepConfig,
+             seed: int, *, resume: bool, progress: bool, prepared=None, thread_budget=None,
+             announce: bool = True) -> None:
+    """One seed's students in one fused pass into ``out/seed<k>/<member>/``.
+
+    ``thread_budget``: called before every epoch for the intra-op threads to use.
+    """
+    teacher, view, data = prepared or prepare_teacher_and_data(data_cfg, sweep.teacher, False)
+    cfg = replace(train_cfg, seed=seed)
+    specs = []
+    for alpha, beta in sweep.members()[0]:
+        name, distill = member_name(alpha, beta), sweep.member_config(alpha, beta)
+        specs.append(MemberSpec(name, seed_dir(out, seed) / name, distill,
+                                run_record(data_cfg, cfg, distill)))
+    members = build_members(specs, cfg, data, teacher, view)
+    log.info("seed %d: %d students in one fused pass", seed, len(members))
+    trainer = Trainer(seed_dir(out, seed), data, members, cfg, progress=progress,
+                      announce=announce)
+    trainer.thread_budget = thread_budget
+    trainer.fit(resume=resume)
+
+
+def summarize(out: Path, sweep: SweepConfig, owner: dict[str, str], train_cfg: TrainConfig,
+              record: dict, data: dict) -> dict:
+    """results.json / .csv: one row per (α, β, seed) and the mean ± std per (α, β)."""
+    rows, metrics = [], []
+    for seed in range(sweep.seeds):
+        for beta in sweep.betas:
+            for alpha in sweep.alphas:
+                run = f"seed{seed}/{owner[member_name(alpha, beta)]}"
+                metrics.append(read_json(out / run / METRICS_FILE))
+                rows.append(result_row(alpha, beta, seed, run, metrics[-1]))
+    first = metrics[0]
+    summary = {"config": record, "data": data, "rows": rows, "aggregate": aggregate(rows),
+               "teacher": teacher_summary(sweep.teacher),
+               "student": {"model": train_cfg.model, "params": first["params"],
+                           "flops": first["flops"]}}
+    if distributed.is_main():
+        write_json(out / SWEEP_RESULTS, summary)
+        write_csv(out / SWEEP_ROWS_CSV, rows)
+        write_csv(out / SWEEP_AGGREGATE_CSV, summary["aggregate"])
+    return summary
+
+
+def result_row(alpha: float, beta: str, seed: int, run: str, m: dict) -> dict:
+    return {
+        "alpha": alpha, "beta": beta_label(beta), "seed": seed,
+        **{k: m[k] for k in SCORE_KEYS},
+        "latency_ms_p50": m["inference"]["latency_ms_p50"],
+        "test_seconds": m["inference"]["test_seconds"],
+        "effective_rank": m["first_layer"]["effective_rank"],
+        "nuclear_norm": m["first_layer"]["nuclear_norm"],
+        "best_epoch": m["run"]["best_epoch"],
+        "seconds_per_epoch": m["run"]["seconds_per_epoch"],
+        "run": run,
+    }
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["beta"], r["alpha"]), []).append(r)
+    out = []
+    for (beta, alpha), rs in groups.items():
+        row = {"alpha": alpha, "beta": beta, "seeds": len(rs)}
+        for key in (*SCORE_KEYS, "latency_ms_p50", "test_seconds", "effective_rank"):
+            mean, std = mean_std([float(r[key]) for r in rs])
+            row[f"{key}_mean"], row[f"{key}_std"] = mean, std
+        out.append(row)
+    return out

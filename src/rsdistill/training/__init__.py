@@ -1,0 +1,1 @@
+"""The training loop and what it trains: members, distillers, callbacks, final metrics."""

@@ -1,0 +1,57 @@
+"""A member's metrics.json: its best weights evaluated once on the test split, in fp32."""
+
+from __future__ import annotations
+
+from rsdistill.data.module import PreparedData
+from rsdistill.evaluation.evaluate import evaluate_model
+from rsdistill.io import write_json
+from rsdistill.models import first_weight_layer, load_model
+from rsdistill.runtime import distributed
+from rsdistill.runtime.environment import versions
+from rsdistill.runtime.precision import Precision, resolve_precision
+from rsdistill.runtime.rundir import METRICS_FILE, MODEL_FILE
+from rsdistill.training.config import TrainConfig
+from rsdistill.training.distiller import weight_stats
+from rsdistill.training.members import Member
+from rsdistill.training.peers import peer_metrics, peer_models, training_cost
+
+
+def final_metrics(m: Member, data: PreparedData, cfg: TrainConfig, precision: Precision,
+                  train_seconds: float, epochs_done: int, n: int) -> dict:
+    """Reloads the member's model.pt, evaluates it and writes metrics.json.
+
+    ``precision``: what training ran in (recorded); ``train_seconds`` and ``epochs_done``
+    of the whole pass, shared by its ``n`` members.
+    """
+    student, meta = load_model(m.run.file(MODEL_FILE))
+    # Reported metrics are fp32 whatever the training precision, so they agree with the
+    # exported (fp32) model's predictions.
+    fp32 = resolve_precision("fp32", precision.device)
+    metrics = evaluate_model(student, meta, data, "test", fp32,
+                             resolve_precision(cfg.inference_precision, cfg.device),
+                             cfg.latency_runs, cfg.inference_threads)
+    metrics["run"] = {
+        "kind": m.config_record.get("kind", "train"),
+        "model": meta["model"],
+        "checkpoint": MODEL_FILE,
+        "best_epoch": m.best_epoch,
+        "epochs": cfg.epochs,
+        "val_accuracy": m.best_val,
+        "fused_members": n,
+        "train_seconds": round(train_seconds / n, 3),
+        "seconds_per_epoch": round(train_seconds / n / max(1, epochs_done), 3),
+        "train_precision": precision.describe(),
+    }
+    if distributed.is_distributed():
+        metrics["run"]["distributed"] = {"world_size": distributed.world_size(),
+                                         "sync_bn": cfg.sync_bn}
+    metrics["run"].update(training_cost(m.distiller))
+    if peer_models(m.distiller):
+        metrics["peers"] = peer_metrics(m.distiller, m.run.path, metrics, data, fp32)
+    metrics["checkpoint_bytes"] = m.run.file(MODEL_FILE).stat().st_size
+    # Of the evaluated (best-val) weights, not of the last epoch's.
+    layer_name, layer = first_weight_layer(student)
+    metrics["first_layer"] = {"name": layer_name, **weight_stats(layer.weight)}
+    metrics["versions"] = versions()
+    write_json(m.run.file(METRICS_FILE), metrics)
+    return metrics

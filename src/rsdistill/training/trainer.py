@@ -1,0 +1,366 @@
+"""The training loop, for one model or several students in one pass over the data.
+
+Per epoch: augmented batches from the cached tensor, each member's named loss terms
+summed and stepped, validation accuracy for model selection; callbacks write the files
+(checkpoints, history, TensorBoard). A single run is a pass with one member; a fused
+sweep's members share everything that does not depend on the student: each batch is
+drawn and augmented once and the teacher runs once, then every member takes its own
+step. A member therefore sees exactly the batches a single run with the same seed
+would, and its result equals that run's. The test split is evaluated once at the end,
+with each member's best weights (``training/results.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from rsdistill.data.module import PreparedData
+from rsdistill.errors import ConfigError, TrainingError
+from rsdistill.evaluation.evaluate import evaluate_logits
+from rsdistill.losses.method import soft_label_methods
+from rsdistill.runtime import distributed
+from rsdistill.runtime.checkpoint import load_state
+from rsdistill.runtime.optim import build_optimizer, build_scheduler
+from rsdistill.runtime.precision import resolve_precision
+from rsdistill.runtime.rundir import STATE_FILE
+from rsdistill.training.callbacks import Callback, default_callbacks
+from rsdistill.training.config import TrainConfig
+from rsdistill.training.distiller import Trainable, TrainStep
+from rsdistill.training.members import Member, members_side_by_side
+from rsdistill.training.results import final_metrics
+
+log = logging.getLogger(__name__)
+
+
+def _first_non_finite(distiller: Trainable) -> str | None:
+    """Name of the first trained parameter or buffer holding inf/nan (the teacher is frozen)."""
+    for name, t in (*distiller.named_parameters(), *distiller.named_buffers()):
+        if not name.startswith("teacher.") and t.is_floating_point() and not torch.isfinite(t).all():
+            return name
+    return None
+
+
+class Trainer:
+    """Trains ``members`` (one or more) in one pass per epoch; state lives in ``state_dir``."""
+
+    def __init__(self, state_dir: Path, data: PreparedData, members: list[Member],
+                 cfg: TrainConfig, *, progress: bool = True, announce: bool = True,
+                 callbacks: list[Callback] | None = None) -> None:
+        cfg.validate()
+        if not members:
+            raise ValueError("a training pass needs at least one member")
+        self.state_dir = Path(state_dir)
+        self.data = data
+        self.cfg = cfg
+        self.progress = progress
+        self.members = members
+        self.callbacks = default_callbacks() if callbacks is None else callbacks
+        distributed.setup(cfg.device)
+        self.precision = resolve_precision(cfg.precision, cfg.device)
+        if distributed.is_distributed():
+            self.precision = replace(self.precision,
+                                     device=distributed.device_for(self.precision.device))
+        if announce and distributed.is_main():
+            log.info("training in %s, %d intra-op thread%s", self.precision.summary(),
+                     torch.get_num_threads(), "" if torch.get_num_threads() == 1 else "s")
+        self.steps_per_epoch = len(data.batches("train", cfg.batch_size, train=True))
+        if self.steps_per_epoch == 0:
+            raise ConfigError("the training split is empty; check --split-fractions")
+        self._check_world(data, cfg)
+        for m in members:
+            if distributed.is_distributed() and cfg.sync_bn:
+                distributed.convert_sync_bn(m.distiller)
+            self.precision.prepare_model(m.distiller)
+            m.optimizer = build_optimizer(cfg.optimizer, m.distiller.trainable_parameters(),
+                                          cfg.lr, cfg.weight_decay, cfg.momentum)
+            total = cfg.epochs * self.steps_per_epoch
+            m.scheduler = build_scheduler(cfg.schedule, m.optimizer, total,
+                                          cfg.warmup_epochs * self.steps_per_epoch)
+        self.teacher_view = self._shared_teacher_view()
+        self._check_mix()
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.epoch = 0
+        self.train_seconds = 0.0
+        # Optional: called before each epoch for the intra-op thread count (a sweep's seed
+        # workers share the cores and rebalance as seeds finish).
+        self.thread_budget: Callable[[], int] | None = None
+
+    def _check_world(self, data: PreparedData, cfg: TrainConfig) -> None:
+        world, last = distributed.world_size(), data.split["train"].numel() % cfg.batch_size
+        if world > 1 and 0 < last < world:
+            raise ConfigError(f"the last training batch holds {last} image(s), fewer than the "
+                              f"{world} processes; choose a --batch-size that leaves none or "
+                              f"at least {world} over")
+
+    def _shared_teacher_view(self):
+        """The members share one teacher, its tapped layers and its view (a sweep shares
+        method and layers); the teacher then runs once per batch for all of them."""
+        distillers = [m.distiller for m in self.members]
+        if len({id(d.teacher) for d in distillers if d.teacher is not None}) > 1:
+            raise ValueError("fused members must share one teacher")
+        tapped = {d.teacher_layers for d in distillers if d.uses_features}
+        if len(tapped) > 1:
+            raise ValueError(f"fused members must tap the same teacher layers, got {sorted(tapped)}")
+        views = {d.teacher_view for d in distillers if d.teacher is not None}
+        if len(views) > 1:
+            raise ValueError("fused members must share one teacher view")
+        return next(iter(views), None)
+
+    def _check_mix(self) -> None:
+        if not self.data.mix.enabled:
+            return
+        if distributed.is_distributed():
+            raise ConfigError("--mix is not supported under torchrun yet (an image's mixing "
+                              "partner may sit on another process's shard); drop --mix")
+        hard_only = sorted({m.distiller.method_name for m in self.members
+                            if not m.distiller.soft_labels})
+        if hard_only:
+            raise ConfigError(f"--mix {self.data.mix.mode} gives mixed label distributions, "
+                              f"which {', '.join(hard_only)} cannot use (it needs one true "
+                              f"class per image); drop --mix or choose one of: "
+                              f"{', '.join(soft_label_methods())}")
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / STATE_FILE
+
+    def state(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "train_seconds": self.train_seconds,
+            "members": {m.name: m.state() for m in self.members},
+        }
+
+    def load(self, state: dict) -> None:
+        for m in self.members:
+            m.load(state["members"][m.name])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.epoch = int(state["epoch"])
+        self.train_seconds = float(state["train_seconds"])
+
+    def _last_good(self) -> str:
+        if self.epoch == 0 or not self.state_file.is_file():
+            return "no checkpoint was written yet"
+        return f"the last good checkpoint (epoch {self.epoch}) stays in {self.state_file}"
+
+    def _teacher_users(self) -> list[Trainable]:
+        """The members' distillers whose loss needs the (shared) teacher's outputs."""
+        return [m.distiller for m in self.members if m.distiller.needs_teacher]
+
+    def _teacher_outputs(self, x: torch.Tensor
+                         ) -> tuple[torch.Tensor | None, list[torch.Tensor] | None]:
+        """The teacher's logits and tapped feature maps for this batch, computed once for
+        all members (``(None, None)`` when no member needs the teacher)."""
+        users = self._teacher_users()
+        if not users:
+            return None, None
+        # Through a member that taps features, if any: its hooks record them. The other
+        # members' hooks on the same teacher see the same pass; they drop it in forward_train.
+        runner = next((d for d in users if d.uses_features), users[0])
+        with self.precision.autocast():
+            return runner.teacher_outputs(x)
+
+    def _teacher_input_size(self) -> int | None:
+        """The resolution the teacher reads (``None`` when no member needs a teacher)."""
+        if not self._teacher_users():
+            return None
+        return self.teacher_view.image_size if self.teacher_view else self.data.dataset.image_size
+
+    def _members_side_by_side(self):
+        """``each(fn)`` over the members, on worker threads where that is faster."""
+        cpu = self.precision.device.type == "cpu" and not distributed.is_distributed()
+        return members_side_by_side(len(self.members), cpu)
+
+    def _validate(self, val_labels: torch.Tensor) -> list[float | None]:
+        """Validation accuracy of every member (``None`` without a validation split),
+        on the member threads like the training steps."""
+        if not val_labels.numel():
+            return [None] * len(self.members)
+
+        def accuracy(i: int) -> float:
+            logits = evaluate_logits(self.members[i].distiller.student, self.data, "val",
+                                     self.precision)
+            return float((logits.argmax(1) == val_labels).float().mean())
+
+        with self._members_side_by_side() as each:
+            return each(accuracy)
+
+    def _member_step(self, m: Member, step_no: int, step: TrainStep, n: int, global_n: int,
+                     parallel: bool):
+        """One optimiser step of one member; returns its loss, logits and named terms."""
+        with self.precision.autocast():
+            logits, terms = m.distiller.forward_train(step)
+        loss = sum(terms.values())
+        if parallel:
+            # Every rank must take part in the all-reduce; a non-finite loss on
+            # any rank is flagged through it and raised on all of them.
+            m.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if distributed.average_gradients(m.distiller.trainable_parameters(), n / global_n,
+                                             not bool(torch.isfinite(loss.detach()))):
+                raise TrainingError(
+                    f"loss of {m.run.path} became non-finite at epoch {self.epoch + 1}, "
+                    f"step {step_no + 1} (on one of the processes); {self._last_good()}; "
+                    "lower --lr or check the data")
+        elif not torch.isfinite(loss):
+            # detach(): float() of a tensor that requires grad warns on stderr,
+            # which would break the CLI's one-line error.
+            raise TrainingError(
+                f"loss of {m.run.path} became {float(loss.detach())} at epoch "
+                f"{self.epoch + 1}, step {step_no + 1}; {self._last_good()}; "
+                "lower --lr or check the data"
+            )
+        if not parallel:
+            m.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        m.optimizer.step()
+        m.scheduler.step()
+        return loss, logits, terms
+
+    def train_epoch(self) -> list[dict]:
+        """One pass over the training split; returns one row of averages per member."""
+        for m in self.members:
+            m.distiller.train()
+        sums = [dict[str, float]() for _ in self.members]
+        correct = [0] * len(self.members)
+        seen = 0
+        parallel = distributed.is_distributed()
+        view = self.teacher_view
+        batches = self.data.batches("train", self.cfg.batch_size, train=True,
+                                    generator=self.generator, device=self.precision.device,
+                                    shard=distributed.shard(),
+                                    teacher_size=self._teacher_input_size(),
+                                    teacher_normalizer=view.normalizer if view else None)
+        bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", leave=False,
+                   disable=None if self.progress and distributed.is_main() else True)
+        with self._members_side_by_side() as each:
+            for step_no, batch in enumerate(bar):
+                x = self.precision.prepare_input(batch.images)
+                # The teacher reads its own (higher-resolution) view of the same augmented scenes.
+                xt = x if batch.teacher_images is None else \
+                    self.precision.prepare_input(batch.teacher_images)
+                teacher_logits, teacher_features = self._teacher_outputs(xt)
+                # Mixed label distributions under Mixup/CutMix, the class indices otherwise.
+                targets = batch.labels if batch.targets is None else batch.targets
+                step = TrainStep(x, targets, xt, teacher_logits, teacher_features, self.epoch)
+                n = batch.labels.numel()
+                seen += n
+
+                def run(i: int) -> None:
+                    # Members are independent given the batch and the teacher's outputs.
+                    loss, logits, terms = self._member_step(self.members[i], step_no, step, n,
+                                                            batch.global_size, parallel)
+                    correct[i] += int((logits.argmax(1) == batch.labels).sum())
+                    acc = sums[i]
+                    acc["loss"] = acc.get("loss", 0.0) + float(loss.detach()) * n
+                    for k, v in terms.items():
+                        acc[f"loss_{k}"] = acc.get(f"loss_{k}", 0.0) + float(v.detach()) * n
+
+                each(run)
+                best = max(range(len(self.members)), key=lambda i: correct[i])
+                bar.set_postfix(loss=f"{sums[best]['loss'] / seen:.3f}",
+                                acc=f"{correct[best] / seen:.3f}")
+        # A finite loss can still take a step to inf/nan weights (the last step of an
+        # epoch is never followed by a loss check): never validate or checkpoint those.
+        for m in self.members:
+            bad = _first_non_finite(m.distiller)
+            if bad is not None:
+                raise TrainingError(
+                    f"weights of {m.run.path} became non-finite ({bad}) at epoch "
+                    f"{self.epoch + 1}; {self._last_good()}; lower --lr or check the data"
+                )
+        if parallel:
+            seen, correct = self._reduce_sums(seen, correct, sums)
+        rows = []
+        for i in range(len(self.members)):
+            row = {k: v / seen for k, v in sums[i].items()}
+            row["train_accuracy"] = correct[i] / seen
+            rows.append(row)
+        return rows
+
+    def _reduce_sums(self, seen: int, correct: list[int], sums: list[dict]
+                     ) -> tuple[int, list[int]]:
+        """Sums over every rank's shard: the epoch's averages over the global batches."""
+        keys = [sorted(acc) for acc in sums]
+        flat = [float(seen), *map(float, correct)]
+        for acc, ks in zip(sums, keys):
+            flat += [acc[k] for k in ks]
+        flat = distributed.all_reduce_sum(flat, self.precision.device)
+        seen = int(round(flat[0]))
+        correct = [int(round(c)) for c in flat[1:1 + len(correct)]]
+        pos = 1 + len(correct)
+        for acc, ks in zip(sums, keys):
+            for k in ks:
+                acc[k], pos = flat[pos], pos + 1
+        return seen, correct
+
+    def fit(self, resume: bool = False) -> list[dict]:
+        """Trains to the last epoch (continuing last.pt with ``resume``); returns every
+        member's metrics, in member order."""
+        if resume and self.state_file.is_file():
+            self.load(load_state(self.state_file))
+            log.info("resuming %s at epoch %d/%d", self.state_dir, self.epoch, self.cfg.epochs)
+        # Under torchrun only rank 0 validates and writes; the others wait at a barrier.
+        main = distributed.is_main()
+        callbacks = self.callbacks if main else []
+        for cb in callbacks:
+            cb.on_fit_start(self)
+        val_labels = self.data.dataset.labels[self.data.split.val]
+        try:
+            while self.epoch < self.cfg.epochs:
+                self._epoch(val_labels, main, callbacks)
+        finally:
+            for cb in callbacks:
+                cb.on_fit_end(self)
+            # Training is over (or aborted): no hook may stay on the student or the teacher,
+            # which callers keep using. The metrics come from the reloaded model.pt.
+            for m in self.members:
+                m.distiller.close()
+        results = [final_metrics(m, self.data, self.cfg, self.precision, self.train_seconds,
+                                 self.epoch, len(self.members)) for m in self.members] \
+            if main else None
+        return distributed.broadcast_object(results)
+
+    def _epoch(self, val_labels: torch.Tensor, main: bool, callbacks: list[Callback]) -> None:
+        if self.thread_budget is not None:
+            torch.set_num_threads(self.thread_budget())
+        start = time.perf_counter()
+        rows = self.train_epoch()
+        elapsed = time.perf_counter() - start
+        self.train_seconds += elapsed
+        self.epoch += 1
+        if not main:
+            distributed.barrier()
+            return
+        for m, row, val_acc in zip(self.members, rows, self._validate(val_labels)):
+            if val_acc is None:
+                val_acc = row["train_accuracy"]
+            row = {"epoch": self.epoch, **row, "val_accuracy": val_acc,
+                   "lr": m.scheduler.get_last_lr()[0],
+                   "epoch_seconds": elapsed / len(self.members),
+                   **m.distiller.first_layer_stats()}
+            # Ties keep the later epoch: with a decaying schedule it is better converged.
+            improved = val_acc >= m.best_val
+            if improved:
+                m.best_val, m.best_epoch = val_acc, self.epoch
+            m.history.append(row)
+            for cb in callbacks:
+                cb.on_member_epoch(self, m, row, improved)
+        for cb in callbacks:
+            cb.on_epoch_end(self)
+        best = max(self.members, key=lambda m: m.history[-1]["val_accuracy"])
+        log.info("epoch %d/%d  %sloss %.4f  train %.3f  val %.3f  (%.1fs)", self.epoch,
+                 self.cfg.epochs, f"best {best.name}: " if len(self.members) > 1 else "",
+                 best.history[-1]["loss"], best.history[-1]["train_accuracy"],
+                 best.history[-1]["val_accuracy"], elapsed)
+        distributed.barrier()
