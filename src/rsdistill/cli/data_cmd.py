@@ -31,12 +31,14 @@ def register(sub) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    prepared = prepare_data(data_config(args))
+    # Inspection shows a split that cannot be trained on, with a warning, instead of failing.
+    prepared = prepare_data(data_config(args), check_splits=False)
     info = prepared.describe()
     if args.json:
         print(json.dumps(info))
         return 0
-    print(f"dataset     {info['dataset']}  ({len(info['classes'])} classes, {info['total']} images)")
+    n = len(info["classes"])
+    print(f"dataset     {info['dataset']}  ({n} class{'es' if n != 1 else ''}, {info['total']} images)")
     print(f"source      {info['source']}")
     print(f"image size  {info['image_size']}×{info['image_size']}")
     print(f"cache       {info['cache_path']}")
