@@ -41,11 +41,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"dataset     {info['dataset']}  ({n} class{'es' if n != 1 else ''}, {info['total']} images)")
     print(f"source      {info['source']}")
     print(f"image size  {info['image_size']}×{info['image_size']}")
-    print(f"cache       {info['cache_path']}")
+    print(f"cache       {info['cache_path'] or '(not written: decoded in memory)'}")
     if info["missing_classes"]:
         print(f"missing     {', '.join(info['missing_classes'])}")
     if info["skipped_corrupt"]:
-        print(f"skipped     {info['skipped_corrupt']} corrupt images")
+        print(f"skipped     {info['skipped_corrupt']} images (corrupt, not regular files, or "
+              "outside the data folder)")
     s = info["splits"]
     print(f"splits      train {s['train']} / val {s['val']} / test {s['test']}")
     width = max(len(c) for c in info["classes"])

@@ -79,9 +79,9 @@ def write_cache(path: Path, entry: dict) -> bool:
         cause = os_error_of(exc)
         if cause is None:
             raise
-        log.warning("cannot write the cache %s (%s); the dataset is decoded in memory and "
-                    "will be decoded again next time: point --cache-dir or %s at a "
-                    "writable folder with free space", path, describe_os_error(cause),
+        log.warning("warning: cannot write the cache %s (%s); the dataset is decoded in "
+                    "memory and will be decoded again next time: point --cache-dir or %s "
+                    "at a writable folder with free space", path, describe_os_error(cause),
                     CACHE_ENV)
         return False
     return True

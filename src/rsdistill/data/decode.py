@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 import zipfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -46,14 +47,20 @@ class DecodeResult:
 
 
 def _open_rgb(data: bytes) -> tuple[Image.Image, set[str]]:
+    pillow_error: Exception | None = None
     try:
         with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            return pixels.pillow_rgb(img)
-    except UnidentifiedImageError:
+            if pixels.pillow_reads_correctly(img):
+                img.load()
+                return pixels.pillow_rgb(img)
+    except (UnidentifiedImageError, ValueError, OSError) as exc:
         if not pixels.is_tiff(data):
-            raise UnreadableImage("not an image in a known format, or corrupt") from None
-    # TIFF layouts Pillow has no mode for (several 16-bit or float bands).
+            if isinstance(exc, UnidentifiedImageError):
+                raise UnreadableImage("not an image in a known format, or corrupt") from None
+            raise
+        pillow_error = exc
+    # TIFF layouts Pillow has no mode for (several 16-bit or float bands), or decodes
+    # wrongly (16-bit bands in separate planes).
     try:
         return pixels.tifffile_rgb(data)
     except (pixels.UnsupportedImage, Image.DecompressionBombError):
@@ -62,12 +69,22 @@ def _open_rgb(data: bytes) -> tuple[Image.Image, set[str]]:
         raise UnreadableImage("a TIFF layout Pillow cannot read; install tifffile "
                               "(pip install tifffile) to read it") from None
     except Exception as exc:  # tifffile raises many types for damaged files
-        raise UnreadableImage(f"unreadable TIFF ({_plain(exc)})") from None
+        if "imagecodecs" in str(exc):
+            raise UnreadableImage("a TIFF whose compression needs the imagecodecs package "
+                                  "(pip install imagecodecs)") from None
+        if pillow_error is None or isinstance(pillow_error, UnidentifiedImageError):
+            raise UnreadableImage(f"unreadable TIFF, truncated or corrupt ({_plain(exc)})") \
+                from None
+        raise UnreadableImage(f"unreadable TIFF ({_plain(pillow_error)})") from None
 
 
 def decode_one_noted(data: bytes, sizes: tuple[int, ...]) -> tuple[list[np.ndarray], set[str]]:
     """The image ``data`` at each of ``sizes`` (3×s×s uint8) and the notes it raised."""
-    rgb, notes = _open_rgb(data)
+    # Readers warn on stderr about damaged files (an error here names them instead) and
+    # about large ones (the decompression-bomb limit still raises).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rgb, notes = _open_rgb(data)
     out = []
     for s in sizes:
         resized = rgb if rgb.size == (s, s) else rgb.resize((s, s), RESAMPLE)

@@ -12,13 +12,14 @@ Rules (README, "Data"):
   different brightness depending on its content and erase the brightness differences
   between classes; models are fed dataset-wide statistics instead (``--standardize``).
 * Floating-point samples are taken to be in [0, 1] (0 black, 1 white, torchvision's and
-  scikit-image's convention): ``round(clip(v, 0, 1) * 255)``, NaN -> 0. Values outside
+  scikit-image's convention): ``round(clip(v, 0, 1) * 255)``, NaN -> 0 (black). Values outside
   are clipped and the dataset's load says how many images had any.
 * More than three bands (RGB + NIR, ...): the first three are used as red, green, blue,
   noted once per dataset. Bands declared alpha are dropped silently, as for RGBA.
 
 Pillow reads most files; TIFF layouts it cannot open (several 16-bit or float bands,
-GDAL's default "grey + extra bands" layout) are read with tifffile.
+GDAL's default "grey + extra bands" layout) or decodes wrongly (16-bit bands in separate
+planes) are read with tifffile.
 """
 
 from __future__ import annotations
@@ -64,9 +65,8 @@ def scale_to_uint8(arr: np.ndarray) -> tuple[np.ndarray, bool]:
         return scale_to_uint8(flipped)
     if kind == "f":
         values = arr.astype(np.float64)
-        finite = np.isfinite(values)
-        clipped = bool((~finite).any() or (values[finite] < 0).any() or (values[finite] > 1).any())
-        values = np.where(finite, np.clip(values, 0.0, 1.0), 0.0)
+        clipped = bool(np.isnan(values).any() or (values < 0).any() or (values > 1).any())
+        values = np.clip(np.nan_to_num(values, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
         return np.rint(values * 255.0).astype(np.uint8), clipped
     raise UnsupportedImage(f"{arr.dtype} samples are not an image this tool can read")
 
@@ -101,6 +101,17 @@ def _declared_int_dtype(img: Image.Image) -> np.dtype:
     if bits in (8, 16, 32) and fmt in (1, 2):
         return np.dtype(f"{'u' if fmt == 1 else 'i'}{bits // 8}")
     return np.dtype("u2")
+
+
+def pillow_reads_correctly(img: Image.Image) -> bool:
+    """False for what Pillow opens but decodes wrongly: several samples wider than 8 bits
+    stored as separate planes (PlanarConfiguration 2) come out garbled (Pillow 13)."""
+    tags = getattr(img, "tag_v2", None)
+    if not tags:
+        return True
+    bits = tags.get(258, (8,))
+    bits = bits if isinstance(bits, tuple) else (bits,)
+    return not (tags.get(284, 1) == 2 and max(bits) > 8 and int(tags.get(277, 1)) > 1)
 
 
 def pillow_rgb(img: Image.Image) -> tuple[Image.Image, set[str]]:
