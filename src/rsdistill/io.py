@@ -47,7 +47,10 @@ def _atomic(path: Path, write: Callable[[Any], None], mode: str) -> None:
                                dir=path.parent)
     try:
         if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:  # a filesystem without locks: the pid in the name still holds
+                pass
         # mkstemp creates 0600; results must be readable like any file the user writes.
         umask = os.umask(0)
         os.umask(umask)

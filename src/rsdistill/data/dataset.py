@@ -291,7 +291,8 @@ def _check_refused_folders(source: ImageSource, root: str, skip_corrupt: bool) -
             f"{source.location(rel.rstrip('/'))} is {why}{more}; refusing to follow it: move "
             "or copy it into the data folder, or pass --skip-corrupt to leave it out"
         )
-    log.warning("warning: left out %d folder(s) linked from outside the data folder: %s", len(refused),
+    log.warning("warning: left out %d folder(s) linked from outside the data folder: %s",
+                len(refused),
                 ", ".join(source.location(r.rstrip("/")) for r in list(refused)[:5]))
 
 
@@ -306,4 +307,5 @@ _NOTES = {
 def _report_notes(source: ImageSource, notes: dict[str, list[str]]) -> None:
     """One line per kind of note for the whole dataset, not one per image."""
     for note, names in notes.items():
-        log.warning("warning: %d image(s) %s", len(names), _NOTES[note].format(source.location(names[0])))
+        example = source.location(names[0])
+        log.warning("warning: %d image(s) %s", len(names), _NOTES[note].format(example))

@@ -159,7 +159,8 @@ def _check_split(cfg: DataConfig, ds: SceneDataset, split: Split, strict: bool) 
         message = f"{problem}: add a folder of images for each other class"
     else:
         sizes = "/".join(str(n) for n in split.sizes().values())
-        how = f"split files in {cfg.split_dir}" if cfg.split_dir else f"--split-fractions {cfg.split}"
+        how = (f"split files in {cfg.split_dir}" if cfg.split_dir
+               else f"--split-fractions {cfg.split}")
         hint = ("list images of every class in each split file" if cfg.split_dir
                 else suggest_fractions(ds.labels, ds.num_classes, cfg.split_seed))
         message = (f"{problem} (train/val/test {sizes} images, {how}); every class needs an "
