@@ -1,25 +1,60 @@
-"""Atomic writes: a reader never sees a half-written result, cache or checkpoint."""
+"""Atomic writes: a reader never sees a half-written result, cache or checkpoint.
+
+A write goes to ``.<name>.<pid>.<random>.tmp`` beside the target, held under an
+``flock`` while it is written, and is renamed over the target when complete. A
+process killed mid-write (kill -9, power loss) leaves that temporary file behind;
+:func:`remove_stale_temp_files` removes such leftovers, and only those whose writer
+is gone: the writer's pid (in the name) is dead on this machine *and* nobody holds
+the lock. The pid covers the instant between creating the file and locking it; the
+lock covers writers the pid cannot speak for (another container or pid namespace
+sharing the folder), since the kernel drops a dead process's locks.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
+import re
+import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+try:  # POSIX only; elsewhere the pid alone decides (see remove_stale_temp_files).
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
+# ".<target name>.<writer pid>.<mkstemp's random part>.tmp"
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
+# Temporary files of releases before the pid was part of the name: no pid and no lock
+# to consult, so only their age tells; nothing takes a day to write.
+_OLD_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+_OLD_TEMP_AGE_S = 24 * 3600
+
 
 def _atomic(path: Path, write: Callable[[Any], None], mode: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    # mkstemp creates 0600; results must be readable like any file the user writes.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
     try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:  # a filesystem without locks: the pid in the name still holds
+                pass
+        # mkstemp creates 0600; results must be readable like any file the user writes.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, mode) as fh:
             write(fh)
             fh.flush()
@@ -52,3 +87,114 @@ def write_json(path: Path, obj: Any) -> None:
 def read_json(path: Path) -> Any:
     with open(path) as fh:
         return json.load(fh)
+
+
+# ----------------------------------------------------------------------------- leftovers
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists here (one of another user counts as alive)."""
+    if pid <= 0:
+        return True  # never a writer's pid; err on the side of keeping its file
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _unlock_free(path: Path) -> int | None:
+    """An fd holding the lock of ``path``, or None when a live writer holds it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    if fcntl is None:
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def remove_stale_temp_files(directory: Path) -> list[Path]:
+    """Remove the temporary files that killed writers left in ``directory``.
+
+    Returns what was removed. Never raises: a folder that cannot be listed or written
+    (read-only, vanished) simply keeps its leftovers.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        if match is None:
+            if not (_OLD_TEMP_NAME.match(entry.name) and now - st.st_mtime > _OLD_TEMP_AGE_S):
+                continue
+        elif pid_alive(int(match["pid"])):
+            continue
+        fd = _unlock_free(Path(entry.path))
+        if fd is None:
+            continue
+        try:
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError as exc:
+            log.debug("could not remove stale temporary file %s: %s", entry.path, exc)
+        finally:
+            os.close(fd)
+    return removed
+
+
+# ----------------------------------------------------------------------------- failures
+
+def os_error_of(exc: BaseException) -> OSError | None:
+    """The OSError behind ``exc``, if any: torch.save reports a failed write (disk full)
+    as a RuntimeError whose context is the OSError raised by the file."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``Read-only file system``-style cause, without Python's "[Errno 30]" framing."""
+    if exc.strerror:
+        return exc.strerror
+    if exc.errno:
+        return os.strerror(exc.errno)
+    return str(exc) or type(exc).__name__
+
+
+# What torch.load(weights_only=True) raises, mapped to what it means for the user. Its
+# own text is never shown: it is pages long and suggests disabling weights_only.
+_PICKLE_REFUSED = "Weights only load failed"
+
+
+def load_failure_reason(exc: BaseException) -> tuple[str, str]:
+    """(``"unsafe"`` or ``"invalid"``, a short reason) for a failed weights-only load."""
+    text = str(exc)
+    if _PICKLE_REFUSED in text:
+        return "unsafe", ("it holds pickled Python objects, not just tensors, and loading "
+                          "those could run code")
+    os_err = os_error_of(exc)
+    if os_err is not None and os_err.errno not in (None, 0, errno.EIO) and os_err.strerror:
+        return "invalid", f"cannot read it ({describe_os_error(os_err)})"
+    if isinstance(exc, EOFError) or "central directory" in text or "failed reading" in text:
+        return "invalid", "the file is empty, truncated or corrupt"
+    return "invalid", "it is not a file written by torch.save, or it is corrupt"

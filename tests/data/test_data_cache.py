@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import zipfile
 
@@ -203,15 +204,30 @@ def test_use_cache_false_writes_and_reads_nothing(folder_dataset, cache_dir, dec
     assert len(decode_calls) == 2
 
 
-def test_failed_cache_write_leaves_no_file(folder_dataset, cache_dir, monkeypatch):
+def test_failed_cache_write_leaves_no_file_and_keeps_the_data(folder_dataset, cache_dir,
+                                                              monkeypatch):
+    reference = load(folder_dataset.data_root, cache_dir / "ref")
+
     def failing_save(obj, fh, *a, **k):
         fh.write(b"half")
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", failing_save)
-    with pytest.raises(OSError):
+    ds = load(folder_dataset.data_root, cache_dir / "full")
+    # The cache is an optimisation: the data is decoded in memory, nothing half-written.
+    assert ds.cache_path is None
+    assert torch.equal(ds.images, reference.images)
+    assert not any((cache_dir / "full").iterdir())
+
+
+def test_cache_write_bug_is_not_mistaken_for_a_disk_fault(folder_dataset, cache_dir,
+                                                         monkeypatch):
+    def broken_save(obj, fh, *a, **k):
+        raise RuntimeError("a bug, not the disk")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(RuntimeError, match="a bug"):
         load(folder_dataset.data_root, cache_dir)
-    assert not cache_dir.exists() or not any(cache_dir.iterdir())
 
 
 def test_parallel_decode_equals_serial_decode(build_dataset, tmp_path):

@@ -31,19 +31,22 @@ def register(sub) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    prepared = prepare_data(data_config(args))
+    # Inspection shows a split that cannot be trained on, with a warning, instead of failing.
+    prepared = prepare_data(data_config(args), check_splits=False)
     info = prepared.describe()
     if args.json:
         print(json.dumps(info))
         return 0
-    print(f"dataset     {info['dataset']}  ({len(info['classes'])} classes, {info['total']} images)")
+    n = len(info["classes"])
+    print(f"dataset     {info['dataset']}  ({n} class{'es' if n != 1 else ''}, {info['total']} images)")
     print(f"source      {info['source']}")
     print(f"image size  {info['image_size']}×{info['image_size']}")
-    print(f"cache       {info['cache_path']}")
+    print(f"cache       {info['cache_path'] or '(not written: decoded in memory)'}")
     if info["missing_classes"]:
         print(f"missing     {', '.join(info['missing_classes'])}")
     if info["skipped_corrupt"]:
-        print(f"skipped     {info['skipped_corrupt']} corrupt images")
+        print(f"skipped     {info['skipped_corrupt']} images (corrupt, not regular files, or "
+              "outside the data folder)")
     s = info["splits"]
     print(f"splits      train {s['train']} / val {s['val']} / test {s['test']}")
     width = max(len(c) for c in info["classes"])

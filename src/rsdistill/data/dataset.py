@@ -7,8 +7,6 @@ atomically; later loads read only the cache file.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,15 +15,17 @@ import torch
 from tqdm import tqdm
 
 from rsdistill.data import decode as decode_mod
+from rsdistill.data.cache import (
+    CACHE_ENV, cache_key, cache_path_for, clean_cache_dir, read_cache, write_cache,
+)
 from rsdistill.data.download import download_dataset
+from rsdistill.data.pixels import NOTE_EXTRA_BANDS, NOTE_FLOAT_CLIPPED
 from rsdistill.data.sources import (
-    ClassTree, FolderSource, ImageSource, ZipSource, auto_root, find_root, group_by_class,
-    open_source,
+    ClassTree, FolderSource, ImageSource, auto_root, find_root, group_by_class, open_source,
 )
 from rsdistill.data.specs import DATASETS, DatasetSpec
 from rsdistill.errors import DataError
-from rsdistill.io import atomic_torch_save
-from rsdistill.paths import CACHE_ENV, DATA_ENV, default_cache_dir, default_data_root  # noqa: F401
+from rsdistill.paths import DATA_ENV, default_cache_dir, default_data_root  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def discover(spec: DatasetSpec, source: ImageSource, root: str,
              allow_missing_classes: bool = False) -> tuple[ClassTree, list[str], list[str]]:
     """Class folders under ``root``; returns (tree in official class order, classes, missing)."""
     files, ignored = group_by_class(source.list_files(), root)
-    where = f"{source}:{root or '.'}"
+    where = source.location(root)
     if spec.is_generic:
         if not files:
             raise DataError(f"no class folders found in {where}")
@@ -174,37 +174,7 @@ def discover(spec: DatasetSpec, source: ImageSource, root: str,
     return ClassTree(source, root, tree, ignored), classes, missing
 
 
-# ----------------------------------------------------------------------------- caching
-
-def _cache_key(spec: DatasetSpec, source: ImageSource, root: str, classes: list[str],
-               files: list[str], skip_corrupt: bool) -> tuple[str, str]:
-    fingerprint = source.fingerprint(files)
-    payload = json.dumps({
-        "decode": decode_mod.DECODE_VERSION,
-        "resample": decode_mod.RESAMPLE.name,
-        "dataset": spec.name,
-        "source": str(getattr(source, "path", getattr(source, "root", ""))),
-        "root": root,
-        "classes": classes,
-        "fingerprint": fingerprint,
-        "skip_corrupt": skip_corrupt,
-    }, sort_keys=True)
-    return fingerprint, hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def cache_path_for(cache_dir: Path, name: str, size: int, key: str) -> Path:
-    return Path(cache_dir) / f"{name}-{size}px-{key}.pt"
-
-
-def _read_cache(path: Path) -> dict | None:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        return None
-    except Exception as exc:  # a damaged cache is rebuilt, never trusted
-        log.warning("cache %s is unreadable (%s); rebuilding it", path, exc)
-        return None
-
+# ----------------------------------------------------------------------------- loading
 
 def load_dataset(name: str, data_root: str | Path | None = None, image_size: int = 32, **kw
                  ) -> SceneDataset:
@@ -233,18 +203,21 @@ def load_dataset_sizes(name: str, data_root: str | Path | None = None,
         download_dataset(spec, root_dir, progress=progress)
         source, root = locate(spec, root_dir)
 
+    _check_refused_folders(source, root, skip_corrupt)
     tree, classes, missing = discover(spec, source, root, allow_missing_classes)
     files = [f for c in classes for f in tree.files[c]]
     labels = [i for i, c in enumerate(classes) for _ in tree.files[c]]
-    fingerprint, key = _cache_key(spec, source, root, classes, files, skip_corrupt)
+    fingerprint, key = cache_key(spec, source, root, classes, files, skip_corrupt)
     prefix = root + "/" if root else ""
     rel_files = [f[len(prefix):] for f in files]
+    if use_cache:
+        clean_cache_dir(cache_dir)
 
     out: dict[int, SceneDataset] = {}
     todo = []
     for s in sizes:
         path = cache_path_for(cache_dir, spec.name, s, key)
-        cached = _read_cache(path) if use_cache else None
+        cached = read_cache(path) if use_cache else None
         if cached is not None:
             out[s] = SceneDataset(
                 name=spec.name, classes=list(cached["classes"]), images=cached["images"],
@@ -264,24 +237,63 @@ def load_dataset_sizes(name: str, data_root: str | Path | None = None,
         bad, reason = result.errors[0]
         more = f" (and {len(result.errors) - 1} more)" if len(result.errors) > 1 else ""
         raise DataError(
-            f"cannot decode image {bad}{more}: {reason}; fix or remove it, or pass "
-            "--skip-corrupt to leave such images out"
+            f"cannot use image {source.location(bad)}{more}: {reason}; fix or remove it, or "
+            "pass --skip-corrupt to leave such images out"
         )
+    _report_notes(source, result.notes)
     keep = torch.from_numpy(result.ok)
     skipped = [rel_files[i] for i in range(len(files)) if not result.ok[i]]
     if skipped:
-        log.warning("skipped %d corrupt image(s): %s", len(skipped), ", ".join(skipped[:5]))
+        log.warning("skipped %d image(s) that cannot be used (corrupt, not a regular file, or "
+                    "outside the data folder): %s", len(skipped), ", ".join(skipped[:5]))
     kept_files = [f for f, ok in zip(rel_files, result.ok) if ok]
     label_t = torch.tensor(labels, dtype=torch.int64)[keep]
+    writable = use_cache
     for s in todo:
         images = torch.from_numpy(result.arrays[s])[keep].contiguous()
         path = cache_path_for(cache_dir, spec.name, s, key)
-        if use_cache:
-            atomic_torch_save({"images": images, "labels": label_t, "files": kept_files,
-                               "classes": classes, "skipped": skipped}, path)
+        # One warning when the cache cannot be written; the other sizes are not tried.
+        writable = writable and write_cache(
+            path, {"images": images, "labels": label_t, "files": kept_files,
+                   "classes": classes, "skipped": skipped})
         out[s] = SceneDataset(
             name=spec.name, classes=classes, images=images, labels=label_t, files=kept_files,
             image_size=s, source=str(source), fingerprint=fingerprint,
-            cache_path=path if use_cache else None, skipped=skipped, missing_classes=missing,
+            cache_path=path if writable else None, skipped=skipped, missing_classes=missing,
         )
     return out
+
+
+def _check_refused_folders(source: ImageSource, root: str, skip_corrupt: bool) -> None:
+    """Folders under the class root that are links leaving the data folder: an error,
+    or left out (with a warning) under --skip-corrupt."""
+    source.list_files()
+    prefix = root + "/" if root else ""
+    refused = {rel: why for rel, why in source.refused_folders().items() if rel.startswith(prefix)}
+    if not refused:
+        return
+    rel, why = next(iter(refused.items()))
+    if not skip_corrupt:
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        raise DataError(
+            f"{source.location(rel.rstrip('/'))} is {why}{more}; refusing to follow it: move "
+            "or copy it into the data folder, or pass --skip-corrupt to leave it out"
+        )
+    log.warning("warning: left out %d folder(s) linked from outside the data folder: %s",
+                len(refused),
+                ", ".join(source.location(r.rstrip("/")) for r in list(refused)[:5]))
+
+
+_NOTES = {
+    NOTE_EXTRA_BANDS: "have more than three bands (e.g. {}); the first three were used as "
+                      "red, green and blue",
+    NOTE_FLOAT_CLIPPED: "hold floating-point values outside [0, 1] (e.g. {}), which were "
+                        "clipped: float images are read as 0 = black, 1 = white",
+}
+
+
+def _report_notes(source: ImageSource, notes: dict[str, list[str]]) -> None:
+    """One line per kind of note for the whole dataset, not one per image."""
+    for note, names in notes.items():
+        example = source.location(names[0])
+        log.warning("warning: %d image(s) %s", len(names), _NOTES[note].format(example))

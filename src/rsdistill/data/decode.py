@@ -7,21 +7,34 @@ requested in the same pass (needed for cross-resolution teachers).
 
 from __future__ import annotations
 
+import ctypes
 import io
 import os
+import re
+import signal
+import sys
+import threading
+import time
+import warnings
 import zipfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from rsdistill.data.sources import ImageSource
+from rsdistill.data import pixels
+from rsdistill.data.sources import ImageSource, RefusedFile
+from rsdistill.io import pid_alive
 
 RESAMPLE = Image.Resampling.BICUBIC
-DECODE_VERSION = 1  # bump when the decoding rules change, so caches rebuild
+# Bump when the decoding rules change, so caches rebuild. 2: 16-bit and float images
+# scaled instead of clipped; multi-band TIFFs; refused special files and links.
+DECODE_VERSION = 2
 CHUNK = 128
+# A worker whose parent is gone exits within this many seconds (at once on Linux).
+PARENT_POLL_S = 1.0
 
 
 @dataclass
@@ -29,17 +42,62 @@ class DecodeResult:
     arrays: dict[int, np.ndarray]  # size -> (N, 3, size, size) uint8
     ok: np.ndarray  # bool mask over the requested files
     errors: list[tuple[str, str]]  # (file, reason) of files that failed
+    # note (pixels.NOTE_*) -> files that raised it, reported once per dataset
+    notes: dict[str, list[str]] = field(default_factory=dict)
 
 
-def decode_one(data: bytes, sizes: tuple[int, ...]) -> list[np.ndarray]:
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()
-        rgb = img.convert("RGB")
+def _open_rgb(data: bytes) -> tuple[Image.Image, set[str]]:
+    pillow_error: Exception | None = None
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if pixels.pillow_reads_correctly(img):
+                img.load()
+                return pixels.pillow_rgb(img)
+    except (UnidentifiedImageError, ValueError, OSError) as exc:
+        if not pixels.is_tiff(data):
+            if isinstance(exc, UnidentifiedImageError):
+                raise UnreadableImage("not an image in a known format, or corrupt") from None
+            raise
+        pillow_error = exc
+    # TIFF layouts Pillow has no mode for (several 16-bit or float bands), or decodes
+    # wrongly (16-bit bands in separate planes).
+    try:
+        return pixels.tifffile_rgb(data)
+    except (pixels.UnsupportedImage, Image.DecompressionBombError):
+        raise
+    except ImportError:
+        raise UnreadableImage("a TIFF layout Pillow cannot read; install tifffile "
+                              "(pip install tifffile) to read it") from None
+    except Exception as exc:  # tifffile raises many types for damaged files
+        if "imagecodecs" in str(exc):
+            raise UnreadableImage("a TIFF whose compression needs the imagecodecs package "
+                                  "(pip install imagecodecs)") from None
+        if pillow_error is None or isinstance(pillow_error, UnidentifiedImageError):
+            raise UnreadableImage(f"unreadable TIFF, truncated or corrupt ({_plain(exc)})") \
+                from None
+        raise UnreadableImage(f"unreadable TIFF ({_plain(pillow_error)})") from None
+
+
+def decode_one_noted(data: bytes, sizes: tuple[int, ...]) -> tuple[list[np.ndarray], set[str]]:
+    """The image ``data`` at each of ``sizes`` (3×s×s uint8) and the notes it raised."""
+    # Readers warn on stderr about damaged files (an error here names them instead) and
+    # about large ones (the decompression-bomb limit still raises).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rgb, notes = _open_rgb(data)
     out = []
     for s in sizes:
         resized = rgb if rgb.size == (s, s) else rgb.resize((s, s), RESAMPLE)
         out.append(np.asarray(resized, dtype=np.uint8).transpose(2, 0, 1))
-    return out
+    return out, notes
+
+
+def decode_one(data: bytes, sizes: tuple[int, ...]) -> list[np.ndarray]:
+    return decode_one_noted(data, sizes)[0]
+
+
+class UnreadableImage(ValueError):
+    """Image bytes no reader accepts; the message is the reason shown to the user."""
 
 
 # Reading a zip's central directory costs ~0.5 s for EuroSAT's 27,000 entries, so each
@@ -47,15 +105,24 @@ def decode_one(data: bytes, sizes: tuple[int, ...]) -> list[np.ndarray]:
 # memo (their pool lives for one decode_images call): in the main process it would keep
 # a stale handle on an archive that is later rewritten at the same path, and forked
 # workers would inherit that handle and share its file offset.
-_OPENED: dict[str, ImageSource] = {}
+_OPENED: dict[tuple[str, str], ImageSource] = {}
 
 # What a damaged image or archive member raises while being read or decoded.
 DECODE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
-                 zipfile.BadZipFile, zlib.error, Image.DecompressionBombError)
+                 zipfile.BadZipFile, zlib.error, Image.DecompressionBombError, RefusedFile)
+
+_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-fA-F]+>")
+
+
+def _plain(exc: BaseException) -> str:
+    """First line of an error, without reprs of Python objects (a BytesIO's address)."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return _REPR.sub("the data", first)
 
 
 def _opened(source: ImageSource) -> ImageSource:
-    key = repr(source)
+    key = (source.kind, str(source))
     if key not in _OPENED:
         _OPENED[key] = source.opener()
     return _OPENED[key]
@@ -69,16 +136,63 @@ def _decode_chunk(source: ImageSource, files: list[str], sizes: tuple[int, ...])
     arrays = {s: np.zeros((len(files), 3, s, s), dtype=np.uint8) for s in sizes}
     ok = np.zeros(len(files), dtype=bool)
     errors = []
+    notes: dict[str, list[str]] = {}
     for i, rel in enumerate(files):
         try:
-            views = decode_one(source.read(rel), sizes)
+            views, raised = decode_one_noted(source.read(rel), sizes)
+        except RefusedFile as exc:
+            errors.append((rel, str(exc)))
+            continue
         except DECODE_ERRORS as exc:
-            errors.append((rel, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            errors.append((rel, _plain(exc)))
             continue
         for s, v in zip(sizes, views):
             arrays[s][i] = v
+        for note in raised:
+            notes.setdefault(note, []).append(rel)
         ok[i] = True
-    return arrays, ok, errors
+    return arrays, ok, errors, notes
+
+
+# ----------------------------------------------------------------------------- workers
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool initializer: a worker never outlives the process that decodes.
+
+    A worker killed along with nothing else would otherwise wait on the task pipe forever
+    (every worker holds its write end too, so no EOF comes). Linux kills the worker the
+    moment its parent dies (PR_SET_PDEATHSIG); everywhere, a thread checks every second
+    that the parent lives and exits otherwise.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    first_parent = os.getppid()
+
+    def parent_gone() -> bool:
+        return os.getppid() != first_parent or not pid_alive(parent_pid)
+
+    if parent_gone():  # it died before the death signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while not parent_gone():
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="rsdistill-parent-watch", daemon=True).start()
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """Decode workers that die with this process (see :func:`_die_with_parent`)."""
+    return ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent,
+                               initargs=(os.getpid(),))
 
 
 def default_workers() -> int:
@@ -99,7 +213,7 @@ def decode_images(source: ImageSource, files: list[str], sizes: tuple[int, ...],
             if progress is not None:
                 progress(len(part))
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with worker_pool(workers) as pool:
             futures = [pool.submit(_decode_chunk_in_worker, source, part, sizes) for part in chunks]
             for fut, part in zip(futures, chunks):
                 results.append(fut.result())
@@ -111,4 +225,8 @@ def decode_images(source: ImageSource, files: list[str], sizes: tuple[int, ...],
     arrays = {s: np.concatenate([r[0][s] for r in results]) for s in sizes}
     ok = np.concatenate([r[1] for r in results])
     errors = [e for r in results for e in r[2]]
-    return DecodeResult(arrays, ok, errors)
+    notes: dict[str, list[str]] = {}
+    for r in results:
+        for note, names in r[3].items():
+            notes.setdefault(note, []).extend(names)
+    return DecodeResult(arrays, ok, errors, notes)

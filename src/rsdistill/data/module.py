@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -12,8 +13,13 @@ from rsdistill.data.dataset import SceneDataset, load_dataset_sizes
 from rsdistill.data.loader import Normalizer, TensorBatches
 from rsdistill.data.mix import BatchMix, check_mix
 from rsdistill.data.specs import DATASETS
-from rsdistill.data.splits import Split, find_split_files, parse_fractions, split_from_files, stratified_split
-from rsdistill.errors import ConfigError
+from rsdistill.data.splits import (
+    Split, find_split_files, parse_fractions, split_from_files, split_problem, stratified_split,
+    suggest_fractions,
+)
+from rsdistill.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 
 # How the teacher's view of a training batch is augmented relative to the student's.
@@ -116,8 +122,10 @@ class PreparedData:
         }
 
 
-def prepare_data(cfg: DataConfig, extra_sizes: tuple[int, ...] = (), progress: bool = True
-                 ) -> PreparedData:
+def prepare_data(cfg: DataConfig, extra_sizes: tuple[int, ...] = (), progress: bool = True,
+                 check_splits: bool = True) -> PreparedData:
+    """The data of a run. ``check_splits``: a split unusable for training (a class missing
+    from one, fewer than two classes) is an error; else only a warning (``data info``)."""
     check_mix(cfg.mix, cfg.mix_alpha)  # before any decoding
     if cfg.teacher_augment not in TEACHER_AUGMENT:
         raise ConfigError(f"--teacher-augment must be one of {', '.join(TEACHER_AUGMENT)}, "
@@ -134,7 +142,29 @@ def prepare_data(cfg: DataConfig, extra_sizes: tuple[int, ...] = (), progress: b
         names = tuple(dict.fromkeys((*spec.split_names, cfg.dataset)))
         split = split_from_files(ds.files, find_split_files(Path(cfg.split_dir), names))
     else:
-        split = stratified_split(ds.labels, parse_fractions(cfg.split), cfg.split_seed)
+        fractions = parse_fractions(cfg.split)
+        split = stratified_split(ds.labels, fractions, cfg.split_seed)
+    _check_split(cfg, ds, split, strict=check_splits)
     normalizer = Normalizer.fit(ds.images[split.train]) if cfg.standardize else Normalizer()
     augment = BatchAugment(hflip=cfg.hflip, vflip=cfg.vflip, rot90=cfg.rot90, crop=cfg.crop)
     return PreparedData(cfg, ds, split, normalizer, augment, views, BatchMix(cfg.mix, cfg.mix_alpha))
+
+
+def _check_split(cfg: DataConfig, ds: SceneDataset, split: Split, strict: bool) -> None:
+    allow_empty_val = bool(cfg.split_dir) or parse_fractions(cfg.split)[1] == 0
+    problem = split_problem(split, ds.labels, ds.classes, allow_empty_val)
+    if problem is None:
+        return
+    if len(ds.classes) < 2:
+        message = f"{problem}: add a folder of images for each other class"
+    else:
+        sizes = "/".join(str(n) for n in split.sizes().values())
+        how = (f"split files in {cfg.split_dir}" if cfg.split_dir
+               else f"--split-fractions {cfg.split}")
+        hint = ("list images of every class in each split file" if cfg.split_dir
+                else suggest_fractions(ds.labels, ds.num_classes, cfg.split_seed))
+        message = (f"{problem} (train/val/test {sizes} images, {how}); every class needs an "
+                   f"image in each split: {hint}")
+    if strict:
+        raise DataError(f"cannot train on this data: {message}")
+    log.warning("warning: cannot train on this data: %s", message)

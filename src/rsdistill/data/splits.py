@@ -110,3 +110,62 @@ def split_from_files(files: list[str], paths: dict[str, Path]) -> Split:
             chosen.append(hit)
         out[name] = torch.tensor(sorted(chosen), dtype=torch.int64)
     return Split(**out)
+
+
+# ----------------------------------------------------------------------------- checks
+
+# Tried in order when a split leaves a class out: equal thirds give every class of 3 or
+# more images one image in each split; without a validation split 2 images suffice.
+_SUGGESTIONS = ("34/33/33", "50/0/50")
+
+
+def missing_by_split(split: Split, labels: torch.Tensor, num_classes: int) -> dict[str, list[int]]:
+    """Split name -> the classes that have no image in it."""
+    out = {}
+    for name in SPLITS:
+        counts = torch.bincount(labels[split[name]], minlength=num_classes)
+        out[name] = [c for c in range(num_classes) if counts[c] == 0]
+    return out
+
+
+def split_problem(split: Split, labels: torch.Tensor, classes: list[str],
+                  allow_empty_val: bool) -> str | None:
+    """What makes ``split`` unusable for training, or None.
+
+    Training needs two classes or more and every class in every split: the model is
+    selected on val and scored on test. A val split that is empty for every class is
+    allowed when asked for (``allow_empty_val``: a 0 val fraction, or an empty val split
+    file); the best epoch is then the one with the best training accuracy.
+    """
+    if len(classes) < 2:
+        return (f"the dataset has only {len(classes)} class ({', '.join(classes) or 'none'}) "
+                "and a classifier needs at least 2")
+    missing = missing_by_split(split, labels, len(classes))
+    if allow_empty_val and len(missing["val"]) == len(classes):
+        missing["val"] = []
+    parts = []
+    for name in SPLITS:
+        absent = missing[name]
+        if len(absent) == len(classes):
+            parts.append(f"the {name} split is empty")
+        elif absent:
+            names = ", ".join(classes[c] for c in absent[:5]) + (", ..." if len(absent) > 5 else "")
+            parts.append(f"{len(absent)} class(es) have no image in the {name} split ({names})")
+    return "; ".join(parts) or None
+
+
+def suggest_fractions(labels: torch.Tensor, num_classes: int, seed: int) -> str:
+    """How to get a usable split from these labels: fractions that work, or more images."""
+    for text in _SUGGESTIONS:
+        fractions = parse_fractions(text)
+        split = stratified_split(labels, fractions, seed)
+        missing = missing_by_split(split, labels, num_classes)
+        if fractions[1] == 0:
+            missing["val"] = []
+        if not any(missing.values()):
+            note = " (no validation split: the best epoch is chosen on training accuracy)" \
+                if fractions[1] == 0 else ""
+            return f"pass --split-fractions {text}{note}, or add images"
+    smallest = int(torch.bincount(labels, minlength=num_classes).min())
+    return (f"add images: the smallest class has {smallest}, and every class needs at least "
+            "3 (2 with --split-fractions 50/0/50)")

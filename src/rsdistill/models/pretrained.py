@@ -16,26 +16,22 @@ import torch
 import torch.nn as nn
 
 from rsdistill.errors import CheckpointError
+from rsdistill.io import load_failure_reason
 
 # Training checkpoints often wrap the weights; these are the keys we look under.
 _WRAPPER_KEYS = ("model", "state_dict")
 # DataParallel/DDP and torch.compile prefix every parameter name.
 _NAME_PREFIXES = ("module.", "_orig_mod.")
-# torch.load(weights_only=True) wraps every unpickling failure in a page of advice;
-# "Unsupported global" marks a well-formed file that pickles Python objects.
-_WEIGHTS_ONLY_FAILURE = "Weights only load failed"
-_PICKLED_OBJECT = "Unsupported global"
 
 
 def _load_error(file: Path, exc: BaseException) -> CheckpointError:
-    text = str(exc).strip()
-    if _PICKLED_OBJECT in text:
+    kind, reason = load_failure_reason(exc)
+    if kind == "unsafe":
         return CheckpointError(
-            f"{file} holds pickled Python objects, not just tensors; save model.state_dict() instead"
+            f"cannot read pretrained checkpoint {file}: it is not a safe checkpoint ({reason}); "
+            "refused: save model.state_dict() with torch.save instead"
         )
-    if text.startswith(_WEIGHTS_ONLY_FAILURE) or not text:
-        return CheckpointError(f"cannot read pretrained checkpoint {file}: not a torch.save file, or corrupted")
-    return CheckpointError(f"cannot read pretrained checkpoint {file}: {text.splitlines()[0]}")
+    return CheckpointError(f"cannot read pretrained checkpoint {file}: {reason}")
 
 
 def _strip_prefixes(key: str) -> str:
@@ -55,7 +51,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not file.is_file():
         raise CheckpointError(f"pretrained checkpoint not found: {file}")
     try:
-        obj = torch.load(file, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr
+            warnings.simplefilter("ignore")
+            obj = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt/unsafe files
         raise _load_error(file, exc) from None
     for key in _WRAPPER_KEYS:

@@ -3,13 +3,14 @@ training state. Everything is loaded with ``weights_only=True``: no pickled code
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from rsdistill.errors import CheckpointError
-from rsdistill.io import atomic_torch_save
+from rsdistill.io import atomic_torch_save, load_failure_reason
 from rsdistill.runtime.rundir import MODEL_FILE
 
 MODEL_FORMAT = "rsdistill-model/1"
@@ -29,12 +30,16 @@ def safe_load(path: Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {first[:200]}") from None
+        kind, reason = load_failure_reason(exc)
+        what = "a safe" if kind == "unsafe" else "a valid"
+        raise CheckpointError(f"cannot read checkpoint {path}: it is not {what} rsdistill "
+                              f"checkpoint ({reason}); refused") from None
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{path} is not an rsdistill checkpoint")
+        raise CheckpointError(f"{path} is not a valid rsdistill checkpoint")
     return obj
 
 

@@ -1,0 +1,87 @@
+"""The decoded-tensor cache: its key, and reading and writing it without ever failing a run.
+
+The cache only saves time, so nothing about it stops a load: an unreadable entry is
+rebuilt, a folder that cannot be written (read-only, full disk) leaves the dataset
+decoded in memory with one warning, and temporary files of writers that were killed
+are removed on the next load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+
+from rsdistill.data import decode as decode_mod
+from rsdistill.data.sources import ImageSource
+from rsdistill.data.specs import DatasetSpec
+from rsdistill.paths import CACHE_ENV
+from rsdistill.io import (
+    atomic_torch_save, describe_os_error, load_failure_reason, os_error_of,
+    remove_stale_temp_files,
+)
+
+log = logging.getLogger(__name__)
+
+
+
+def cache_key(spec: DatasetSpec, source: ImageSource, root: str, classes: list[str],
+              files: list[str], skip_corrupt: bool) -> tuple[str, str]:
+    """(fingerprint of the source's files, key of the cache entry)."""
+    fingerprint = source.fingerprint(files)
+    payload = json.dumps({
+        "decode": decode_mod.DECODE_VERSION,
+        "resample": decode_mod.RESAMPLE.name,
+        "dataset": spec.name,
+        "source": str(getattr(source, "path", getattr(source, "root", ""))),
+        "root": root,
+        "classes": classes,
+        "fingerprint": fingerprint,
+        "skip_corrupt": skip_corrupt,
+    }, sort_keys=True)
+    return fingerprint, hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def cache_path_for(cache_dir: Path, name: str, size: int, key: str) -> Path:
+    return Path(cache_dir) / f"{name}-{size}px-{key}.pt"
+
+
+def clean_cache_dir(cache_dir: Path) -> None:
+    removed = remove_stale_temp_files(Path(cache_dir))
+    if removed:
+        log.info("removed %d temporary file(s) that interrupted runs left in the cache %s",
+                 len(removed), cache_dir)
+
+
+def read_cache(path: Path) -> dict | None:
+    """The cached entry, or None when it is absent or unusable (then it is rebuilt)."""
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # a damaged cache is rebuilt, never trusted
+        _, reason = load_failure_reason(exc)
+        log.warning("cache %s is unusable (%s); rebuilding it", path, reason)
+        return None
+
+
+def write_cache(path: Path, entry: dict) -> bool:
+    """Write one entry atomically; False, with one warning, when the disk refuses it."""
+    try:
+        atomic_torch_save(entry, path)
+    except (OSError, RuntimeError) as exc:
+        cause = os_error_of(exc)
+        if cause is None:
+            raise
+        log.warning("warning: cannot write the cache %s (%s); the dataset is decoded in "
+                    "memory and will be decoded again next time: point --cache-dir or %s "
+                    "at a writable folder with free space", path, describe_os_error(cause),
+                    CACHE_ENV)
+        return False
+    return True
