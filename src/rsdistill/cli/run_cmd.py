@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rsdistill.cli.report_cmd import INT8_HELP
 from rsdistill.data.specs import DATASETS
 from rsdistill.engine.study import StudyConfig, load_study_config, run_study
 from rsdistill.errors import ConfigError
+from rsdistill.report.sweep_report import write_report
 
 
 def register(sub) -> None:
@@ -25,6 +27,7 @@ def register(sub) -> None:
                                             "0 = one per CPU core, 1 on a GPU)")
     p.add_argument("--out", help="study directory (default runs/<dataset>)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--int8", action="store_true", help=INT8_HELP)
     p.set_defaults(func=cmd_run)
 
 
@@ -46,5 +49,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif not args.config:
         cfg.out = str(Path("runs") / cfg.data.dataset)
     report = run_study(cfg, progress=args.progress)
+    if args.int8:
+        # run_study wrote the plain report; rewritten with the int8 section.
+        report = write_report(report.parent, int8=True)
     print(f"wrote {report}")
     return 0

@@ -19,7 +19,9 @@ from PIL import Image, UnidentifiedImageError
 
 from rsdistill.data.sources import ImageSource
 
+# The exported models' preprocessing contract (export/contract.py) quotes these two.
 RESAMPLE = Image.Resampling.BICUBIC
+COLOR_MODE = "RGB"
 DECODE_VERSION = 1  # bump when the decoding rules change, so caches rebuild
 CHUNK = 128
 
@@ -34,7 +36,7 @@ class DecodeResult:
 def decode_one(data: bytes, sizes: tuple[int, ...]) -> list[np.ndarray]:
     with Image.open(io.BytesIO(data)) as img:
         img.load()
-        rgb = img.convert("RGB")
+        rgb = img.convert(COLOR_MODE)
     out = []
     for s in sizes:
         resized = rgb if rgb.size == (s, s) else rgb.resize((s, s), RESAMPLE)
@@ -52,6 +54,15 @@ _OPENED: dict[str, ImageSource] = {}
 # What a damaged image or archive member raises while being read or decoded.
 DECODE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
                  zipfile.BadZipFile, zlib.error, Image.DecompressionBombError)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line on why an image failed; Pillow's "cannot identify image file" names the
+    in-memory buffer it read (a repr), which means nothing to a user."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image format Pillow can read"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _opened(source: ImageSource) -> ImageSource:
@@ -73,7 +84,7 @@ def _decode_chunk(source: ImageSource, files: list[str], sizes: tuple[int, ...])
         try:
             views = decode_one(source.read(rel), sizes)
         except DECODE_ERRORS as exc:
-            errors.append((rel, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            errors.append((rel, failure_reason(exc)))
             continue
         for s, v in zip(sizes, views):
             arrays[s][i] = v

@@ -98,6 +98,47 @@ def measure_latency(
     }
 
 
+def measure_latency_side_by_side(
+    models: dict[str, Callable[[torch.Tensor], torch.Tensor]],
+    input_shape: tuple,
+    precision: Precision,
+    n_runs: int = 100,
+    warmup: int = 10,
+) -> dict[str, dict]:
+    """Batch-1 latency of several models, their calls interleaved (A B A B ...).
+
+    Timed in turn on the same input, each model sees the same machine state (other
+    jobs, clock boost, thermal), so a ratio of two figures is fair even on a loaded
+    machine where back-to-back runs of :func:`measure_latency` drift apart.
+    """
+    shape = _check_shape(input_shape)
+    _check_count("n_runs", n_runs, 1)
+    _check_count("warmup", warmup, 0)
+    if not models:
+        raise ValueError("no models to time")
+    x = _random_input(1, shape, precision)
+    times_ms = {name: np.empty(n_runs, dtype=np.float64) for name in models}
+    with contextlib.ExitStack() as stack:
+        for model in models.values():
+            stack.enter_context(_eval_mode(model))
+        stack.enter_context(torch.inference_mode())
+        stack.enter_context(precision.autocast())
+        for _ in range(warmup):
+            for model in models.values():
+                model(x)
+        _sync(precision)
+        for i in range(n_runs):
+            for name, model in models.items():
+                start = time.perf_counter()
+                model(x)
+                _sync(precision)
+                times_ms[name][i] = (time.perf_counter() - start) * 1e3
+    return {name: {"latency_ms_p50": float(np.percentile(t, 50)),
+                   "latency_ms_p95": float(np.percentile(t, 95)),
+                   "latency_ms_mean": float(t.mean()), "n_runs": int(n_runs)}
+            for name, t in times_ms.items()}
+
+
 def measure_throughput(
     model: torch.nn.Module,
     input_shape: tuple,

@@ -78,8 +78,13 @@ def build_compare_report(out_dir: Path) -> list[Block]:
     return blocks
 
 
-def write_compare_report(out_dir: Path) -> Path:
+def write_compare_report(out_dir: Path, int8: bool = False) -> Path:
+    """comparison.md/.html; ``int8`` adds the best method's int8 section (see int8_section)."""
     blocks = build_compare_report(out_dir)
+    if int8:
+        from rsdistill.report.int8_section import best_compare_runs, with_int8
+
+        blocks = with_int8(blocks, out_dir, *best_compare_runs(read_json(Path(out_dir) / "comparison.json")))
     atomic_write_text(Path(out_dir) / "comparison.md", to_markdown(blocks))
     atomic_write_text(Path(out_dir) / "comparison.html", to_html(blocks))
     return Path(out_dir) / "comparison.md"

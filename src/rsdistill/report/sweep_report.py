@@ -203,8 +203,13 @@ def to_html(blocks: list[Block]) -> str:
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 
 
-def write_report(sweep_dir: Path) -> Path:
+def write_report(sweep_dir: Path, int8: bool = False) -> Path:
+    """report.md/.html; ``int8`` adds the best student's int8 section (see int8_section)."""
     blocks = build_report(sweep_dir)
+    if int8:
+        from rsdistill.report.int8_section import best_sweep_runs, with_int8
+
+        blocks = with_int8(blocks, sweep_dir, *best_sweep_runs(read_json(Path(sweep_dir) / "results.json")))
     atomic_write_text(Path(sweep_dir) / "report.md", to_markdown(blocks))
     atomic_write_text(Path(sweep_dir) / "report.html", to_html(blocks))
     return Path(sweep_dir) / "report.md"
