@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -105,6 +106,16 @@ def test_bad_options_are_one_line(run_dir, tmp_path, capsys, args, needle):
     assert main(["quantize", str(run_dir), *args, "--latency-runs", "2"]) == 2
     assert needle in one_error_line(capsys.readouterr().err)
     assert (run_dir / "model.onnx").read_bytes() == before and list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_out_is_refused_before_the_fp32_export(run_dir, tmp_path, capsys):
+    fresh = tmp_path / "run"
+    fresh.mkdir()
+    for name in ("model.pt", "config.yaml"):
+        shutil.copy(run_dir / name, fresh / name)
+    assert main(["quantize", str(fresh), "--out", str(tmp_path / "m.bin")]) == 2
+    assert "must end in .onnx" in one_error_line(capsys.readouterr().err)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["config.yaml", "model.pt", "run"]
 
 
 @pytest.mark.parametrize("target, needle", [

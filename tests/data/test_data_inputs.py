@@ -46,8 +46,13 @@ def test_zip_members_are_named_archive_colon_member(tmp_path, image_bytes):
 def test_an_explicit_file_is_tried_whatever_its_suffix(tmp_path, image_bytes):
     odd = tmp_path / "scene.data"
     odd.write_bytes(image_bytes(".png"))
-    groups = collect_inputs([odd, tmp_path / "scene.data"])
-    assert count_inputs(groups) == 2 and groups[0].names == [str(odd)]
+    (tmp_path / "sub").mkdir()
+    other = tmp_path / "sub" / "b.png"
+    other.write_bytes(image_bytes(".png"))
+    groups = collect_inputs([odd, tmp_path / "scene.data", other, odd])
+    # Consecutive files of one folder share one source; a file elsewhere starts another.
+    assert [g.names for g in groups] == [[str(odd), str(odd)], [str(other)], [str(odd)]]
+    assert count_inputs(groups) == 4
     decoded = decode_images(groups[0].source, groups[0].files, (5,), workers=1)
     assert decoded.ok.all()
 

@@ -121,6 +121,20 @@ def test_allow_drop_writes_it_anyway(ucm_run, quantized, tmp_path):
     assert json.loads(props_of(out)["quantization"])["method"] == "percentile"
 
 
+def test_uint8_activations_give_a_u8s8_graph(ucm_run, quantized, tmp_path):
+    out = tmp_path / "u8.onnx"
+    result = quantize_onnx(ucm_run / "model.onnx", QuantizeRequest(activations="uint8"),
+                           load_run_config(ucm_run)[0], out=out, threads=1, latency_runs=2)
+    assert result["quantization"]["activations"] == "uint8" and result["accuracy_drop_pt"] <= 1.0
+    proto = onnx.load(str(out))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
+    activation_zero_points = [inits[n.input[2]] for n in proto.graph.node if n.op_type == "QuantizeLinear"]
+    assert activation_zero_points and all(z.dtype == np.uint8 for z in activation_zero_points)
+    weights = [inits[n.input[0]] for n in proto.graph.node
+               if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].ndim == 4]
+    assert weights and all(w.dtype == np.int8 for w in weights)
+
+
 def test_calibration_draw_is_seeded_and_from_the_training_split():
     train = torch.arange(100, 160)
     a, b = calibration_indices(train, 20, 0), calibration_indices(train, 20, 0)
@@ -144,6 +158,7 @@ def test_calibration_reader_feeds_preprocessed_batches_and_ranges():
     ({"calibration_images": 0}, "--calibration-images"),
     ({"method": "kl"}, "unknown calibration method"),
     ({"max_drop": float("nan")}, "--max-drop"),
+    ({"activations": "int4"}, "unknown activation type"),
 ])
 def test_bad_requests_are_refused_before_any_work(kwargs, needle):
     with pytest.raises(ConfigError, match=needle):

@@ -10,9 +10,10 @@ from rsdistill.cli.common import add_data_args
 from rsdistill.cli.model_settings import model_settings, require_data
 from rsdistill.engine.checkpoint import resolve_model_path
 from rsdistill.errors import CheckpointError
-from rsdistill.export.quantize import CALIBRATION_METHODS, QuantizeRequest, quantize_onnx
+from rsdistill.export.quantize import ACTIVATION_TYPES, CALIBRATION_METHODS, QuantizeRequest, quantize_onnx
 
 _R = QuantizeRequest()
+SCHEMES = {"int8": "S8S8", "uint8": "U8S8"}
 
 
 def register(sub) -> None:
@@ -34,6 +35,10 @@ def register(sub) -> None:
                    help=f"how ranges are chosen from them (default {_R.method})")
     p.add_argument("--calibration-seed", type=int, default=_R.seed,
                    help=f"seed that draws the calibration images (default {_R.seed})")
+    p.add_argument("--activations", choices=ACTIVATION_TYPES.names(), default=_R.activations,
+                   help="activation type: int8 (S8S8, default: ONNX Runtime's first choice) or "
+                        "uint8 (U8S8: on x86, ONNX Runtime runs every conv of such a graph in "
+                        "int8, which is faster there; see the README)")
     p.add_argument("--max-drop", type=float, default=_R.max_drop,
                    help=f"largest test accuracy drop in points that is accepted (default {_R.max_drop:g})")
     p.add_argument("--allow-drop", action="store_true",
@@ -53,7 +58,8 @@ def _kib(n: int) -> str:
 
 def cmd_quantize(args: argparse.Namespace) -> int:
     request = QuantizeRequest(calibration_images=args.calibration_images, method=args.calibration_method,
-                              seed=args.calibration_seed, max_drop=args.max_drop,
+                              seed=args.calibration_seed, activations=args.activations,
+                              max_drop=args.max_drop,
                               allow_drop=args.allow_drop)
     source = Path(args.model).expanduser()
     if source.suffix.lower() == ".onnx":
@@ -74,8 +80,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         print(f"exported {result['source']} ({result['exported']})")
     q = result["quantization"]
     print(f"calibration: {q['calibration_images']} training images (seed {q['seed']}), {q['method']}; "
-          f"{q['format']}, int8 activations and per-channel int8 weights (S8S8), onnxruntime "
-          f"{q['onnxruntime']}")
+          f"{q['format']}, {q['activations']} activations and per-channel int8 weights "
+          f"({SCHEMES[q['activations']]}), onnxruntime {q['onnxruntime']}")
     print(f"{'':<6} {'accuracy %':>10} {'macro F1 %':>10} {'size KiB':>9} "
           f"{'latency p50 ms':>14}   (test split: {result['test_images']} images; batch 1, "
           f"{result['threads']} thread(s), timed side by side)")

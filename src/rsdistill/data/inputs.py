@@ -48,6 +48,7 @@ class InputGroup:
     source: ImageSource
     files: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
+    single_files: bool = False  # files named on the command line, not a folder or zip
 
 
 def _tree_images(paths: list[str]) -> list[str]:
@@ -66,19 +67,28 @@ def _group_for(path: Path) -> InputGroup:
         files = _tree_images(source.list_files())
         return InputGroup(source, files, [f"{path}:{f}" for f in files])
     # A file named on the command line is tried whatever its suffix: the decoder decides.
-    return InputGroup(FolderSource(path.parent), [path.name], [str(path)])
+    return InputGroup(FolderSource(path.parent), [path.name], [str(path)], single_files=True)
 
 
 def collect_inputs(paths: list[str | Path]) -> list[InputGroup]:
     """One group per input path, in the order given; each folder or zip naturally sorted."""
     if not paths:
         raise DataError("no inputs given; pass image files, folders or zips")
-    groups = []
+    groups: list[InputGroup] = []
     for raw in paths:
         path = Path(raw).expanduser()
         if not path.exists():
             raise DataError(f"input {path} does not exist")
-        groups.append(_group_for(path))
+        group = _group_for(path)
+        last = groups[-1] if groups else None
+        # Files of one folder named one by one (a shell glob) share one source, so they
+        # are decoded in as few calls, and worker pools, as a folder would be.
+        if (path.is_file() and last is not None and last.single_files
+                and getattr(last.source, "root", None) == path.parent):
+            last.files += group.files
+            last.names += group.names
+        else:
+            groups.append(group)
     if not any(g.files for g in groups):
         shown = ", ".join(str(p) for p in paths[:3]) + (" …" if len(paths) > 3 else "")
         raise DataError(f"no image files found in {shown} (looked for the formats Pillow reads: "

@@ -4,7 +4,9 @@ QDQ format with int8 activations and int8 per-channel weights (S8S8), the settin
 Runtime's quantisation guide names as the first choice for CNNs on CPU
 (https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html). The
 graph is first put through ``quant_pre_process`` (shape inference and ONNX Runtime's
-basic optimisations), which the same guide recommends before quantising.
+basic optimisations), which the same guide recommends before quantising. ``uint8``
+activations (U8S8) are the alternative the installed onnxruntime's own docstring gives
+for x86 CPUs.
 
 Activation ranges come from training images drawn with a fixed seed and fed exactly as
 the file's preprocessing contract says, so the calibration sees what the deployed model
@@ -43,6 +45,14 @@ CALIBRATION_METHODS.add("minmax", "MinMax")
 CALIBRATION_METHODS.add("entropy", "Entropy")
 CALIBRATION_METHODS.add("percentile", "Percentile")
 
+# ``--activations`` -> onnxruntime's QuantType member; weights are always QInt8.
+# int8 (S8S8) is the guide's first choice; on x86, onnxruntime's CPU provider fuses
+# QDQ convs into QLinearConv only partly for int8 activations (bench/RESULTS.md), so
+# uint8 (U8S8, the docstring's advice for x86) is offered for speed.
+ACTIVATION_TYPES: Registry[str] = Registry("activation type")
+ACTIVATION_TYPES.add("int8", "QInt8")
+ACTIVATION_TYPES.add("uint8", "QUInt8")
+
 INT8_SUFFIX = ".int8.onnx"
 CALIBRATION_BATCH = 32
 
@@ -56,6 +66,7 @@ class QuantizeRequest:
     calibration_images: int = 300
     method: str = "minmax"
     seed: int = 0
+    activations: str = "int8"
     max_drop: float = 1.0  # percentage points of test accuracy
     allow_drop: bool = False
 
@@ -64,6 +75,7 @@ class QuantizeRequest:
         if self.calibration_images < 1:
             raise ConfigError(f"--calibration-images must be >= 1, got {self.calibration_images}")
         CALIBRATION_METHODS.get(self.method)
+        ACTIVATION_TYPES.get(self.activations)
         if not math.isfinite(self.max_drop):
             raise ConfigError(f"--max-drop must be a number of accuracy points, got {self.max_drop}")
 
@@ -122,8 +134,8 @@ def _quiet_onnxruntime():
         ort.set_default_logger_severity(2)
 
 
-def quantize_graph(fp32: bytes, reader: CalibrationImages, method: str) -> bytes:
-    """The int8 QDQ graph of ``fp32`` (metadata not yet set)."""
+def quantize_graph(fp32: bytes, reader: CalibrationImages, method: str, activations: str = "int8") -> bytes:
+    """The QDQ graph of ``fp32`` with int8 weights (metadata not yet set)."""
     onnx = import_optional("onnx")
     quant = import_optional("onnxruntime.quantization")
     with tempfile.TemporaryDirectory(prefix="rsdistill-quantize-") as tmp, _quiet_onnxruntime():
@@ -133,7 +145,8 @@ def quantize_graph(fp32: bytes, reader: CalibrationImages, method: str) -> bytes
         reader.set_range(0, len(reader))
         quant.quantize_static(
             str(prepared), str(out), reader, quant_format=quant.QuantFormat.QDQ,
-            activation_type=quant.QuantType.QInt8, weight_type=quant.QuantType.QInt8,
+            activation_type=getattr(quant.QuantType, ACTIVATION_TYPES.get(activations)),
+            weight_type=quant.QuantType.QInt8,
             per_channel=True,
             calibrate_method=getattr(quant.CalibrationMethod, CALIBRATION_METHODS.get(method)),
             extra_options={"CalibStridedMinMax": 1})
@@ -161,22 +174,28 @@ def default_int8_path(fp32_file: Path) -> Path:
     return fp32_file.with_name(fp32_file.name[:-len(".onnx")] + INT8_SUFFIX)
 
 
-def resolve_fp32_onnx(source: Path, data_cfg: DataConfig | None) -> tuple[Path, str | None]:
-    """The fp32 ONNX file for ``source`` (a .onnx file, a run directory or model.pt), exported
-    first when a run has none; returns (file, what was exported or None)."""
+def fp32_onnx_path(source: Path) -> tuple[Path, Path | None]:
+    """(fp32 ONNX file, the checkpoint it comes from or None) for a .onnx file, a run
+    directory or a model.pt; the file may not exist yet."""
     if source.suffix.lower() == ".onnx":
         if not source.is_file():
             raise ConfigError(f"ONNX model {source} does not exist")
         return source, None
     model_file = resolve_model_path(source)
-    onnx_file = model_file.with_suffix(".onnx")
+    return model_file.with_suffix(".onnx"), model_file
+
+
+def ensure_fp32_onnx(onnx_file: Path, model_file: Path | None, data_cfg: DataConfig | None) -> str | None:
+    """Exports ``model_file`` to ``onnx_file`` when a run has none yet; returns the parity
+    line of that export, or None when the file was there."""
+    if model_file is None:
+        return None
     if onnx_file.is_file():
         if onnx_file.stat().st_mtime < model_file.stat().st_mtime:
             raise ConfigError(f"{onnx_file} is older than {model_file}; export it again with "
                               f"'rsdistill export {model_file.parent}' or pass the .onnx file")
-        return onnx_file, None
-    result = export_checkpoint(model_file, "onnx", out=onnx_file, data_cfg=data_cfg)
-    return result.path, result.parity.describe()
+        return None
+    return export_checkpoint(model_file, "onnx", out=onnx_file, data_cfg=data_cfg).parity.describe()
 
 
 def _test_scores(backend: OnnxRuntimeBackend, data: PreparedData, to_input) -> dict:
@@ -194,10 +213,12 @@ def quantize_onnx(source: Path, request: QuantizeRequest, data_cfg: DataConfig,
 
     Returns the record printed by ``rsdistill quantize`` (and the int8 bytes under "blob").
     """
-    fp32_file, exported = resolve_fp32_onnx(Path(source).expanduser(), data_cfg)
+    fp32_file, model_file = fp32_onnx_path(Path(source).expanduser())
     out = Path(out).expanduser() if out is not None else default_int8_path(fp32_file)
+    # Checked before a missing fp32 file is exported, so a typo writes nothing at all.
     if out.suffix.lower() != ".onnx" or out.resolve() == fp32_file.resolve():
         raise ConfigError(f"--out must end in .onnx and differ from the fp32 model {fp32_file}, got {out}")
+    exported = ensure_fp32_onnx(fp32_file, model_file, data_cfg)
     fp32_backend = OnnxRuntimeBackend(fp32_file, threads)
     meta = fp32_backend.meta
     if meta.get("quantization"):
@@ -209,12 +230,12 @@ def quantize_onnx(source: Path, request: QuantizeRequest, data_cfg: DataConfig,
     calib = calibration_indices(data.split["train"], request.calibration_images, request.seed)
     reader = CalibrationImages(data.dataset.images[calib], to_input, fp32_backend.input_name)
     ort = import_optional("onnxruntime")
-    record = {"scheme": "static", "format": "QDQ", "activations": "int8", "weights": "int8",
+    record = {"scheme": "static", "format": "QDQ", "activations": request.activations, "weights": "int8",
               "per_channel": True, "reduce_range": False, "method": request.method,
               "calibration_images": int(calib.numel()), "calibration_split": "train",
               "seed": request.seed, "preprocess": "quant_pre_process",
               "onnxruntime": ort.__version__, "source": fp32_file.name}
-    graph = quantize_graph(fp32_file.read_bytes(), reader, request.method)
+    graph = quantize_graph(fp32_file.read_bytes(), reader, request.method, request.activations)
     fp32_props = dict(fp32_backend.session.get_modelmeta().custom_metadata_map)
     blob = with_metadata(graph, {**fp32_props, "quantization": json.dumps(record)})
     int8_backend = OnnxRuntimeBackend(blob, threads)
@@ -233,8 +254,8 @@ def quantize_onnx(source: Path, request: QuantizeRequest, data_cfg: DataConfig,
     result["size_ratio"] = result["int8"]["bytes"] / result["fp32"]["bytes"]
     if drop > request.max_drop and not request.allow_drop:
         raise QuantizationError(
-            f"int8 test accuracy {100 * after['accuracy']:.2f} % is {drop:.2f} pt below fp32 "
-            f"{100 * before['accuracy']:.2f} % (more than --max-drop {request.max_drop:g} pt); "
+            f"int8 test accuracy {100 * after['accuracy']:.2f} % vs fp32 {100 * before['accuracy']:.2f} %: "
+            f"a drop of {drop:.2f} pt, more than --max-drop {request.max_drop:g} pt; "
             "nothing was written; try another --calibration-method or more --calibration-images, "
             "or keep it anyway with --allow-drop")
     checked = {"split": "test", "images": result["test_images"], "accuracy_fp32": before["accuracy"],

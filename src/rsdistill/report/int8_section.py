@@ -64,7 +64,7 @@ def int8_blocks(label: str, records: list[dict]) -> list[Block]:
     ratio = statistics.fmean(r["size_ratio"] for r in records)
     speed = statistics.fmean(r["int8"]["latency_ms_p50"] / r["fp32"]["latency_ms_p50"] for r in records)
     text = (f"ONNX Runtime {q['onnxruntime']} static quantisation of each of the {len(records)} run(s): "
-            f"{q['format']}, int8 activations and per-channel int8 weights, calibrated on "
+            f"{q['format']}, {q['activations']} activations and per-channel int8 weights, calibrated on "
             f"{q['calibration_images']} training images (seed {q['seed']}, {q['method']}). Accuracy "
             f"drop {drop[0]:.2f} ± {drop[1]:.2f} pt; file {ratio:.2f}× the fp32 file; batch-1 "
             f"latency {speed:.2f}× fp32 ({THREADS} thread, both models timed side by side, "
