@@ -91,3 +91,15 @@ def test_compare_int8_reports_the_best_method(teacher, tmp_path, tiny_tree3, tin
     assert main(["report", str(out), "--int8"]) == 0
     assert capsys.readouterr().out.strip() == f"wrote {out / 'comparison.md'}"
     assert (out / INT8_FILE).is_file()
+
+
+def test_run_int8_rewrites_the_study_report(sweep_dir, monkeypatch, tmp_path, capsys):
+    import rsdistill.cli.run_cmd as run_cmd
+
+    # The study itself is tested in tests/cli/test_cli_sweep_run.py; here only what --int8 adds.
+    monkeypatch.setattr(run_cmd, "run_study", lambda cfg, progress=True: sweep_dir / "report.md")
+    (sweep_dir / INT8_FILE).unlink(missing_ok=True)
+    assert main(["run", "--dataset", "ucmerced", "--out", str(tmp_path), "--int8"]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {sweep_dir / 'report.md'}"
+    assert "## Int8 deployment" in (sweep_dir / "report.md").read_text()
+    assert (sweep_dir / INT8_FILE).is_file()
