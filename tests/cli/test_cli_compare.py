@@ -12,7 +12,7 @@ import torch
 
 import rsdistill.experiments.compare as compare
 from rsdistill.cli.main import main
-from rsdistill.report.sweep_report import pm
+from rsdistill.report.blocks import pm
 
 METHODS = ["scratch", "kd", "at", "dml"]
 

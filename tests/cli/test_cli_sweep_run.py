@@ -267,7 +267,7 @@ def test_run_command_line_overrides_the_config(tmp_path, monkeypatch, capsys):
         return tmp_path / "sweep"
 
     monkeypatch.setattr(run_cmd, "run_study", fake_run_study)
-    monkeypatch.setattr(run_cmd, "write_report", lambda sweep_dir: sweep_dir / "report.md")
+    monkeypatch.setattr(run_cmd, "write_report", lambda sweep_dir, int8=False: sweep_dir / "report.md")
     config = write_config(tmp_path / "c.yaml", out="somewhere", data={"dataset": "eurosat"},
                           sweep={"seeds": 1})
     assert main(["run", "--config", config, "--dataset", "folder", "--data-root", "/x",

@@ -20,9 +20,8 @@ from rsdistill.experiments.sweep import run_sweep
 from rsdistill.training.config import TrainConfig
 from rsdistill.errors import RsdistillError
 from rsdistill.io import read_json
-from rsdistill.report.sweep_report import (
-    _baseline, _best, build_report, lead_verdict, to_markdown, write_report,
-)
+from rsdistill.report.blocks import to_markdown
+from rsdistill.report.sweep_report import _baseline, _best, build_report, lead_verdict, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FIGURES = ("alpha_f1", "alpha_accuracy", "confusion_best", "training_curves", "accuracy_latency")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rsdistill.cli.common import add_data_args, parse_method_options
+from rsdistill.cli.report_cmd import INT8_HELP
 from rsdistill.cli.train_cmd import add_train_args, distill_data_config, train_config
 from rsdistill.experiments.compare import CompareConfig, default_methods, run_compare
 from rsdistill.errors import ConfigError
@@ -39,6 +40,7 @@ def register(sub) -> None:
                    metavar="METHOD:KEY=VALUE",
                    help="an option of one method, repeatable, e.g. self:variant=teacher_free, "
                         "dml:peers=resnet8,resnet14, fitnet:hint_weight=50")
+    g.add_argument("--int8", action="store_true", help=INT8_HELP)
     p.set_defaults(func=cmd_compare)
 
 
@@ -75,5 +77,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"{r['method']:>10} {100 * r['accuracy_mean']:>8.2f} ± {100 * r['accuracy_std']:<5.2f} "
               f"{100 * r['f1_macro_mean']:>8.2f} ± {100 * r['f1_macro_std']:<5.2f} "
               f"{r['seconds_per_epoch_mean']:>8.3f}")
+    if args.int8:
+        # Rewritten with the int8 section; run_compare wrote the plain report already.
+        write_compare_report(args.out, int8=True)
     print(f"wrote {args.out}/comparison.md")
     return 0

@@ -15,6 +15,7 @@ from rsdistill.runtime.precision import resolve_precision
 from rsdistill.evaluation.evaluate import evaluate_model
 from rsdistill.errors import CheckpointError, ConfigError
 from rsdistill.export import format_for_file
+from rsdistill.evaluation.predictions import check_output_path, split_rows, write_rows
 from rsdistill.export.contract import normalizer_from_meta
 
 # An exported graph is fp32 on the CPU whatever the run trained in; options the user
@@ -31,6 +32,9 @@ def register(sub) -> None:
     p.add_argument("checkpoint", help="run directory, model.pt or model.onnx")
     p.add_argument("--split", dest="eval_split", default="test", choices=("train", "val", "test"))
     p.add_argument("--json", action="store_true", help="print the full metrics as JSON")
+    p.add_argument("--predictions", metavar="FILE",
+                   help="also write one row per image of the split (file, true class, predicted "
+                        "class, probability) to FILE.csv or FILE.json")
     add_measurement_args(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -54,6 +58,7 @@ def _open(path: str, args: argparse.Namespace) -> tuple[object, dict, Path, Mode
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    rows_file = check_output_path(args.predictions, "--predictions") if args.predictions else None
     model, meta, model_file, cfg, exported = _open(args.checkpoint, args)
     data_cfg = require_data(cfg, model_file)
     data_cfg.image_size = meta["image_size"]
@@ -68,6 +73,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                              resolve_precision(cfg.inference_precision, cfg.device),
                              cfg.latency_runs, cfg.inference_threads)
     metrics["checkpoint"] = str(model_file)
+    if meta.get("quantization"):
+        metrics["quantization"] = meta["quantization"]
+    if rows_file is not None:
+        # The precision the metrics were computed in, so the rows agree with them.
+        rows = split_rows(model, data, args.eval_split, resolve_precision(cfg.precision, cfg.device))
+        write_rows(rows_file, rows, {"model": str(model_file), "dataset": data_cfg.dataset,
+                                     "split": args.eval_split, "accuracy": metrics["accuracy"]})
+        metrics["predictions_file"] = str(rows_file)
     if args.json:
         print(json.dumps(metrics))
         return 0
@@ -78,5 +91,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"  params {metrics['params']:,}  FLOPs {metrics['flops'] / 1e6:.1f}M")
     print(f"  latency p50 {inf['latency_ms_p50']:.2f} ms  p95 {inf['latency_ms_p95']:.2f} ms  "
           f"throughput {inf['throughput_img_s']:.0f} img/s  test split {inf['test_seconds']:.2f} s "
-          f"({inf['backend']}, {inf['device']}, {inf['precision']}, {inf['threads']} threads)")
+          f"({inf['backend']}, {inf['device']}, {inf.get('quantized', inf['precision'])}, "
+          f"{inf['threads']} threads)")
+    if rows_file is not None:
+        print(f"wrote {rows_file} ({metrics['num_samples']} rows)")
     return 0

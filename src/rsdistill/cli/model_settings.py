@@ -15,6 +15,7 @@ from rsdistill.cli.common import add_data_args, data_config
 from rsdistill.data.module import DataConfig
 from rsdistill.runtime.precision import PRECISIONS
 from rsdistill.experiments.records import load_run_config
+from rsdistill.runtime.rundir import CONFIG_FILE
 from rsdistill.errors import ConfigError
 
 
@@ -45,7 +46,7 @@ def model_settings(args: argparse.Namespace, model_file: Path) -> ModelSettings:
     run_dir = model_file.parent
     given = {k: getattr(args, k, None) for k in ("precision", "inference_precision", "device",
                                                 "latency_runs", "inference_threads")}
-    if (run_dir / "config.yaml").is_file():
+    if (run_dir / CONFIG_FILE).is_file():
         base_data, train, _ = load_run_config(run_dir)
         defaults = {"precision": "fp32", "inference_precision": train.inference_precision,
                     "device": train.device, "latency_runs": train.latency_runs,

@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from rsdistill.cli.report_cmd import INT8_HELP
 from rsdistill.data.specs import DATASETS
 from rsdistill.experiments.study import StudyConfig, load_study_config, run_study
 from rsdistill.errors import ConfigError
@@ -29,6 +30,7 @@ def register(sub) -> None:
                                             "0 = one per CPU core, 1 on a GPU)")
     p.add_argument("--out", help="study directory (default runs/<dataset>)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--int8", action="store_true", help=INT8_HELP)
     p.set_defaults(func=cmd_run)
 
 
@@ -51,6 +53,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg.out = str(Path("runs") / cfg.data.dataset)
     sweep_dir = run_study(cfg, progress=args.progress)
     log.info("stage 3/3: report")
-    report = write_report(sweep_dir)
+    report = write_report(sweep_dir, int8=args.int8)
     print(f"wrote {report}")
     return 0

@@ -28,7 +28,10 @@ from rsdistill.data import pixels
 from rsdistill.data.sources import ImageSource, RefusedFile
 from rsdistill.io import pid_alive
 
+# The exported models' preprocessing contract (export/contract.py) quotes these two.
 RESAMPLE = Image.Resampling.BICUBIC
+# 8-bit images are converted to this mode (palette, grey, CMYK, alpha -> RGB).
+COLOR_MODE = "RGB"
 # Bump when the decoding rules change, so caches rebuild. 2: 16-bit and float images
 # scaled instead of clipped; multi-band TIFFs; refused special files and links.
 DECODE_VERSION = 2

@@ -4,6 +4,7 @@ from rsdistill.evaluation.metrics import classification_metrics, confusion_matri
 from rsdistill.evaluation.timing import (
     inference_report,
     measure_latency,
+    interleaved_latency,
     measure_throughput,
     predict,
     timed_predict,
@@ -14,6 +15,7 @@ __all__ = [
     "confusion_matrix",
     "inference_report",
     "measure_latency",
+    "interleaved_latency",
     "measure_throughput",
     "predict",
     "timed_predict",

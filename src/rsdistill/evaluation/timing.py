@@ -206,18 +206,22 @@ def interleaved_latency(
     predictors: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], tuple]],
     precision: Precision,
     *,
-    rounds: int = 10,
-    runs_per_round: int = 20,
+    rounds: int = 100,
+    runs_per_round: int = 1,
     warmup: int = 10,
 ) -> dict[str, dict]:
-    """Batch-1 latency of several models measured side by side.
+    """Batch-1 latency of several models measured side by side in one process.
 
     ``predictors`` maps a name to ``(model, input_shape)``. The models take turns, a
     block of ``runs_per_round`` timed calls each, for ``rounds`` rounds, and the order
-    reverses every round: a change in machine load (another process, CPU frequency)
-    then hits every model alike, so their ratio is fair even when the absolute figures
-    drift. Returns per-model p50/p95/mean in milliseconds over all timed calls.
+    reverses every round: a change in machine load (another process, CPU frequency,
+    thermal state) then hits every model alike, so their ratio is fair on a loaded
+    machine where back-to-back runs of :func:`measure_latency` drift apart. Models of
+    the same input shape get identical inputs. Returns per-model p50/p95/mean in
+    milliseconds over all timed calls.
     """
+    if not predictors:
+        raise ValueError("no models to time")
     _check_count("rounds", rounds, 1)
     _check_count("runs_per_round", runs_per_round, 1)
     _check_count("warmup", warmup, 0)

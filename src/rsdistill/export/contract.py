@@ -5,6 +5,12 @@ input size, the pixel scaling, the per-channel mean/std (or none), the class nam
 in output order, and where the model came from. Values are strings (what ONNX
 ``metadata_props`` hold); lists and ``null`` are JSON so any runtime can parse them.
 ``rsdistill evaluate model.onnx`` rebuilds its preprocessing from these alone.
+
+Version 2 adds how an image becomes the uint8 tensor training saw (decoder, colour
+conversion, resize filter and its antialiasing, aspect handling, layout, dtype): a
+deployer who resized with another filter got another top-1 on 7 of 24 images. The
+values come from the data layer's own constants, so the file cannot describe a
+resize that training did not do. Version 1 files (without these keys) still load.
 """
 
 from __future__ import annotations
@@ -12,16 +18,41 @@ from __future__ import annotations
 import json
 
 from rsdistill import __version__
+from rsdistill.data.decode import COLOR_MODE, RESAMPLE
 from rsdistill.data.loader import Normalizer
 from rsdistill.errors import CheckpointError
 
-CONTRACT_VERSION = "1"
+CONTRACT_VERSION = "2"
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 SCALE = "1/255"
 
 # Keys every exported file must carry; ``read_contract`` refuses a file without them.
 REQUIRED = ("rsdistill_contract", "input_size", "scale", "mean", "std", "classes", "model")
+
+# How a decoded image becomes the model's input (contract version 2). Pillow's resize
+# widens its filter by the downscale factor, i.e. it antialiases; torchvision's tensor
+# resize and OpenCV do not by default, which is why the filter alone is not enough.
+PREPROCESSING = {
+    "decoder": "Pillow",
+    "color_mode": COLOR_MODE,  # Image.convert(COLOR_MODE): palette, grey, CMYK, alpha -> RGB
+    "channel_order": "RGB",
+    "resize_library": "Pillow",
+    "resize_filter": RESAMPLE.name.lower(),  # Image.Resampling.<upper-cased name>
+    "resize_antialias": "true",
+    # Image.resize((input_size, input_size)) on the whole image: no crop, no padding.
+    "resize_aspect": "stretch",
+    # Resized as 8-bit RGB (Pillow rounds and clips to 0..255), then scaled.
+    "resize_dtype": "uint8",
+    "layout": "NCHW",
+    "input_dtype": "float32",
+    # After multiplying by ``scale`` and before (x - mean) / std.
+    "value_range": "[0, 1]",
+}
+PREPROCESSING_RECIPE = (
+    f"Image.open(f).convert('{COLOR_MODE}').resize((S, S), Image.Resampling.{RESAMPLE.name}) with Pillow "
+    "(antialiased, aspect not kept, no crop); uint8 HWC -> float32 * 1/255; "
+    "(x - mean) / std per channel unless mean/std are null; HWC -> CHW; stack to NCHW")
 
 
 def write_contract(meta: dict, params: int, flops: int) -> dict[str, str]:
@@ -48,6 +79,8 @@ def write_contract(meta: dict, params: int, flops: int) -> dict[str, str]:
         # ONNX initializers would not give the model's parameter count).
         "params": str(int(params)),
         "flops": str(int(flops)),
+        **PREPROCESSING,
+        "preprocessing": PREPROCESSING_RECIPE,
     }
     if meta.get("low_rank"):
         props["low_rank"] = json.dumps(meta["low_rank"])
@@ -77,6 +110,11 @@ def read_contract(props: dict[str, str], source: str) -> dict:
         }
         if "low_rank" in props:
             meta["low_rank"] = json.loads(props["low_rank"])
+        if "quantization" in props:
+            meta["quantization"] = json.loads(props["quantization"])
+        meta["contract_version"] = props["rsdistill_contract"]
+        # Absent from version 1 files, which were written by the same data layer.
+        meta["preprocessing"] = {k: props[k] for k in PREPROCESSING if k in props}
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{source}: malformed rsdistill metadata: {exc}") from None
     return meta

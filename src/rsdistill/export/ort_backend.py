@@ -68,4 +68,8 @@ class OnnxRuntimeBackend:
         return {"params": self.meta["params"], "flops": self.meta["flops"]}
 
     def describe(self) -> dict:
-        return {"backend": self.name, "threads": self.threads}
+        described = {"backend": self.name, "threads": self.threads}
+        if self.meta.get("quantization"):
+            # An int8 graph is fed float32 like any other; say what actually runs.
+            described["quantized"] = "int8"
+        return described

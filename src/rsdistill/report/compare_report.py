@@ -11,8 +11,9 @@ from pathlib import Path
 
 from rsdistill.errors import RsdistillError
 from rsdistill.io import atomic_write_text, read_json
+from rsdistill.runtime.rundir import COMPARE_HTML, COMPARE_MD, COMPARE_RESULTS
 from rsdistill.report import plots
-from rsdistill.report.sweep_report import Block, pm, to_html, to_markdown
+from rsdistill.report.blocks import Block, pm, to_html, to_markdown
 
 HEADER = ["method", "accuracy %", "macro F1 %", "training s/epoch", "extra trainable params",
           "Δ accuracy vs kd (pt)", "Δ accuracy vs scratch (pt)", "lead over kd > 1 std"]
@@ -37,7 +38,7 @@ def table_row(r: dict) -> list[str]:
 
 def build_compare_report(out_dir: Path) -> list[Block]:
     out_dir = Path(out_dir)
-    results_file = out_dir / "comparison.json"
+    results_file = out_dir / COMPARE_RESULTS
     if not results_file.is_file():
         raise RsdistillError(f"{out_dir} has no comparison.json; run 'rsdistill compare' into it")
     res = read_json(results_file)
@@ -78,8 +79,13 @@ def build_compare_report(out_dir: Path) -> list[Block]:
     return blocks
 
 
-def write_compare_report(out_dir: Path) -> Path:
+def write_compare_report(out_dir: Path, int8: bool = False) -> Path:
+    """comparison.md/.html; ``int8`` adds the best method's int8 section (see int8_section)."""
     blocks = build_compare_report(out_dir)
-    atomic_write_text(Path(out_dir) / "comparison.md", to_markdown(blocks))
-    atomic_write_text(Path(out_dir) / "comparison.html", to_html(blocks))
-    return Path(out_dir) / "comparison.md"
+    if int8:
+        from rsdistill.report.int8_section import best_compare_runs, with_int8
+
+        blocks = with_int8(blocks, out_dir, *best_compare_runs(read_json(Path(out_dir) / COMPARE_RESULTS)))
+    atomic_write_text(Path(out_dir) / COMPARE_MD, to_markdown(blocks))
+    atomic_write_text(Path(out_dir) / COMPARE_HTML, to_html(blocks))
+    return Path(out_dir) / COMPARE_MD

@@ -6,30 +6,23 @@ rendered to both Markdown and HTML, so the two never disagree.
 
 from __future__ import annotations
 
-import html
-import math
-from dataclasses import dataclass
 from pathlib import Path
 
 from rsdistill.errors import RsdistillError
+from rsdistill.experiments.stats import difference_std
 from rsdistill.io import atomic_write_text, read_json, write_json
 from rsdistill.report import plots
-
-
-@dataclass
-class Block:
-    kind: str  # "h1" | "h2" | "p" | "table" | "img"
-    text: str = ""
-    header: list[str] | None = None
-    rows: list[list[str]] | None = None
-
-
-def pct(x: float) -> str:
-    return f"{100 * x:.2f}"
-
-
-def pm(mean: float, std: float) -> str:
-    return f"{100 * mean:.2f} ± {100 * std:.2f}"
+from rsdistill.report.blocks import Block, pct, pm, to_html, to_markdown
+from rsdistill.runtime.rundir import (
+    EPOCHS_FILE,
+    FIGURES_DIR,
+    METRICS_FILE,
+    MODEL_FILE,
+    REPORT_HTML,
+    REPORT_MD,
+    SPEED_FILE,
+    SWEEP_RESULTS,
+)
 
 
 def _mix_text(data_cfg: dict) -> str:
@@ -44,12 +37,6 @@ def _best(aggregate: list[dict]) -> dict:
 def _baseline(aggregate: list[dict]) -> dict | None:
     return next((r for r in aggregate if r["alpha"] == 0 and r["beta"] == "0"), None) or \
         next((r for r in aggregate if r["alpha"] == 0), None)
-
-
-def difference_std(std_a: float, std_b: float) -> float:
-    """Seed noise of the difference of two means: the std of ``a - b`` for independent
-    runs, the yardstick every "does this lead exceed the noise" verdict uses."""
-    return math.sqrt(std_a ** 2 + std_b ** 2)
 
 
 def lead_verdict(best: dict, base: dict | None) -> str:
@@ -69,7 +56,7 @@ def lead_verdict(best: dict, base: dict | None) -> str:
 
 def build_report(sweep_dir: Path) -> list[Block]:
     sweep_dir = Path(sweep_dir)
-    results_file = sweep_dir / "results.json"
+    results_file = sweep_dir / SWEEP_RESULTS
     if not results_file.is_file():
         raise RsdistillError(f"{sweep_dir} has no results.json; run 'rsdistill sweep' into it first")
     res = read_json(results_file)
@@ -78,7 +65,7 @@ def build_report(sweep_dir: Path) -> list[Block]:
     best, base = _best(agg), _baseline(agg)
     # Results written before the method had its own section keep it inside "sweep".
     method = cfg.get("method") or cfg["sweep"]
-    figs = sweep_dir / "figures"
+    figs = sweep_dir / FIGURES_DIR
     blocks = [Block("h1", f"Distillation study: {data['dataset']}")]
     sp = data["splits"]
     blocks.append(Block("p", (
@@ -141,11 +128,11 @@ def build_report(sweep_dir: Path) -> list[Block]:
     plots.alpha_curve(agg, "f1_macro", "macro F1", figs / "alpha_f1.png", teacher, base)
     plots.alpha_curve(agg, "accuracy", "accuracy", figs / "alpha_accuracy.png", teacher, base)
     best_run = next(r["run"] for r in rows if r["alpha"] == best["alpha"] and r["beta"] == best["beta"])
-    best_metrics = read_json(sweep_dir / best_run / "metrics.json")
+    best_metrics = read_json(sweep_dir / best_run / METRICS_FILE)
     plots.confusion(best_metrics["confusion_matrix"], data["classes"],
                     f"best student ({best_run}), test split", figs / "confusion_best.png")
     seed0 = [r for r in rows if r["seed"] == rows[0]["seed"]]
-    plots.training_curves({f"α={r['alpha']:g} β={r['beta']}": sweep_dir / r["run"] / "epochs.csv"
+    plots.training_curves({f"α={r['alpha']:g} β={r['beta']}": sweep_dir / r["run"] / EPOCHS_FILE
                            for r in seed0}, figs / "training_curves.png")
     # Latencies from the side-by-side timing when there is one (the per-run figures were
     # taken under different thread counts and loads); every student shares one architecture.
@@ -165,55 +152,6 @@ def build_report(sweep_dir: Path) -> list[Block]:
                           ("accuracy_latency.png", "accuracy vs batch-1 latency")):
         blocks.append(Block("img", f"figures/{name}", header=[caption]))
     return blocks
-
-
-def to_markdown(blocks: list[Block]) -> str:
-    out = []
-    for b in blocks:
-        if b.kind == "h1":
-            out.append(f"# {b.text}\n")
-        elif b.kind == "h2":
-            out.append(f"## {b.text}\n")
-        elif b.kind == "p":
-            out.append(f"{b.text}\n")
-        elif b.kind == "table":
-            out.append("| " + " | ".join(b.header) + " |")
-            out.append("|" + "---|" * len(b.header))
-            out.extend("| " + " | ".join(r) + " |" for r in b.rows)
-            out.append("")
-        elif b.kind == "img":
-            out.append(f"![{b.header[0]}]({b.text})\n")
-    return "\n".join(out)
-
-
-def _inline_html(text: str) -> str:
-    parts = html.escape(text).split("**")
-    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
-
-
-def to_html(blocks: list[Block]) -> str:
-    body = []
-    for b in blocks:
-        if b.kind in ("h1", "h2"):
-            body.append(f"<{b.kind}>{html.escape(b.text)}</{b.kind}>")
-        elif b.kind == "p":
-            body.append(f"<p>{_inline_html(b.text)}</p>")
-        elif b.kind == "table":
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in b.header)
-            rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                           for r in b.rows)
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-        elif b.kind == "img":
-            body.append(f'<figure><img src="{html.escape(b.text)}" alt="{html.escape(b.header[0])}">'
-                        f"<figcaption>{html.escape(b.header[0])}</figcaption></figure>")
-    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:"
-             "collapse}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}"
-             "img{max-width:100%}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>rsdistill report</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
-
-
-SPEED_FILE = "speed.json"
 
 
 def _read_speed(sweep_dir: Path) -> dict | None:
@@ -247,7 +185,7 @@ def measure_sweep_speed(sweep_dir: Path, threads: int = 1, retime: bool = False)
     from rsdistill.report.speedup import measure_speedup
 
     sweep_dir = Path(sweep_dir)
-    res = read_json(sweep_dir / "results.json")
+    res = read_json(sweep_dir / SWEEP_RESULTS)
     teacher = res["config"]["sweep"].get("teacher")
     if not teacher or not res.get("teacher"):
         return None
@@ -257,7 +195,7 @@ def measure_sweep_speed(sweep_dir: Path, threads: int = 1, retime: bool = False)
     student = sweep_dir / best_run
     old = _read_speed(sweep_dir)
     if old and not retime and old["threads"] == threads and \
-            old["models"]["student"]["file"] == str(student / "model.pt") and \
+            old["models"]["student"]["file"] == str(student / MODEL_FILE) and \
             old["models"]["teacher"]["file"] == str(resolve_model_path(teacher)):
         return old
     speed = measure_speedup(teacher, student, threads=threads)
@@ -265,11 +203,18 @@ def measure_sweep_speed(sweep_dir: Path, threads: int = 1, retime: bool = False)
     return speed
 
 
-def write_report(sweep_dir: Path, *, timing_threads: int = 1, retime: bool = False) -> Path:
-    if not (Path(sweep_dir) / "results.json").is_file():
+def write_report(sweep_dir: Path, int8: bool = False, *, timing_threads: int = 1,
+                 retime: bool = False) -> Path:
+    """report.md/.html, with the teacher and best student timed side by side; ``int8`` adds
+    the best student's int8 section (see int8_section)."""
+    if not (Path(sweep_dir) / SWEEP_RESULTS).is_file():
         build_report(sweep_dir)  # raises the one-line error
     measure_sweep_speed(sweep_dir, timing_threads, retime)
     blocks = build_report(sweep_dir)
-    atomic_write_text(Path(sweep_dir) / "report.md", to_markdown(blocks))
-    atomic_write_text(Path(sweep_dir) / "report.html", to_html(blocks))
-    return Path(sweep_dir) / "report.md"
+    if int8:
+        from rsdistill.report.int8_section import best_sweep_runs, with_int8
+
+        blocks = with_int8(blocks, sweep_dir, *best_sweep_runs(read_json(Path(sweep_dir) / SWEEP_RESULTS)))
+    atomic_write_text(Path(sweep_dir) / REPORT_MD, to_markdown(blocks))
+    atomic_write_text(Path(sweep_dir) / REPORT_HTML, to_html(blocks))
+    return Path(sweep_dir) / REPORT_MD

@@ -1,0 +1,273 @@
+"""``quantize_onnx``: an fp32 ONNX model -> int8, by ONNX Runtime static quantisation.
+
+QDQ format with int8 activations and int8 per-channel weights (S8S8), the setting ONNX
+Runtime's quantisation guide names as the first choice for CNNs on CPU
+(https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html). The
+graph is first put through ``quant_pre_process`` (shape inference and ONNX Runtime's
+basic optimisations), which the same guide recommends before quantising. ``uint8``
+activations (U8S8) are the alternative the installed onnxruntime's own docstring gives
+for x86 CPUs.
+
+Activation ranges come from training images drawn with a fixed seed and fed exactly as
+the file's preprocessing contract says, so the calibration sees what the deployed model
+sees. The int8 graph is then run next to the fp32 one on the test split; only a graph
+whose accuracy is within ``max_drop`` points is written (atomically), otherwise nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import logging
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rsdistill.data.module import DataConfig, PreparedData, prepare_data
+from rsdistill.runtime.checkpoint import resolve_model_path
+from rsdistill.runtime.precision import resolve_precision
+from rsdistill.errors import ConfigError, ExportError
+from rsdistill.evaluation import classification_metrics, interleaved_latency, predict
+from rsdistill.export.contract import normalizer_from_meta
+from rsdistill.export.exporter import export_checkpoint
+from rsdistill.export.ort_backend import OnnxRuntimeBackend, import_optional
+from rsdistill.io import atomic_write_bytes
+from rsdistill.registry import Registry
+
+# ``--calibration-method`` -> the name of onnxruntime's CalibrationMethod member.
+CALIBRATION_METHODS: Registry[str] = Registry("calibration method")
+CALIBRATION_METHODS.add("minmax", "MinMax")
+CALIBRATION_METHODS.add("entropy", "Entropy")
+CALIBRATION_METHODS.add("percentile", "Percentile")
+
+# ``--activations`` -> onnxruntime's QuantType member; weights are always QInt8.
+# int8 (S8S8) is the guide's first choice; on x86, onnxruntime's CPU provider fuses
+# QDQ convs into QLinearConv only partly for int8 activations (bench/RESULTS.md), so
+# uint8 (U8S8, the docstring's advice for x86) is offered for speed.
+ACTIVATION_TYPES: Registry[str] = Registry("activation type")
+ACTIVATION_TYPES.add("int8", "QInt8")
+ACTIVATION_TYPES.add("uint8", "QUInt8")
+
+INT8_SUFFIX = ".int8.onnx"
+CALIBRATION_BATCH = 32
+
+
+class QuantizationError(ExportError):
+    """The int8 model loses more accuracy than allowed (nothing is written)."""
+
+
+@dataclasses.dataclass
+class QuantizeRequest:
+    calibration_images: int = 300
+    method: str = "minmax"
+    seed: int = 0
+    activations: str = "int8"
+    max_drop: float = 1.0  # percentage points of test accuracy
+    allow_drop: bool = False
+
+    def __post_init__(self) -> None:
+        # Checked on construction, before any model or data is read.
+        if self.calibration_images < 1:
+            raise ConfigError(f"--calibration-images must be >= 1, got {self.calibration_images}")
+        CALIBRATION_METHODS.get(self.method)
+        ACTIVATION_TYPES.get(self.activations)
+        if not math.isfinite(self.max_drop):
+            raise ConfigError(f"--max-drop must be a number of accuracy points, got {self.max_drop}")
+
+
+class CalibrationImages:
+    """Feeds onnxruntime's calibrator float32 batches, preprocessed by the file's contract.
+
+    Implements onnxruntime's ``CalibrationDataReader`` protocol: ``get_next`` returns an
+    input dict, then ``None``; ``len`` and ``set_range`` (in batches) serve its strided
+    mode, which :func:`quantize_graph` uses to collect one batch at a time. That keeps
+    memory to one batch's activations, and lets the histogram methods (entropy,
+    percentile) accept a last batch smaller than the others.
+    """
+
+    def __init__(self, images_uint8: torch.Tensor, to_input, input_name: str,
+                 batch_size: int = CALIBRATION_BATCH) -> None:
+        self.batches = [to_input(images_uint8[i:i + batch_size]).numpy().astype(np.float32)
+                        for i in range(0, images_uint8.shape[0], batch_size)]
+        self.input_name = input_name
+        self.set_range(0, len(self.batches))
+
+    def get_next(self) -> dict | None:
+        if self.position >= self.end:
+            return None
+        self.position += 1
+        return {self.input_name: self.batches[self.position - 1]}
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self.position, self.end = start_index, min(end_index, len(self.batches))
+
+
+def calibration_indices(train: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """``count`` training indices drawn without replacement by ``seed`` (all if fewer)."""
+    order = torch.randperm(train.numel(), generator=torch.Generator().manual_seed(seed))
+    return train[order[:count]]
+
+
+@contextlib.contextmanager
+def _quiet_onnxruntime():
+    """onnxruntime.quantization logs progress on the root logger (which the CLI prints)
+    and prints its histogram progress to stdout (where ``--json`` goes); its C++ side
+    warns about every initializer it folds. None of it is for the user."""
+    ort = import_optional("onnxruntime")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    ort.set_default_logger_severity(3)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+        ort.set_default_logger_severity(2)
+
+
+def quantize_graph(fp32: bytes, reader: CalibrationImages, method: str, activations: str = "int8") -> bytes:
+    """The QDQ graph of ``fp32`` with int8 weights (metadata not yet set)."""
+    onnx = import_optional("onnx")
+    quant = import_optional("onnxruntime.quantization")
+    with tempfile.TemporaryDirectory(prefix="rsdistill-quantize-") as tmp, _quiet_onnxruntime():
+        source, prepared, out = (Path(tmp) / n for n in ("fp32.onnx", "prepared.onnx", "int8.onnx"))
+        source.write_bytes(fp32)
+        quant.quant_pre_process(str(source), str(prepared))
+        reader.set_range(0, len(reader))
+        quant.quantize_static(
+            str(prepared), str(out), reader, quant_format=quant.QuantFormat.QDQ,
+            activation_type=getattr(quant.QuantType, ACTIVATION_TYPES.get(activations)),
+            weight_type=quant.QuantType.QInt8,
+            per_channel=True,
+            calibrate_method=getattr(quant.CalibrationMethod, CALIBRATION_METHODS.get(method)),
+            extra_options={"CalibStridedMinMax": 1})
+        proto = onnx.load(str(out))
+    return proto.SerializeToString()
+
+
+def with_metadata(graph: bytes, props: dict[str, str]) -> bytes:
+    """``graph`` with exactly ``props`` as its metadata, checked by onnx.checker."""
+    onnx = import_optional("onnx")
+    proto = onnx.load_from_string(graph)
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "rsdistill"
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as exc:  # the checker raises several types, all with a first line worth showing
+        raise ExportError(f"the int8 model fails onnx.checker: {str(exc).splitlines()[0][:200]}") from None
+    return proto.SerializeToString()
+
+
+def default_int8_path(fp32_file: Path) -> Path:
+    return fp32_file.with_name(fp32_file.name[:-len(".onnx")] + INT8_SUFFIX)
+
+
+def fp32_onnx_path(source: Path) -> tuple[Path, Path | None]:
+    """(fp32 ONNX file, the checkpoint it comes from or None) for a .onnx file, a run
+    directory or a model.pt; the file may not exist yet."""
+    if source.suffix.lower() == ".onnx":
+        if not source.is_file():
+            raise ConfigError(f"ONNX model {source} does not exist")
+        return source, None
+    model_file = resolve_model_path(source)
+    return model_file.with_suffix(".onnx"), model_file
+
+
+def ensure_fp32_onnx(onnx_file: Path, model_file: Path | None, data_cfg: DataConfig | None) -> str | None:
+    """Exports ``model_file`` to ``onnx_file`` when a run has none yet; returns the parity
+    line of that export, or None when the file was there."""
+    if model_file is None:
+        return None
+    if onnx_file.is_file():
+        if onnx_file.stat().st_mtime < model_file.stat().st_mtime:
+            raise ConfigError(f"{onnx_file} is older than {model_file}; export it again with "
+                              f"'rsdistill export {model_file.parent}' or pass the .onnx file")
+        return None
+    return export_checkpoint(model_file, "onnx", out=onnx_file, data_cfg=data_cfg).parity.describe()
+
+
+def _test_scores(backend: OnnxRuntimeBackend, data: PreparedData, to_input) -> dict:
+    fp32 = resolve_precision("fp32", "cpu")
+    idx = data.split["test"]
+    logits = predict(backend.prepare(fp32), data.dataset.images[idx], to_input, fp32)
+    m = classification_metrics(data.dataset.labels[idx], logits.argmax(1), data.classes)
+    return {"accuracy": m["accuracy"], "f1_macro": m["f1_macro"]}
+
+
+def quantize_onnx(source: Path, request: QuantizeRequest, data_cfg: DataConfig,
+                  out: Path | None = None, threads: int = 1, latency_runs: int = 100,
+                  write: bool = True) -> dict:
+    """Quantise, check on the test split, time both side by side, then write (if ``write``).
+
+    Returns the record printed by ``rsdistill quantize`` (and the int8 bytes under "blob").
+    """
+    fp32_file, model_file = fp32_onnx_path(Path(source).expanduser())
+    out = Path(out).expanduser() if out is not None else default_int8_path(fp32_file)
+    # Checked before a missing fp32 file is exported, so a typo writes nothing at all.
+    if out.suffix.lower() != ".onnx" or out.resolve() == fp32_file.resolve():
+        raise ConfigError(f"--out must end in .onnx and differ from the fp32 model {fp32_file}, got {out}")
+    exported = ensure_fp32_onnx(fp32_file, model_file, data_cfg)
+    fp32_backend = OnnxRuntimeBackend(fp32_file, threads)
+    meta = fp32_backend.meta
+    if meta.get("quantization"):
+        raise ConfigError(f"{fp32_file} is already quantized; pass the fp32 model.onnx")
+    data = prepare_data(dataclasses.replace(data_cfg, image_size=int(meta["image_size"])), progress=False)
+    if list(data.classes) != list(meta["classes"]):
+        raise ConfigError(f"{fp32_file} was trained on other classes than {data_cfg.dataset} provides here")
+    to_input = normalizer_from_meta(meta)
+    calib = calibration_indices(data.split["train"], request.calibration_images, request.seed)
+    reader = CalibrationImages(data.dataset.images[calib], to_input, fp32_backend.input_name)
+    ort = import_optional("onnxruntime")
+    record = {"scheme": "static", "format": "QDQ", "activations": request.activations, "weights": "int8",
+              "per_channel": True, "reduce_range": False, "method": request.method,
+              "calibration_images": int(calib.numel()), "calibration_split": "train",
+              "seed": request.seed, "preprocess": "quant_pre_process",
+              "onnxruntime": ort.__version__, "source": fp32_file.name}
+    graph = quantize_graph(fp32_file.read_bytes(), reader, request.method, request.activations)
+    fp32_props = dict(fp32_backend.session.get_modelmeta().custom_metadata_map)
+    blob = with_metadata(graph, {**fp32_props, "quantization": json.dumps(record)})
+    int8_backend = OnnxRuntimeBackend(blob, threads)
+    before, after = _test_scores(fp32_backend, data, to_input), _test_scores(int8_backend, data, to_input)
+    size = int(meta["image_size"])
+    shape = (3, size, size)
+    latency = interleaved_latency({"fp32": (fp32_backend, shape), "int8": (int8_backend, shape)},
+                                  resolve_precision("fp32", "cpu"), rounds=latency_runs)
+    drop = 100 * (before["accuracy"] - after["accuracy"])
+    result = {
+        "source": str(fp32_file), "out": str(out), "exported": exported, "quantization": record,
+        "test_images": int(data.split["test"].numel()), "threads": fp32_backend.threads,
+        "fp32": {**before, "bytes": fp32_file.stat().st_size, **latency["fp32"]},
+        "int8": {**after, "bytes": len(blob), **latency["int8"]},
+        "accuracy_drop_pt": drop, "max_drop_pt": request.max_drop, "written": False,
+    }
+    result["size_ratio"] = result["int8"]["bytes"] / result["fp32"]["bytes"]
+    if drop > request.max_drop and not request.allow_drop:
+        raise QuantizationError(
+            f"int8 test accuracy {100 * after['accuracy']:.2f} % vs fp32 {100 * before['accuracy']:.2f} %: "
+            f"a drop of {drop:.2f} pt, more than --max-drop {request.max_drop:g} pt; "
+            "nothing was written; try another --calibration-method or more --calibration-images, "
+            "or keep it anyway with --allow-drop")
+    checked = {"split": "test", "images": result["test_images"], "accuracy_fp32": before["accuracy"],
+               "accuracy_int8": after["accuracy"], "f1_macro_fp32": before["f1_macro"],
+               "f1_macro_int8": after["f1_macro"]}
+    # The check's outcome travels with the file; only metadata changes, not the graph.
+    blob = with_metadata(graph, {**fp32_props, "quantization": json.dumps({**record, "checked": checked})})
+    result["int8"]["bytes"] = len(blob)
+    result["size_ratio"] = len(blob) / result["fp32"]["bytes"]
+    if write:
+        atomic_write_bytes(out, blob)
+        result["written"] = True
+    result["blob"] = blob
+    return result

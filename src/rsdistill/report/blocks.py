@@ -1,0 +1,69 @@
+"""A report as a list of blocks (heading, paragraph, table, image), rendered to Markdown
+and HTML by the same code, so the two never disagree."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+
+@dataclass
+class Block:
+    kind: str  # "h1" | "h2" | "p" | "table" | "img"
+    text: str = ""
+    header: list[str] | None = None
+    rows: list[list[str]] | None = None
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def pm(mean: float, std: float) -> str:
+    return f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+
+def to_markdown(blocks: list[Block]) -> str:
+    out = []
+    for b in blocks:
+        if b.kind == "h1":
+            out.append(f"# {b.text}\n")
+        elif b.kind == "h2":
+            out.append(f"## {b.text}\n")
+        elif b.kind == "p":
+            out.append(f"{b.text}\n")
+        elif b.kind == "table":
+            out.append("| " + " | ".join(b.header) + " |")
+            out.append("|" + "---|" * len(b.header))
+            out.extend("| " + " | ".join(r) + " |" for r in b.rows)
+            out.append("")
+        elif b.kind == "img":
+            out.append(f"![{b.header[0]}]({b.text})\n")
+    return "\n".join(out)
+
+
+def _inline_html(text: str) -> str:
+    parts = html.escape(text).split("**")
+    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def to_html(blocks: list[Block]) -> str:
+    body = []
+    for b in blocks:
+        if b.kind in ("h1", "h2"):
+            body.append(f"<{b.kind}>{html.escape(b.text)}</{b.kind}>")
+        elif b.kind == "p":
+            body.append(f"<p>{_inline_html(b.text)}</p>")
+        elif b.kind == "table":
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in b.header)
+            rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                           for r in b.rows)
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif b.kind == "img":
+            body.append(f'<figure><img src="{html.escape(b.text)}" alt="{html.escape(b.header[0])}">'
+                        f"<figcaption>{html.escape(b.header[0])}</figcaption></figure>")
+    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:"
+             "collapse}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}"
+             "img{max-width:100%}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>rsdistill report</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
