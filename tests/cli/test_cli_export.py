@@ -129,3 +129,17 @@ def test_compress_writes_a_run_that_evaluates_and_exports(run_dir, tmp_path, cap
     again = evaluate_json(capsys, str(out))
     assert again["accuracy"] == metrics["accuracy"]
     assert main(["export", str(out)]) == 0 and (out / "model.onnx").is_file()
+
+
+def test_a_model_trained_on_upsampled_views_is_refused_for_deployment(tmp_path, tiny_tree3,
+                                                                      tiny_cache, capsys):
+    out = tmp_path / "teacher-on-views"
+    assert main(["train", "--dataset", "folder", "--data-root", str(tiny_tree3), "--image-size",
+                 "16", "--source-size", "8", "--cache-dir", str(tiny_cache), "--workers", "1",
+                 "--model", "resnet8", "--epochs", "1", "--batch-size", "8", "--latency-runs",
+                 "2", "--device", "cpu", "--no-progress", "--out", str(out)]) == 0
+    assert torch.load(out / "model.pt", weights_only=True)["meta"]["source_size"] == 8
+    capsys.readouterr()
+    assert main(["export", str(out)]) == 2
+    assert "--source-size" in one_error_line(capsys.readouterr().err)
+    assert not (out / "model.onnx").exists()

@@ -124,7 +124,7 @@ def _same_size_batches(images, teacher_augment, seed=0):
                         Split(torch.arange(len(images)), torch.arange(0), torch.arange(0)),
                         Normalizer(), BatchAugment())
     return data.batches("train", 6, train=True, generator=torch.Generator().manual_seed(seed),
-                        teacher_size=32)
+                        teacher_view=(32, None))
 
 
 def test_a_same_size_teacher_reads_the_students_view_by_default():

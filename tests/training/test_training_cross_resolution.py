@@ -124,9 +124,9 @@ def _spy_step_inputs(monkeypatch) -> list[tuple[torch.Tensor, torch.Tensor]]:
     steps: list[list[torch.Tensor]] = []
     teacher_outputs, forward_train = Trainer._teacher_outputs, Distiller.forward_train
 
-    def spy_teacher(self, x):
+    def spy_teacher(self, x, batch=None):
         steps.append([x.detach().float().clone()])
-        return teacher_outputs(self, x)
+        return teacher_outputs(self, x, batch)
 
     def spy_student(self, step):
         steps[-1].append(step.images.detach().float().clone())

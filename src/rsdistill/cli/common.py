@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 
 from rsdistill.data.mix import MIX_MODES
-from rsdistill.data.module import TEACHER_AUGMENT, DataConfig
+from rsdistill.data.module import TEACHER_AUGMENT, TEACHER_VIEWS, DataConfig
 from rsdistill.data.specs import DATASETS
 from rsdistill.errors import ConfigError
 
@@ -32,6 +32,10 @@ def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True,
                             "view of the same augmented scenes")
     else:
         g.add_argument("--image-size", type=int, help=f"images are resized to N×N (default {_D.image_size})")
+    g.add_argument("--source-size", type=int,
+                   help="reduce every image to N×N first, then resize it (bicubic) to "
+                        "--image-size: e.g. a teacher fine-tuned on what a 32 px student sees "
+                        "(default: decode straight to --image-size)")
     g.add_argument("--cache-dir", help="decoded-tensor cache (default: $RSDISTILL_CACHE, "
                    "else ~/.cache/rsdistill/cache)")
     g.add_argument("--allow-missing-classes", action="store_true", default=None,
@@ -56,6 +60,10 @@ def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True,
     g.add_argument("--mix-alpha", type=float,
                    help=f"Beta(a, a) of the mixing weight (default {_D.mix_alpha})")
     if student:
+        g.add_argument("--teacher-view", choices=TEACHER_VIEWS,
+                       help="own: a teacher of another resolution reads the scene at its own "
+                            "size (default); upsampled: it reads the student's view upsampled "
+                            "to its input size (resolution-consistent teaching)")
         g.add_argument("--teacher-augment", choices=TEACHER_AUGMENT,
                        help="same: the teacher sees exactly the student's augmented view "
                             "(default, consistent teaching); independent: the teacher's view "

@@ -12,7 +12,7 @@ from rsdistill.runtime.precision import PRECISIONS
 from rsdistill.experiments.records import DistillConfig
 from rsdistill.experiments.procedures import run_training
 from rsdistill.experiments.teacher import teacher_data_config
-from rsdistill.training.config import TrainConfig
+from rsdistill.training.config import TEACHER_CACHE, TrainConfig
 from rsdistill.errors import ConfigError
 from rsdistill.losses import METHODS, methods_help
 
@@ -41,6 +41,10 @@ def add_train_args(p: argparse.ArgumentParser, model_flag: str, model_help: str)
     g.add_argument("--latency-runs", type=int, default=d.latency_runs)
     g.add_argument("--inference-threads", type=int, default=d.inference_threads,
                    help="CPU threads for the latency figures (default 0 = all cores)")
+    g.add_argument("--teacher-cache", choices=TEACHER_CACHE, default=d.teacher_cache,
+                   help="auto (default): with flips/rotations as the only augmentation, the "
+                        "teacher's logits of all eight views of each image are computed once; "
+                        "off: the teacher runs on every batch")
     g.add_argument("--pretrained", help="start from a local state dict (.pt)")
     g.add_argument("--out", required=True, help="run directory to write")
     g.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -58,7 +62,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         label_smoothing=args.label_smoothing, seed=args.seed, device=args.device,
         precision=args.precision, inference_precision=args.inference_precision,
         latency_runs=args.latency_runs, inference_threads=args.inference_threads,
-        pretrained=args.pretrained, sync_bn=args.sync_bn,
+        pretrained=args.pretrained, sync_bn=args.sync_bn, teacher_cache=args.teacher_cache,
     )
 
 

@@ -13,6 +13,7 @@ from rsdistill.data.dataset import SceneDataset, load_dataset_sizes
 from rsdistill.data.loader import Normalizer, TensorBatches
 from rsdistill.data.mix import BatchMix, check_mix
 from rsdistill.data.specs import DATASETS
+from rsdistill.data.views import ViewKey, upsampled_view, view_key
 from rsdistill.data.splits import (
     Split, find_split_files, parse_fractions, split_from_files, split_problem, stratified_split,
     suggest_fractions,
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 
 # How the teacher's view of a training batch is augmented relative to the student's.
 TEACHER_AUGMENT = ("same", "independent")
+# What a teacher of another resolution reads: its own view of the scene at its size, or the
+# student's view upsampled to its size (resolution-consistent teaching).
+TEACHER_VIEWS = ("own", "upsampled")
 
 
 @dataclass
@@ -49,6 +53,13 @@ class DataConfig:
     # Distillation only: "same" feeds the teacher exactly the student's augmented view
     # (consistent teaching); "independent" gives the teacher's view its own draw.
     teacher_augment: str = "same"
+    # Distillation only: "own" (the teacher reads the scene at its own resolution) or
+    # "upsampled" (it reads the student's view, upsampled to its input size).
+    teacher_view: str = "own"
+    # The model reads image_size px made from images first reduced to source_size px
+    # (bicubic both ways); None = images decoded straight to image_size. A teacher
+    # fine-tuned on what a low-resolution student sees.
+    source_size: int | None = None
     workers: int | None = None
 
     def to_dict(self) -> dict:
@@ -62,7 +73,8 @@ class PreparedData:
     split: Split
     normalizer: Normalizer
     augment: BatchAugment
-    views: dict[int, SceneDataset] = field(default_factory=dict)
+    # Every view prepared, by (size, source): the run's own and its teacher's.
+    views: dict[ViewKey, SceneDataset] = field(default_factory=dict)
     mix: BatchMix = field(default_factory=BatchMix)
 
     @property
@@ -73,28 +85,33 @@ class PreparedData:
     def num_classes(self) -> int:
         return self.dataset.num_classes
 
+    @property
+    def view(self) -> ViewKey:
+        """The view the run's own model reads."""
+        return view_key(self.config.image_size, self.config.source_size)
+
     def batches(self, split: str, batch_size: int, *, train: bool = False,
                 generator: torch.Generator | None = None,
                 device: torch.device | str = "cpu",
                 shard: tuple[int, int] | None = None,
-                teacher_size: int | None = None,
+                teacher_view: ViewKey | None = None,
                 teacher_normalizer: Normalizer | None = None) -> TensorBatches:
         """Training batches are shuffled, augmented and mixed; evaluation batches never are.
 
-        ``teacher_size``: the batches feed a teacher that reads this resolution. At
-        another size than the student's, each batch also carries the same scenes at that
-        resolution (cross-resolution distillation; the size must have been prepared with
-        ``prepare_data(..., extra_sizes)``). They are augmented identically, or, with
-        ``teacher_augment: independent``, each with its own draw (then a teacher at the
-        student's size gets its own view too).
+        ``teacher_view``: the batches feed a teacher that reads this view. When it is not
+        the student's own, each batch also carries the same scenes in that view
+        (cross-resolution distillation; it must have been prepared with
+        ``prepare_data(..., extra_views)``). They are augmented identically, or, with
+        ``teacher_augment: independent``, each with its own draw (then a teacher of the
+        student's view gets its own copy too).
         """
         teacher_images = None
-        independent = train and teacher_size is not None and \
+        independent = train and teacher_view is not None and \
             self.config.teacher_augment == "independent"
-        if teacher_size is not None and teacher_size != self.dataset.image_size:
-            if teacher_size not in self.views:
-                raise ValueError(f"no {teacher_size} px view was prepared (have {sorted(self.views)})")
-            teacher_images = self.views[teacher_size].images
+        if teacher_view is not None and teacher_view != self.view:
+            if teacher_view not in self.views:
+                raise ValueError(f"no {teacher_view} view was prepared (have {sorted(self.views)})")
+            teacher_images = self.views[teacher_view].images
         elif independent:
             teacher_images = self.dataset.images
         return TensorBatches(
@@ -114,6 +131,7 @@ class PreparedData:
             "total": len(self.dataset),
             "splits": self.split.sizes(),
             "image_size": self.dataset.image_size,
+            "source_size": self.config.source_size,
             "cache_path": str(self.dataset.cache_path) if self.dataset.cache_path else None,
             "source": self.dataset.source,
             "skipped_corrupt": len(self.dataset.skipped),
@@ -122,21 +140,36 @@ class PreparedData:
         }
 
 
-def prepare_data(cfg: DataConfig, extra_sizes: tuple[int, ...] = (), progress: bool = True,
+def check_data_config(cfg: DataConfig) -> None:
+    """The data options that need no decoding, checked before anything is read."""
+    check_mix(cfg.mix, cfg.mix_alpha)
+    for name, allowed in (("teacher_augment", TEACHER_AUGMENT), ("teacher_view", TEACHER_VIEWS)):
+        if getattr(cfg, name) not in allowed:
+            raise ConfigError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, "
+                              f"got {getattr(cfg, name)!r}")
+    if cfg.source_size is not None:
+        if cfg.source_size < 1:
+            raise ConfigError(f"--source-size must be >= 1, got {cfg.source_size}")
+        view_key(cfg.image_size, cfg.source_size)
+
+
+def prepare_data(cfg: DataConfig, extra_views: tuple[ViewKey, ...] = (), progress: bool = True,
                  check_splits: bool = True) -> PreparedData:
-    """The data of a run. ``check_splits``: a split unusable for training (a class missing
-    from one, fewer than two classes) is an error; else only a warning (``data info``)."""
-    check_mix(cfg.mix, cfg.mix_alpha)  # before any decoding
-    if cfg.teacher_augment not in TEACHER_AUGMENT:
-        raise ConfigError(f"--teacher-augment must be one of {', '.join(TEACHER_AUGMENT)}, "
-                          f"got {cfg.teacher_augment!r}")
-    sizes = tuple(dict.fromkeys((cfg.image_size, *extra_sizes)))
-    views = load_dataset_sizes(
-        cfg.dataset, cfg.data_root, sizes, cache_dir=cfg.cache_dir,
-        allow_missing_classes=cfg.allow_missing_classes, skip_corrupt=cfg.skip_corrupt,
-        download=cfg.download, workers=cfg.workers, progress=progress,
+    """The data of a run and the ``extra_views`` its teacher reads. ``check_splits``: a
+    split unusable for training (a class missing from one, fewer than two classes) is an
+    error; else only a warning (``data info``)."""
+    check_data_config(cfg)  # before any decoding
+    keys = tuple(dict.fromkeys(view_key(*v) for v in
+                               ((cfg.image_size, cfg.source_size), *extra_views)))
+    decoded = load_dataset_sizes(
+        cfg.dataset, cfg.data_root, tuple(dict.fromkeys(src or size for size, src in keys)),
+        cache_dir=cfg.cache_dir, allow_missing_classes=cfg.allow_missing_classes,
+        skip_corrupt=cfg.skip_corrupt, download=cfg.download, workers=cfg.workers,
+        progress=progress,
     )
-    ds = views[cfg.image_size]
+    views = {(size, src): decoded[size] if src is None else upsampled_view(decoded[src], size)
+             for size, src in keys}
+    ds = views[keys[0]]
     if cfg.split_dir:
         spec = DATASETS.get(cfg.dataset)
         names = tuple(dict.fromkeys((*spec.split_names, cfg.dataset)))

@@ -63,8 +63,9 @@ def prepare_teacher_and_data(data_cfg: DataConfig, teacher_path: str, progress: 
     teacher = view = meta = None
     if teacher_path:
         teacher, meta = load_teacher(teacher_path)
-        view = TeacherView.for_teacher(meta, data_cfg.image_size)
-    extra = (view.image_size,) if view is not None else ()
+        view = TeacherView.for_teacher(meta, data_cfg.image_size, data_cfg.teacher_view,
+                                       data_cfg.source_size)
+    extra = (view.key,) if view is not None else ()
     # Rank 0 decodes and caches the data first; the barrier also keeps every rank's
     # checks ahead of rank 0's first write.
     with distributed.main_first():

@@ -20,7 +20,7 @@ import json
 from rsdistill import __version__
 from rsdistill.data.decode import COLOR_MODE, RESAMPLE
 from rsdistill.data.loader import Normalizer
-from rsdistill.errors import CheckpointError
+from rsdistill.errors import CheckpointError, ConfigError
 
 CONTRACT_VERSION = "2"
 INPUT_NAME = "input"
@@ -55,8 +55,18 @@ PREPROCESSING_RECIPE = (
     "(x - mean) / std per channel unless mean/std are null; HWC -> CHW; stack to NCHW")
 
 
+def check_single_resize(meta: dict) -> None:
+    """The contract describes one resize; a model trained on images reduced to a smaller
+    size first (``--source-size``, a teacher taught on a student's view) has two."""
+    if meta.get("source_size"):
+        raise ConfigError(f"{meta['model']} reads {meta['image_size']} px images made from "
+                          f"{meta['source_size']} px ones (--source-size); it is meant as a "
+                          "teacher, and its two-step resize has no deployment contract")
+
+
 def write_contract(meta: dict, params: int, flops: int) -> dict[str, str]:
     """String metadata for a model whose checkpoint meta is ``meta``."""
+    check_single_resize(meta)
     norm = meta.get("normalization") or {}
     size = int(meta["image_size"])
     props = {

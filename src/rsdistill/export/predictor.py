@@ -24,7 +24,7 @@ from rsdistill.errors import CheckpointError, ConfigError, DataError
 from rsdistill.evaluation import predict
 from rsdistill.evaluation.backends import Backend, TorchBackend
 from rsdistill.evaluation.predictions import prediction_rows
-from rsdistill.export.contract import normalizer_from_meta
+from rsdistill.export.contract import check_single_resize, normalizer_from_meta
 from rsdistill.export.formats import format_for_file
 
 # Files decoded per step: bounds memory on huge inputs, large enough that worker
@@ -49,6 +49,7 @@ def open_model(path: str | Path, device: str | None = None, threads: int = 0) ->
     if fmt is None:
         model_file = resolve_model_path(path)
         model, meta = load_model(model_file)
+        check_single_resize(meta)
         return LoadedModel(TorchBackend(model.float().eval()), meta, model_file,
                            resolve_precision("fp32", device or "auto"), threads)
     file = Path(path).expanduser()

@@ -12,6 +12,9 @@ from rsdistill.runtime.optim import OPTIMIZERS, SCHEDULES
 from rsdistill.runtime.precision import PRECISIONS
 
 
+TEACHER_CACHE = ("auto", "off")
+
+
 @dataclass
 class TrainConfig:
     model: str = "resnet8"
@@ -34,6 +37,10 @@ class TrainConfig:
     # Under torchrun on GPUs: BatchNorm statistics over the global batch. Part of the
     # config (saved, checked on --resume) because it changes what the run computes.
     sync_bn: bool = False
+    # "auto": when every view of a training image is one of the eight flips/rotations
+    # (no crops, no mixing), the teacher's logits for all of them are computed once
+    # instead of once per batch (training/teacher_cache.py); "off": always online.
+    teacher_cache: str = "auto"
 
     def validate(self) -> None:
         if self.inference_threads < 0:
@@ -57,5 +64,8 @@ class TrainConfig:
             if getattr(self, name) not in PRECISIONS:
                 raise ConfigError(f"invalid --{name.replace('_', '-')} {getattr(self, name)!r}; "
                                   f"choose one of: {', '.join(PRECISIONS)}")
+        if self.teacher_cache not in TEACHER_CACHE:
+            raise ConfigError(f"--teacher-cache must be one of {', '.join(TEACHER_CACHE)}, "
+                              f"got {self.teacher_cache!r}")
         check_label_smoothing(self.label_smoothing)
         distributed.check_config(self.batch_size, self.device, self.sync_bn)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from rsdistill.data.loader import Normalizer
+from rsdistill.data.views import view_key
 from rsdistill.errors import ConfigError
 from rsdistill.losses import (
     DistillationLoss,
@@ -46,18 +47,34 @@ def example_input(image_size: int, in_chans: int = 3) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class TeacherView:
-    """What a teacher trained at another resolution reads: its size and normalisation."""
+    """What a teacher reads when it is not the student's own view: its input size, the
+    size the scene was reduced to first (``None``: decoded at the teacher's size), and
+    the teacher's normalisation."""
 
     image_size: int
     normalizer: Normalizer
+    source_size: int | None = None
+
+    @property
+    def key(self) -> tuple[int, int | None]:
+        return view_key(self.image_size, self.source_size)
 
     @classmethod
-    def for_teacher(cls, teacher_meta: dict, student_size: int) -> "TeacherView | None":
-        """The view a teacher needs, or ``None`` when it reads the student's images."""
+    def for_teacher(cls, teacher_meta: dict, student_size: int, mode: str = "own",
+                    student_source: int | None = None) -> "TeacherView | None":
+        """The view a teacher needs, or ``None`` when it reads the student's images.
+
+        ``mode`` "own": the scene at the teacher's resolution, as the teacher was trained
+        (reduced first if its run was, ``source_size`` in its meta); "upsampled": the
+        student's own view upsampled to the teacher's input size.
+        """
         size = int(teacher_meta["image_size"])
-        if size == int(student_size):
+        source = teacher_meta.get("source_size") if mode == "own" else \
+            (student_source or student_size)
+        key = view_key(size, source)
+        if key == view_key(student_size, student_source):
             return None
-        return cls(size, Normalizer.from_dict(teacher_meta.get("normalization")))
+        return cls(key[0], Normalizer.from_dict(teacher_meta.get("normalization")), key[1])
 
 
 @dataclass

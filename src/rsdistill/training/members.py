@@ -77,6 +77,9 @@ def model_meta(model_name: str, data: PreparedData) -> dict:
         "dataset": data.dataset.name,
         "data_fingerprint": data.dataset.fingerprint,
         "normalization": data.normalizer.to_dict(),
+        # The model reads image_size px made from source_size px images (None: decoded
+        # straight to image_size): a teacher trained on a low-resolution student's view.
+        "source_size": data.config.source_size,
     }
 
 

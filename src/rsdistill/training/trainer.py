@@ -35,6 +35,7 @@ from rsdistill.training.config import TrainConfig
 from rsdistill.training.distiller import Trainable, TrainStep
 from rsdistill.training.members import Member, members_side_by_side
 from rsdistill.training.results import final_metrics
+from rsdistill.training.teacher_cache import TeacherLogitCache, cacheable
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class Trainer:
         self.teacher_view = self._shared_teacher_view()
         self._check_mix()
         self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.teacher_cache: TeacherLogitCache | None = None
         self.epoch = 0
         self.train_seconds = 0.0
         # Optional: called before each epoch for the intra-op thread count (a sweep's seed
@@ -157,24 +159,47 @@ class Trainer:
         """The members' distillers whose loss needs the (shared) teacher's outputs."""
         return [m.distiller for m in self.members if m.distiller.needs_teacher]
 
-    def _teacher_outputs(self, x: torch.Tensor
+    def _teacher_outputs(self, x: torch.Tensor, batch=None
                          ) -> tuple[torch.Tensor | None, list[torch.Tensor] | None]:
         """The teacher's logits and tapped feature maps for this batch, computed once for
-        all members (``(None, None)`` when no member needs the teacher)."""
+        all members (``(None, None)`` when no member needs the teacher), or looked up."""
         users = self._teacher_users()
         if not users:
             return None, None
+        if self.teacher_cache is not None and batch is not None:
+            return self.teacher_cache.lookup(batch.index, batch.params).to(x.device), None
         # Through a member that taps features, if any: its hooks record them. The other
         # members' hooks on the same teacher see the same pass; they drop it in forward_train.
         runner = next((d for d in users if d.uses_features), users[0])
         with self.precision.autocast():
             return runner.teacher_outputs(x)
 
-    def _teacher_input_size(self) -> int | None:
-        """The resolution the teacher reads (``None`` when no member needs a teacher)."""
+    def _cache_teacher(self) -> None:
+        """The teacher's logits of every view, once, when the views are finite."""
+        users = self._teacher_users()
+        if self.cfg.teacher_cache == "off" or not users or self.epoch >= self.cfg.epochs:
+            return
+        why_not = cacheable(self.data.augment, self.data.mix.enabled,
+                            self.data.config.teacher_augment,
+                            any(d.uses_features for d in users))
+        if why_not:
+            log.info("teacher runs on every batch: %s", why_not)
+            return
+        view = self.teacher_view
+        images = self.data.views[view.key].images if view else self.data.dataset.images
+        normalizer = view.normalizer if view else self.data.normalizer
+        runner = users[0]
+        self.teacher_cache = TeacherLogitCache.build(
+            lambda x: runner.teacher_outputs(x)[0], images, self.data.split.train, normalizer,
+            self.data.augment, self.precision.prepare_input, self.precision.autocast)
+        log.info("teacher logits of every view of %d training images cached in %.1fs",
+                 self.data.split.train.numel(), self.teacher_cache.seconds)
+
+    def _teacher_view_key(self):
+        """The view the teacher reads (``None`` when no member needs a teacher)."""
         if not self._teacher_users():
             return None
-        return self.teacher_view.image_size if self.teacher_view else self.data.dataset.image_size
+        return self.teacher_view.key if self.teacher_view else self.data.view
 
     def _members_side_by_side(self):
         """``each(fn)`` over the members, on worker threads where that is faster."""
@@ -239,7 +264,7 @@ class Trainer:
         batches = self.data.batches("train", self.cfg.batch_size, train=True,
                                     generator=self.generator, device=self.precision.device,
                                     shard=distributed.shard(),
-                                    teacher_size=self._teacher_input_size(),
+                                    teacher_view=self._teacher_view_key(),
                                     teacher_normalizer=view.normalizer if view else None)
         bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", leave=False,
                    disable=None if self.progress and distributed.is_main() else True)
@@ -249,7 +274,7 @@ class Trainer:
                 # The teacher reads its own (higher-resolution) view of the same augmented scenes.
                 xt = x if batch.teacher_images is None else \
                     self.precision.prepare_input(batch.teacher_images)
-                teacher_logits, teacher_features = self._teacher_outputs(xt)
+                teacher_logits, teacher_features = self._teacher_outputs(xt, batch)
                 # Mixed label distributions under Mixup/CutMix, the class indices otherwise.
                 targets = batch.labels if batch.targets is None else batch.targets
                 step = TrainStep(x, targets, xt, teacher_logits, teacher_features, self.epoch)
@@ -316,6 +341,7 @@ class Trainer:
         for cb in callbacks:
             cb.on_fit_start(self)
         val_labels = self.data.dataset.labels[self.data.split.val]
+        self._cache_teacher()
         try:
             while self.epoch < self.cfg.epochs:
                 self._epoch(val_labels, main, callbacks)
