@@ -6,7 +6,9 @@ import argparse
 
 from rsdistill.cli.common import add_data_args, data_config
 from rsdistill.cli.train_cmd import (
+    add_assistant_args,
     add_method_args,
+    assistant_teacher,
     add_train_args,
     distill_data_config,
     method_settings,
@@ -36,6 +38,7 @@ def register(sub) -> None:
                    help="seeds trained side by side, one process each (default 0 = one per CPU "
                         "core, 1 on a GPU or under torchrun)")
     add_method_args(g)
+    add_assistant_args(g)
     p.set_defaults(func=cmd_sweep)
 
 
@@ -43,7 +46,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = SweepConfig(teacher=args.teacher, alphas=parse_alphas(args.alphas),
                         betas=parse_betas(args.nuclear_beta), seeds=args.seeds,
                         method=MethodConfig(temperature=args.temperature, **method_settings(args)))
-    summary = run_sweep(args.out, distill_data_config(args), train_config(args), sweep,
+    sweep.validate()  # before an assistant trains
+    data_cfg = distill_data_config(args)
+    sweep.teacher = assistant_teacher(args, data_cfg)
+    summary = run_sweep(args.out, data_cfg, train_config(args), sweep,
                         resume=args.resume, progress=args.progress, jobs=args.jobs)
     print(f"{'beta':>6} {'alpha':>6} {'accuracy':>16} {'f1_macro':>16}")
     for r in summary["aggregate"]:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from rsdistill.cli.common import add_data_args, data_config, parse_layers, parse_method_options
 from rsdistill.config import from_dict
 from rsdistill.data.module import DataConfig
 from rsdistill.runtime.precision import PRECISIONS
+from rsdistill.experiments.assistant import parse_assistant, train_assistant
 from rsdistill.experiments.records import DistillConfig
 from rsdistill.experiments.procedures import run_training
 from rsdistill.experiments.teacher import teacher_data_config
@@ -96,7 +98,28 @@ def register(sub) -> None:
                    help="softmax temperature (default: the method's, 1 for dml, else 4)")
     g.add_argument("--nuclear-beta", default="0",
                    help="weight β of the first layer's nuclear norm: a number, or 'alpha' (β = α)")
+    add_assistant_args(g)
     d.set_defaults(func=cmd_distill)
+
+
+def add_assistant_args(g) -> None:
+    g.add_argument("--assistant", metavar="MODEL[@SIZE]",
+                   help="teacher-assistant chain: first distil MODEL (at SIZE px, default the "
+                        "student's) from --teacher with KD into OUT/assistant, then teach the "
+                        "student with it, e.g. resnet8x4@64")
+    g.add_argument("--assistant-epochs", type=int,
+                   help="the assistant's epochs (default: --epochs)")
+
+
+def assistant_teacher(args: argparse.Namespace, data_cfg: DataConfig) -> str:
+    """--teacher, or the assistant distilled from it when --assistant is given."""
+    assistant = parse_assistant(args.assistant, args.assistant_epochs)
+    if not assistant.enabled:
+        return args.teacher
+    if not args.teacher:
+        raise ConfigError("--assistant is distilled from --teacher; pass --teacher")
+    return train_assistant(Path(args.out), assistant, args.teacher, data_cfg, train_config(args),
+                           progress=args.progress)
 
 
 def add_method_args(g) -> None:
@@ -158,7 +181,10 @@ def cmd_distill(args: argparse.Namespace) -> int:
     distill = DistillConfig(teacher=args.teacher, alpha=args.alpha,
                             temperature=args.temperature, nuclear_beta=args.nuclear_beta,
                             **method_settings(args))
-    metrics = run_training(args.out, distill_data_config(args), train_config(args), distill,
+    distill.validate()  # before an assistant trains
+    data_cfg = distill_data_config(args)
+    distill.teacher = assistant_teacher(args, data_cfg)
+    metrics = run_training(args.out, data_cfg, train_config(args), distill,
                            resume=args.resume, progress=args.progress)
     _print_summary(metrics, args.out)
     return 0

@@ -14,6 +14,7 @@ import yaml
 from rsdistill.config import from_dict
 from rsdistill.data.module import DataConfig
 from rsdistill.errors import ConfigError
+from rsdistill.experiments.assistant import AssistantConfig, train_assistant
 from rsdistill.experiments.grid import GRID_KEYS, SweepConfig, parse_alphas, parse_betas
 from rsdistill.experiments.procedures import run_training
 from rsdistill.experiments.sweep import run_sweep
@@ -62,6 +63,8 @@ class StudyConfig:
     student: TrainConfig = field(default_factory=lambda: TrainConfig(model="resnet8", epochs=25))
     sweep: StudySweep = field(default_factory=StudySweep)
     method: StudyMethod = field(default_factory=StudyMethod)
+    # A teacher assistant between teacher and students (model "" = none).
+    assistant: AssistantConfig = field(default_factory=AssistantConfig)
     # The teacher's input size when it differs from the students' (data.image_size):
     # a high-resolution teacher for low-resolution students, each fed its own view.
     teacher_image_size: int | None = None
@@ -71,7 +74,7 @@ class StudyConfig:
 
 
 SECTIONS = {"data": DataConfig, "teacher": TrainConfig, "student": TrainConfig,
-            "sweep": StudySweep, "method": StudyMethod}
+            "sweep": StudySweep, "method": StudyMethod, "assistant": AssistantConfig}
 
 
 def _move_legacy_method_keys(raw: dict) -> dict:
@@ -145,6 +148,7 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> Path:
     sweep.validate()
     cfg.teacher.validate()
     cfg.student.validate()
+    cfg.assistant.validate()
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / STUDY_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     teacher_dir = out / "teacher"
@@ -153,6 +157,9 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> Path:
         teacher_data = cfg.data if cfg.teacher_image_size is None else \
             replace(cfg.data, image_size=cfg.teacher_image_size)
         run_training(teacher_dir, teacher_data, cfg.teacher, resume=True, progress=progress)
+    if cfg.assistant.enabled:
+        sweep = replace(sweep, teacher=train_assistant(out, cfg.assistant, sweep.teacher,
+                                                       cfg.data, cfg.student, progress=progress))
     log.info("stage 2/3: α sweep of %s (%d α × %d β × %d seeds)", cfg.student.model,
              len(sweep.alphas), len(sweep.betas), sweep.seeds)
     run_sweep(out / "sweep", cfg.data, cfg.student, sweep, resume=True, progress=progress,
