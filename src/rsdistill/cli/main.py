@@ -12,7 +12,7 @@ from rsdistill.errors import RsdistillError
 
 # Each module adds its subcommand(s) with ``register(subparsers)``.
 COMMAND_MODULES = ("data_cmd", "models_cmd", "train_cmd", "evaluate_cmd", "sweep_cmd", "report_cmd", "run_cmd",
-                   "compare_cmd",
+                   "compare_cmd", "pareto_cmd",
                    "export_cmd", "compress_cmd", "quantize_cmd", "predict_cmd")
 
 

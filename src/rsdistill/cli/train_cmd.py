@@ -21,10 +21,11 @@ from rsdistill.losses import METHODS, methods_help
 SUMMARY_KEYS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "params", "flops")
 
 
-def add_train_args(p: argparse.ArgumentParser, model_flag: str, model_help: str) -> None:
+def add_train_args(p: argparse.ArgumentParser, model_flag: str, model_help: str,
+                   model_required: bool = True) -> None:
     d = TrainConfig()
     g = p.add_argument_group("training")
-    g.add_argument(model_flag, dest="model", required=True, help=model_help)
+    g.add_argument(model_flag, dest="model", required=model_required, help=model_help)
     g.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
     g.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
     g.add_argument("--optimizer", default=d.optimizer, help="sgd (default) or adamw")

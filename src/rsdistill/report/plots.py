@@ -120,3 +120,29 @@ def method_accuracy(methods: list[dict], path: Path, teacher: dict | None = None
     ax.set_title(f"accuracy per method (mean ± std over {seeds} seed{'s' if seeds > 1 else ''})")
     ax.grid(alpha=0.3, axis="y")
     return _save(fig, path)
+
+
+def pareto(rows: list[dict], teacher: dict | None, path: Path) -> Path:
+    """Accuracy (mean ± std) vs batch-1 latency, scratch and distilled, the front joined."""
+    fig, ax = plt.subplots(figsize=(7.2, 4.8))
+    for kind, marker in (("scratch", "s"), ("distilled", "o")):
+        rs = [r for r in rows if r["kind"] == kind]
+        ax.errorbar([r["latency_ms"] for r in rs], [100 * r["accuracy_mean"] for r in rs],
+                    yerr=[100 * r["accuracy_std"] for r in rs], fmt=marker, capsize=3,
+                    label=kind, alpha=0.85)
+        for r in rs:
+            ax.annotate(f"{r['model']}@{r['image_size']}", (r["latency_ms"], 100 * r["accuracy_mean"]),
+                        fontsize=6, xytext=(3, 3), textcoords="offset points")
+    front = sorted((r for r in rows if r.get("on_front")), key=lambda r: r["latency_ms"])
+    if front:
+        ax.step([r["latency_ms"] for r in front], [100 * r["accuracy_mean"] for r in front],
+                where="post", color="black", linewidth=1, label="Pareto front")
+    if teacher and "accuracy" in teacher:
+        ax.plot([teacher["latency_ms"]], [100 * teacher["accuracy"]], marker="*", markersize=12,
+                color="black", linestyle="none", label=f"teacher {teacher.get('model', '')}")
+    ax.set_xscale("log")
+    ax.set_xlabel("batch-1 latency, ONNX Runtime (ms, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _save(fig, path)

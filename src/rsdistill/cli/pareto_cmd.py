@@ -1,0 +1,76 @@
+"""``rsdistill pareto``: students of several sizes and resolutions, from scratch and
+distilled, and the accuracy–latency front they form."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rsdistill.cli.common import add_data_args
+from rsdistill.cli.train_cmd import (
+    add_method_args,
+    add_train_args,
+    distill_data_config,
+    method_settings,
+    train_config,
+)
+from rsdistill.errors import ConfigError
+from rsdistill.experiments.pareto import ParetoConfig, run_pareto
+from rsdistill.losses import MethodConfig
+from rsdistill.report.pareto_report import build_pareto, write_pareto_report
+
+
+def register(sub) -> None:
+    p = sub.add_parser("pareto", help="accuracy vs latency of several students, scratch and "
+                                      "distilled, with the Pareto front",
+                       description="For every student × input size: one fused sweep with "
+                                   "α ∈ {0, --alpha} (scratch and distilled on the same batches) "
+                                   "over --seeds seeds into OUT/<student>_<size>/; then every "
+                                   "architecture and the teacher are timed side by side (batch 1, "
+                                   "ONNX Runtime) and OUT/pareto.md, .csv, .json and "
+                                   "figures/pareto.png are written. Rerunning continues.")
+    add_data_args(p, dataset_required=False, student=True)
+    add_train_args(p, "--students", "comma-separated student models (default resnet8,resnet14,"
+                                    "resnet20,wrn_16_2,mobilenetv2_x0_5)", model_required=False)
+    g = p.add_argument_group("pareto")
+    g.add_argument("--teacher", required=True, help="teacher run directory or model.pt")
+    g.add_argument("--sizes", default="32,64", help="student input sizes (default 32,64)")
+    g.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    g.add_argument("--alpha", type=float, default=0.5, help="the distilled students' α (default 0.5)")
+    g.add_argument("--temperature", "-T", type=float, default=None)
+    g.add_argument("--jobs", type=int, default=0, help="seeds side by side (0 = one per core)")
+    g.add_argument("--timing-threads", type=int, default=1,
+                   help="intra-op threads of the side-by-side timing (default 1)")
+    add_method_args(g)
+    p.set_defaults(func=cmd_pareto)
+
+
+def _ints(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} takes comma-separated whole numbers, got {text!r}") from None
+    if not values:
+        raise ConfigError(f"{flag} names nothing, got {text!r}")
+    return values
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    students = [m.strip() for m in args.model.split(",") if m.strip()] if args.model else \
+        ParetoConfig().students
+    method = MethodConfig(alpha=args.alpha, temperature=args.temperature, **method_settings(args))
+    cfg = ParetoConfig(teacher=args.teacher, students=students, sizes=_ints(args.sizes, "--sizes"),
+                       seeds=args.seeds, method=method)
+    cfg.validate()
+    args.model = students[0]
+    data_cfg = distill_data_config(args)
+    train_cfg = train_config(args)
+    rows = run_pareto(args.out, data_cfg, train_cfg, cfg, progress=args.progress, jobs=args.jobs)
+    result = build_pareto(rows, args.teacher, args.timing_threads)
+    report = write_pareto_report(Path(args.out), result, data_cfg.dataset, train_cfg.epochs)
+    for r in sorted(result["rows"], key=lambda r: r["latency_ms"]):
+        print(f"{r['model']:>18}@{r['image_size']:<4} {r['kind']:>9} "
+              f"{100 * r['accuracy_mean']:6.2f} ± {100 * r['accuracy_std']:<5.2f} "
+              f"{r['latency_ms']:8.3f} ms{'  front' if r['on_front'] else ''}")
+    print(f"wrote {report}")
+    return 0

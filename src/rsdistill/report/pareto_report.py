@@ -1,0 +1,119 @@
+"""The accuracy–latency Pareto front of a Pareto study: table, figure, report.
+
+Every student architecture (and the teacher, the reference point) is exported to ONNX in
+memory and timed at batch 1 in ONNX Runtime, all in one process, with the same thread
+count, in interleaved rounds, so the latencies compare fairly. A point is on the front when
+no other point is both faster and more accurate.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from rsdistill.evaluation.timing import interleaved_latency
+from rsdistill.experiments.stats import write_csv
+from rsdistill.experiments.teacher import teacher_summary
+from rsdistill.export.formats import EXPORT_FORMATS
+from rsdistill.io import atomic_write_text, write_json
+from rsdistill.models import count_flops, count_parameters, load_model
+from rsdistill.report import plots
+from rsdistill.report.blocks import Block, pct, pm, to_html, to_markdown
+from rsdistill.runtime.environment import cpu_name, machine_load
+from rsdistill.runtime.precision import resolve_precision
+from rsdistill.runtime.rundir import FIGURES_DIR, MODEL_FILE
+
+log = logging.getLogger(__name__)
+
+TEACHER = "teacher"
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points (latency, accuracy) that no other point beats on both: each is
+    more accurate than every faster point."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], float("-inf")
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def _ort(model_file: Path, threads: int):
+    model, meta = load_model(model_file)
+    model = model.float().eval()
+    fmt = EXPORT_FORMATS.get("onnx")
+    size = int(meta["image_size"])
+    blob = fmt.serialize(model, meta, count_parameters(model), count_flops(model, size), None)
+    return fmt.load(blob, threads), size
+
+
+def time_models(files: dict[str, Path], threads: int = 1, rounds: int = 30,
+                runs_per_round: int = 10) -> dict:
+    """Batch-1 ONNX Runtime latency of every model file, side by side in this process."""
+    predictors = {}
+    for name, file in files.items():
+        backend, size = _ort(file, threads)
+        predictors[name] = (backend, (3, size, size))
+    before = machine_load()
+    timed = interleaved_latency(predictors, resolve_precision("fp32", "cpu"), rounds=rounds,
+                                runs_per_round=runs_per_round)
+    return {"threads": threads, "cpu": cpu_name(), "load_before": before,
+            "load_after": machine_load(), "rounds": rounds, "runs_per_round": runs_per_round,
+            "latency_ms": {name: t["latency_ms_p50"] for name, t in timed.items()}}
+
+
+def build_pareto(rows: list[dict], teacher: str | None, threads: int = 1) -> dict:
+    """Rows with their latency and front membership, the teacher's point, the timing."""
+    files = {f"{r['model']}@{r['image_size']}": Path(r["run"]) / MODEL_FILE for r in rows}
+    if teacher:
+        files[TEACHER] = Path(teacher)
+    timing = time_models(files, threads)
+    for r in rows:
+        r["latency_ms"] = timing["latency_ms"][f"{r['model']}@{r['image_size']}"]
+    front = pareto_front([(r["latency_ms"], r["accuracy_mean"]) for r in rows])
+    for i, r in enumerate(rows):
+        r["on_front"] = i in front
+    ref = None
+    if teacher:
+        summary = teacher_summary(teacher) or {}
+        ref = {**summary, "latency_ms": timing["latency_ms"][TEACHER], "file": str(teacher)}
+    return {"rows": rows, "teacher": ref, "timing": timing}
+
+
+def write_pareto_report(out: Path, result: dict, data_name: str, epochs: int) -> Path:
+    out = Path(out)
+    rows, teacher, timing = result["rows"], result["teacher"], result["timing"]
+    write_json(out / "pareto.json", result)
+    write_csv(out / "pareto.csv", rows)
+    plots.pareto(rows, teacher, out / FIGURES_DIR / "pareto.png")
+    seeds = max(r["seeds"] for r in rows)
+    table = [[r["model"], str(r["image_size"]), r["kind"], f"{r['params']:,}",
+              f"{r['latency_ms']:.3f}",
+              pm(r["accuracy_mean"], r["accuracy_std"]) if r["seeds"] > 1 else pct(r["accuracy_mean"]),
+              "yes" if r["on_front"] else ""]
+             for r in sorted(rows, key=lambda r: r["latency_ms"])]
+    if teacher:
+        table.append([f"teacher {teacher.get('model', '')}", str(teacher.get("image_size") or "–"),
+                      "reference", f"{teacher.get('params', 0):,}", f"{teacher['latency_ms']:.3f}",
+                      pct(teacher["accuracy"]) if "accuracy" in teacher else "–", ""])
+    load = (f"{timing['load_before']:.2f} before, {timing['load_after']:.2f} after"
+            if timing["load_before"] is not None else "unknown")
+    blocks = [
+        Block("h1", f"Accuracy vs latency: {data_name}"),
+        Block("p", (f"Every student trained {epochs} epochs from scratch (α = 0) and distilled "
+                    f"(same batches, epochs and seeds; {seeds} seed{'s' if seeds > 1 else ''}, "
+                    "test accuracy mean ± std). Latency: batch 1, ONNX Runtime, "
+                    f"{timing['threads']} thread{'s' if timing['threads'] > 1 else ''}, every "
+                    f"model timed in one process in {timing['rounds']} interleaved rounds on "
+                    f"{timing['cpu']} (load {load}). On the front: no other student is both "
+                    "faster and more accurate.")),
+        Block("table", header=["model", "input px", "training", "parameters",
+                               "latency ms (ORT, batch 1)", "accuracy %", "on the front"],
+              rows=table),
+        Block("img", f"{FIGURES_DIR}/pareto.png", header=["accuracy vs batch-1 latency"]),
+    ]
+    atomic_write_text(out / "pareto.md", to_markdown(blocks))
+    atomic_write_text(out / "pareto.html", to_html(blocks))
+    return out / "pareto.md"
