@@ -17,7 +17,8 @@ from rsdistill.training.peers import peer_metrics, peer_models, training_cost
 
 
 def final_metrics(m: Member, data: PreparedData, cfg: TrainConfig, precision: Precision,
-                  train_seconds: float, epochs_done: int, n: int) -> dict:
+                  train_seconds: float, epochs_done: int, n: int,
+                  teacher_cache_seconds: float | None = None) -> dict:
     """Reloads the member's model.pt, evaluates it and writes metrics.json.
 
     ``precision``: what training ran in (recorded); ``train_seconds`` and ``epochs_done``
@@ -41,6 +42,9 @@ def final_metrics(m: Member, data: PreparedData, cfg: TrainConfig, precision: Pr
         "train_seconds": round(train_seconds / n, 3),
         "seconds_per_epoch": round(train_seconds / n / max(1, epochs_done), 3),
         "train_precision": precision.describe(),
+        # The one-time teacher pass over every view (None: the teacher ran per batch).
+        "teacher_cache_seconds": (None if teacher_cache_seconds is None
+                                  else round(teacher_cache_seconds, 3)),
     }
     if distributed.is_distributed():
         metrics["run"]["distributed"] = {"world_size": distributed.world_size(),

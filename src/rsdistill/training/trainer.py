@@ -352,9 +352,10 @@ class Trainer:
             # which callers keep using. The metrics come from the reloaded model.pt.
             for m in self.members:
                 m.distiller.close()
+        cache_seconds = self.teacher_cache.seconds if self.teacher_cache is not None else None
         results = [final_metrics(m, self.data, self.cfg, self.precision, self.train_seconds,
-                                 self.epoch, len(self.members)) for m in self.members] \
-            if main else None
+                                 self.epoch, len(self.members), cache_seconds)
+                   for m in self.members] if main else None
         return distributed.broadcast_object(results)
 
     def _epoch(self, val_labels: torch.Tensor, main: bool, callbacks: list[Callback]) -> None:
