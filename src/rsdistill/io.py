@@ -80,6 +80,13 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     _atomic(path, lambda fh: torch.save(obj, fh), "wb")
 
 
+def atomic_write_stream(path: Path, write: Callable[[Any], None]) -> None:
+    """``write(fh)`` fills a binary temporary file; ``path`` appears only if it returns.
+    An exception from ``write`` (a failed check, a dropped connection) leaves ``path``
+    as it was."""
+    _atomic(path, write, "wb")
+
+
 def write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
@@ -120,9 +127,11 @@ def _unlock_free(path: Path) -> int | None:
     return fd
 
 
-def remove_stale_temp_files(directory: Path) -> list[Path]:
+def remove_stale_temp_files(directory: Path, target: str | None = None) -> list[Path]:
     """Remove the temporary files that killed writers left in ``directory``.
 
+    ``target``: only those of writers of that file name, in the current naming (a folder
+    the user owns, such as a data root, may hold other programs' hidden ``.tmp`` files).
     Returns what was removed. Never raises: a folder that cannot be listed or written
     (read-only, vanished) simply keeps its leftovers.
     """
@@ -139,6 +148,8 @@ def remove_stale_temp_files(directory: Path) -> list[Path]:
         except OSError:
             continue
         if not stat.S_ISREG(st.st_mode):
+            continue
+        if target is not None and (match is None or match["target"] != target):
             continue
         if match is None:
             if not (_OLD_TEMP_NAME.match(entry.name) and now - st.st_mtime > _OLD_TEMP_AGE_S):

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from rsdistill.cli.report_cmd import INT8_HELP
 from rsdistill.data.specs import DATASETS
-from rsdistill.experiments.study import StudyConfig, load_study_config, run_study
-from rsdistill.errors import ConfigError
+from rsdistill.experiments.study import (
+    StudyConfig, describe_locations, load_study_config, run_study,
+)
 from rsdistill.report.sweep_report import write_report
 
 log = logging.getLogger(__name__)
@@ -17,12 +18,20 @@ log = logging.getLogger(__name__)
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="run the whole study in one command",
-                       description="Prepare data, train the teacher, sweep α without and with the "
-                                   "nuclear norm (β = α), evaluate and write the report. Rerunning "
-                                   "continues an interrupted study.")
-    p.add_argument("--config", help="study config YAML (see configs/)")
+                       description="Prepare data (--download fetches a missing archive), train "
+                                   "the teacher, sweep α without and with the nuclear norm "
+                                   "(β = α), evaluate and write the report. Without --config or "
+                                   "--dataset: the UC Merced study (configs/ucmerced.yaml). "
+                                   "Rerunning continues an interrupted study.")
+    p.add_argument("--config", help="study config YAML (see configs/; default: the UC Merced "
+                                    "study)")
     p.add_argument("--dataset", choices=DATASETS.names(), help="dataset (overrides the config)")
-    p.add_argument("--data-root", help="folder holding the dataset archives")
+    p.add_argument("--data-root", help="folder holding the dataset archives (default: "
+                                       "$RSDISTILL_DATA, else ~/.cache/rsdistill/data)")
+    p.add_argument("--download", action="store_true", default=None,
+                   help="download the archive into the data root if it is missing (checked "
+                        "with its md5) before anything trains; also 'download: true' in the "
+                        "config's data section")
     p.add_argument("--cache-dir")
     p.add_argument("--allow-missing-classes", action="store_true", default=None)
     p.add_argument("--seeds", type=int, help="seeds of the sweep (overrides the config)")
@@ -35,12 +44,12 @@ def register(sub) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.config is None and args.dataset is None:
-        raise ConfigError("pass --dataset NAME or --config FILE.yaml")
+    # No config: StudyConfig's defaults, which are configs/ucmerced.yaml's (a test
+    # keeps the two equal), so a bare 'rsdistill run' is the UC Merced study.
     cfg = load_study_config(args.config) if args.config else StudyConfig()
     if args.dataset:
         cfg.data.dataset = args.dataset
-    for key in ("data_root", "cache_dir", "allow_missing_classes"):
+    for key in ("data_root", "download", "cache_dir", "allow_missing_classes"):
         if getattr(args, key) is not None:
             setattr(cfg.data, key, getattr(args, key))
     if args.seeds is not None:
@@ -51,8 +60,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg.out = args.out
     elif not args.config:
         cfg.out = str(Path("runs") / cfg.data.dataset)
+    log.info("%s", describe_locations(cfg))
     sweep_dir = run_study(cfg, progress=args.progress)
-    log.info("stage 3/3: report")
+    log.info("stage 4/4: report")
     report = write_report(sweep_dir, int8=args.int8)
     print(f"wrote {report}")
     return 0

@@ -83,9 +83,10 @@ def locate(spec: DatasetSpec, data_root: Path) -> tuple[ImageSource, str]:
     """The source holding ``spec`` under ``data_root`` and the class-root prefix inside it."""
     data_root = Path(data_root).expanduser()
     if not data_root.exists():
-        raise DataError(
-            f"data root {data_root} does not exist; pass --data-root DIR or set {DATA_ENV}"
-        )
+        fetch = (f", or pass --download to fetch {spec.downloads[0].filename} into it"
+                 if spec.downloads else "")
+        raise DataError(f"data root {data_root} does not exist; pass --data-root DIR or set "
+                        f"{DATA_ENV}{fetch}")
     if spec.is_generic:
         source = open_source(data_root)
         paths = source.list_files()

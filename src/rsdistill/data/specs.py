@@ -17,6 +17,9 @@ class Download:
     url: str
     filename: str
     md5: str | None = None
+    # Expected size in bytes, for the log and the progress bar when the server sends
+    # no Content-Length (the md5 is what checks the file).
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ class DatasetSpec:
     # Names used by published split files, e.g. torchgeo's "uc_merced-train.txt".
     split_names: tuple[str, ...] = ()
     manual_download: str = ""
+    # The page to get the archive from by hand (named when a download fails).
+    homepage: str = ""
     citation: str = ""
 
     @property
@@ -94,9 +99,12 @@ UCMERCED = _spec(DatasetSpec(
     layouts=("UCMerced_LandUse/Images", "Images"),
     archives=("UCMerced_LandUse.zip", "ucmerced.zip"),
     downloads=(
+        # 332,468,434 bytes (317.07 MiB): the TensorFlow Datasets catalog's download size
+        # for uc_merced, and the size of torchgeo's mirror of this zip on Hugging Face.
         Download("http://weegee.vision.ucmerced.edu/datasets/UCMerced_LandUse.zip",
-                 "UCMerced_LandUse.zip", "5b7ec56793786b6dc8a908e8854ac0e4"),
+                 "UCMerced_LandUse.zip", "5b7ec56793786b6dc8a908e8854ac0e4", 332_468_434),
     ),
+    homepage="http://weegee.vision.ucmerced.edu/datasets/landuse.html",
     split_names=("uc_merced", "ucmerced"),
     citation="Yang & Newsam, Bag-Of-Visual-Words and Spatial Extensions for Land-Use "
              "Classification, ACM SIGSPATIAL GIS 2010",
@@ -113,6 +121,7 @@ EUROSAT = _spec(DatasetSpec(
         Download("http://madm.dfki.de/files/sentinel/EuroSAT.zip",
                  "EuroSAT.zip", "c8fa014336c82ac7804f0398fcb19387"),
     ),
+    homepage="https://github.com/phelber/EuroSAT",
     split_names=("eurosat",),
     citation="Helber et al., EuroSAT, IEEE JSTARS 2019",
 ))
@@ -128,6 +137,7 @@ AID = _spec(DatasetSpec(
         "AID has no public direct download URL: get it from the authors' page "
         "(http://www.captain-whu.com/project/AID/)"
     ),
+    homepage="http://www.captain-whu.com/project/AID/",
     split_names=("aid",),
     citation="Xia et al., AID, IEEE TGRS 55(7), 2017",
 ))
@@ -143,6 +153,8 @@ NWPU_RESISC45 = _spec(DatasetSpec(
         Download("https://hf.co/datasets/torchgeo/resisc45/resolve/main/NWPU-RESISC45.zip",
                  "NWPU-RESISC45.zip", "75206b2e16446591afa88e2628744886"),
     ),
+    # The authors' page (escience.cn) is gone; the download is torchgeo's mirror.
+    homepage="https://huggingface.co/datasets/torchgeo/resisc45",
     split_names=("resisc45", "nwpu_resisc45"),
     citation="Cheng, Han & Lu, Remote Sensing Image Scene Classification: Benchmark and "
              "State of the Art, Proc. IEEE 2017",

@@ -6,13 +6,14 @@ report, a layer above.)"""
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import yaml
 
 from rsdistill.config import from_dict
-from rsdistill.data.module import DataConfig
+from rsdistill.data.module import DataConfig, prepare_data
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.assistant import AssistantConfig, train_assistant
 from rsdistill.experiments.grid import GRID_KEYS, SweepConfig, parse_alphas, parse_betas
@@ -20,6 +21,7 @@ from rsdistill.experiments.procedures import run_training
 from rsdistill.experiments.sweep import run_sweep
 from rsdistill.io import atomic_write_text
 from rsdistill.losses import MethodConfig
+from rsdistill.paths import DATA_ENV, default_cache_dir, default_data_root
 from rsdistill.runtime.rundir import METRICS_FILE, STUDY_FILE
 from rsdistill.training.config import TrainConfig
 
@@ -141,26 +143,65 @@ def study_sweep(cfg: StudyConfig) -> SweepConfig:
                        method=MethodConfig(**method))
 
 
+def resolve_data_root(cfg: StudyConfig) -> StudyConfig:
+    """The config with the data root the environment decides (``$RSDISTILL_DATA``, else
+    ~/.cache/rsdistill/data) filled in, so study.yaml names the folder used, as every
+    run's config.yaml does."""
+    if cfg.data.data_root:
+        return cfg
+    return replace(cfg, data=replace(cfg.data, data_root=str(default_data_root())))
+
+
+def describe_locations(cfg: StudyConfig) -> str:
+    """One line: where the study looks for its data and where it writes."""
+    root = Path(cfg.data.data_root or default_data_root()).expanduser()
+    if cfg.data.data_root:
+        chosen = "--data-root or the config"
+    elif os.environ.get(DATA_ENV):
+        chosen = f"${DATA_ENV}"
+    else:
+        chosen = f"the default; --data-root DIR or ${DATA_ENV} to change"
+    fetch = "fetched there if missing" if cfg.data.download else \
+        "--download fetches it if missing"
+    cache = Path(cfg.data.cache_dir or default_cache_dir()).expanduser()
+    return (f"{cfg.data.dataset} study: looking for the data in {root.absolute()} ({chosen}; "
+            f"{fetch}); writing results to {Path(cfg.out).absolute()} and decoded images to "
+            f"{cache.absolute()}")
+
+
 def run_study(cfg: StudyConfig, progress: bool = True) -> Path:
-    """Trains the teacher and the sweep; returns the sweep directory (to report on)."""
+    """Checks the data, trains the teacher and the sweep; returns the sweep directory
+    (to report on). The data stage (download included) ends before anything is written
+    to the study directory or trained."""
+    cfg = resolve_data_root(cfg)
     out = Path(cfg.out)
     sweep = study_sweep(cfg)
     sweep.validate()
     cfg.teacher.validate()
     cfg.student.validate()
     cfg.assistant.validate()
+    log.info("stage 1/4: data (%s%s)", cfg.data.dataset,
+             ", downloading what is missing" if cfg.data.download else "")
+    teacher_size = cfg.teacher_image_size or cfg.data.image_size
+    # Decoded (and cached) once here, for every size the runs read; the runs then load
+    # the cache. Also checks the split, so a data problem stops the study before it starts.
+    prepared = prepare_data(cfg.data, extra_views=((teacher_size, cfg.data.source_size),),
+                            progress=progress)
+    log.info("%s: %d images, %d classes, from %s", cfg.data.dataset, len(prepared.dataset),
+             prepared.num_classes, prepared.dataset.source)
+    del prepared
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / STUDY_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     teacher_dir = out / "teacher"
     if not (teacher_dir / METRICS_FILE).is_file():
-        log.info("stage 1/3: training the teacher %s", cfg.teacher.model)
+        log.info("stage 2/4: training the teacher %s", cfg.teacher.model)
         teacher_data = cfg.data if cfg.teacher_image_size is None else \
             replace(cfg.data, image_size=cfg.teacher_image_size)
         run_training(teacher_dir, teacher_data, cfg.teacher, resume=True, progress=progress)
     if cfg.assistant.enabled:
         sweep = replace(sweep, teacher=train_assistant(out, cfg.assistant, sweep.teacher,
                                                        cfg.data, cfg.student, progress=progress))
-    log.info("stage 2/3: α sweep of %s (%d α × %d β × %d seeds)", cfg.student.model,
+    log.info("stage 3/4: α sweep of %s (%d α × %d β × %d seeds)", cfg.student.model,
              len(sweep.alphas), len(sweep.betas), sweep.seeds)
     run_sweep(out / "sweep", cfg.data, cfg.student, sweep, resume=True, progress=progress,
               jobs=cfg.sweep.jobs)
