@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -33,6 +33,11 @@ class DataConfig:
     split_seed: int = 0
     split_dir: str | None = None
     standardize: bool = False
+    # Fixed per-channel mean/std of [0, 1] pixels that the model expects instead of
+    # statistics of the data: a pretrained model's own (--pretrained imagenet fills them
+    # in). Recorded here so --resume and evaluate feed the model the same way.
+    input_mean: list[float] | None = None
+    input_std: list[float] | None = None
     hflip: bool = True
     vflip: bool = True
     rot90: bool = True
@@ -116,9 +121,40 @@ class PreparedData:
         }
 
 
+def check_input_stats(cfg: DataConfig) -> None:
+    """Fixed input statistics come as a pair of three positive-std channels and never
+    with ``standardize``, which would replace them by the data's."""
+    if cfg.input_mean is None and cfg.input_std is None:
+        return
+    if cfg.standardize:
+        raise ConfigError("standardize replaces the fixed input statistics (input_mean/"
+                          "input_std, e.g. those of --pretrained imagenet) by the data's; "
+                          "drop --standardize")
+    mean, std = cfg.input_mean or [], cfg.input_std or []
+    if len(mean) != 3 or len(std) != 3 or not all(s > 0 for s in std):
+        raise ConfigError(f"input_mean and input_std must be three numbers each (RGB), the "
+                          f"std positive; got {cfg.input_mean!r} and {cfg.input_std!r}")
+
+
+def with_input_stats(cfg: DataConfig, mean: list[float], std: list[float]) -> DataConfig:
+    """``cfg`` feeding the model the fixed statistics ``mean``/``std``."""
+    fixed = replace(cfg, input_mean=list(mean), input_std=list(std))
+    check_input_stats(fixed)
+    return fixed
+
+
+def input_normalizer(cfg: DataConfig, train_images: torch.Tensor) -> Normalizer:
+    """Fixed statistics if the config has them, else the training split's (standardize),
+    else none (pixels in [0, 1])."""
+    if cfg.input_mean is not None:
+        return Normalizer(tuple(cfg.input_mean), tuple(cfg.input_std))
+    return Normalizer.fit(train_images) if cfg.standardize else Normalizer()
+
+
 def prepare_data(cfg: DataConfig, extra_sizes: tuple[int, ...] = (), progress: bool = True
                  ) -> PreparedData:
     check_mix(cfg.mix, cfg.mix_alpha)  # before any decoding
+    check_input_stats(cfg)
     if cfg.teacher_augment not in TEACHER_AUGMENT:
         raise ConfigError(f"--teacher-augment must be one of {', '.join(TEACHER_AUGMENT)}, "
                           f"got {cfg.teacher_augment!r}")
@@ -135,6 +171,6 @@ def prepare_data(cfg: DataConfig, extra_sizes: tuple[int, ...] = (), progress: b
         split = split_from_files(ds.files, find_split_files(Path(cfg.split_dir), names))
     else:
         split = stratified_split(ds.labels, parse_fractions(cfg.split), cfg.split_seed)
-    normalizer = Normalizer.fit(ds.images[split.train]) if cfg.standardize else Normalizer()
+    normalizer = input_normalizer(cfg, ds.images[split.train])
     augment = BatchAugment(hflip=cfg.hflip, vflip=cfg.vflip, rot90=cfg.rot90, crop=cfg.crop)
     return PreparedData(cfg, ds, split, normalizer, augment, views, BatchMix(cfg.mix, cfg.mix_alpha))

@@ -15,7 +15,7 @@ import torch
 
 from rsdistill.config import from_dict
 from rsdistill.data.dataset import default_data_root
-from rsdistill.data.module import DataConfig, PreparedData, prepare_data
+from rsdistill.data.module import DataConfig, PreparedData, prepare_data, with_input_stats
 from rsdistill.engine import distributed
 from rsdistill.engine.checkpoint import load_model, resolve_model_path
 from rsdistill.engine.distiller import Distiller, TeacherView, example_input
@@ -33,6 +33,7 @@ from rsdistill.losses import (
     resolve_beta,
 )
 from rsdistill.models import build_model
+from rsdistill.models.imagenet import pretrained_input_stats
 from rsdistill.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ def check_resume_config(out: Path, record: dict, resume: bool, *,
 # Keys added to a config section after runs were already written; an old config.yaml
 # lacking them is read with their defaults, so --resume of an old run still matches.
 _ADDED_KEYS = ("method_options", "student_layers", "teacher_layers", "mix", "mix_alpha",
-               "teacher_augment")
+               "teacher_augment", "input_mean", "input_std", "backbone_lr_scale")
 
 
 def config_diffs(old: dict, record: dict, sections: dict[str, type],
@@ -156,6 +157,13 @@ def config_diffs(old: dict, record: dict, sections: dict[str, type],
 def added_defaults(cls: type) -> dict:
     defaults = asdict(cls())
     return {k: defaults[k] for k in _ADDED_KEYS if k in defaults}
+
+
+def model_input_data(data_cfg: DataConfig, train_cfg: TrainConfig) -> DataConfig:
+    """The data section with the input statistics the model's pretrained weights expect
+    (``--pretrained imagenet``); unchanged otherwise."""
+    stats = pretrained_input_stats(train_cfg.model, train_cfg.pretrained)
+    return data_cfg if stats is None else with_input_stats(data_cfg, *stats)
 
 
 def load_teacher(path: str, data: PreparedData | None = None) -> tuple[torch.nn.Module, dict]:
@@ -227,6 +235,7 @@ def run_training(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
     # The config on disk names what was actually used, not "whatever the environment said".
     if data_cfg.data_root is None:
         data_cfg = replace(data_cfg, data_root=str(default_data_root()))
+    data_cfg = model_input_data(data_cfg, train_cfg)
     if distill_cfg is not None and distill_cfg.teacher:
         distill_cfg = replace(distill_cfg, teacher=str(Path(distill_cfg.teacher).expanduser().resolve()))
     beta = distill_cfg.validate() if distill_cfg is not None else 0.0

@@ -29,7 +29,7 @@ from rsdistill.engine.distiller import Distiller, TeacherView, example_input
 from rsdistill.engine.environment import seed_everything
 from rsdistill.engine.precision import resolve_device
 from rsdistill.engine.runs import (DistillConfig, check_teacher_data, config_diffs, load_teacher,
-                                  model_meta, teacher_data_config)
+                                  model_input_data, model_meta, teacher_data_config)
 from rsdistill.engine.trainer import METRICS_FILE, Member, RunDirectory, TrainConfig, Trainer
 from rsdistill.errors import ConfigError
 from rsdistill.io import atomic_write_text, read_json, write_json
@@ -163,6 +163,7 @@ def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, swe
     distributed.setup(train_cfg.device)
     if data_cfg.data_root is None:
         data_cfg = replace(data_cfg, data_root=str(default_data_root()))
+    data_cfg = model_input_data(data_cfg, train_cfg)
     sweep = replace(sweep, teacher=str(Path(sweep.teacher).expanduser().resolve()))
     sweep_record = {"kind": "sweep", "data": asdict(data_cfg), "train": asdict(train_cfg),
                     "sweep": asdict(sweep)}

@@ -29,7 +29,8 @@ from rsdistill.engine.checkpoint import MODEL_FILE, STATE_FILE, load_state, save
 from rsdistill.engine.distiller import Distiller, weight_stats
 from rsdistill.engine.peers import peer_metrics, peer_models, save_peers, training_cost
 from rsdistill.engine.environment import versions
-from rsdistill.engine.optim import OPTIMIZERS, SCHEDULES, build_optimizer, build_scheduler
+from rsdistill.engine.optim import (OPTIMIZERS, SCHEDULES, build_optimizer, build_scheduler,
+                                   parameter_groups)
 from rsdistill.engine.precision import PRECISIONS, Precision, resolve_precision, torch_threads
 from rsdistill.errors import ConfigError, TrainingError
 from rsdistill.evaluation import classification_metrics, inference_report, predict, timed_predict
@@ -65,6 +66,9 @@ class TrainConfig:
     latency_runs: int = 100
     inference_threads: int = 0  # 0 = torch's default (all cores)
     pretrained: str | None = None
+    # The learning rate of the student's pretrained layers (all but the classifier) as a
+    # fraction of --lr: a new head learns fast while the backbone moves gently.
+    backbone_lr_scale: float = 1.0
 
     def validate(self) -> None:
         if self.inference_threads < 0:
@@ -75,7 +79,7 @@ class TrainConfig:
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"--lr must be a positive number, got {self.lr}")
         # Also catches nan; torch would raise a bare ValueError (a traceback) for these.
-        for name in ("weight_decay", "momentum"):
+        for name in ("weight_decay", "momentum", "backbone_lr_scale"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"--{name.replace('_', '-')} must be a number >= 0, got {value}")
@@ -242,8 +246,10 @@ class Trainer:
             if distributed.is_distributed() and distributed.sync_bn():
                 distributed.convert_sync_bn(m.distiller)
             self.precision.prepare_model(m.distiller)
-            m.optimizer = build_optimizer(cfg.optimizer, m.distiller.trainable_parameters(),
-                                          cfg.lr, cfg.weight_decay, cfg.momentum)
+            params = parameter_groups(m.distiller.trainable_parameters(), m.distiller.student,
+                                      cfg.lr, cfg.backbone_lr_scale)
+            m.optimizer = build_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay,
+                                          cfg.momentum)
             m.scheduler = build_scheduler(cfg.schedule, m.optimizer, cfg.epochs * steps_per_epoch,
                                           cfg.warmup_epochs * steps_per_epoch)
         teachers = {id(m.distiller.teacher) for m in members if m.distiller.teacher is not None}
