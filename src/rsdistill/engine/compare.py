@@ -19,7 +19,7 @@ import yaml
 
 from rsdistill.data.dataset import default_data_root
 from rsdistill.data.module import DataConfig, prepare_data
-from rsdistill.engine.runs import DistillConfig, run_training
+from rsdistill.engine.runs import DistillConfig, model_input_data, run_training
 from rsdistill.engine.sweep import mean_std, teacher_summary, write_csv
 from rsdistill.engine.trainer import METRICS_FILE, TrainConfig
 from rsdistill.errors import ConfigError
@@ -84,6 +84,7 @@ def run_compare(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
     train_cfg.validate()
     if data_cfg.data_root is None:
         data_cfg = replace(data_cfg, data_root=str(default_data_root()))
+    data_cfg = model_input_data(data_cfg, train_cfg)
     if cfg.teacher:
         cfg = replace(cfg, teacher=str(Path(cfg.teacher).expanduser().resolve()))
     record = {"kind": "compare", "data": asdict(data_cfg), "train": asdict(train_cfg),
