@@ -67,11 +67,6 @@ def test_unknown_timm_name_is_one_line_config_error():
     assert "\n" not in str(info.value)
 
 
-def test_timm_pretrained_rejected_for_registry_models():
-    with pytest.raises(ConfigError, match="timm"):
-        build_model("resnet8", num_classes=10, timm_pretrained=True)
-
-
 @pytest.mark.parametrize(
     "kwargs", [{"num_classes": 0}, {"num_classes": 10, "image_size": -1}, {"num_classes": 10, "in_chans": 0}]
 )

@@ -88,3 +88,52 @@ def test_schedule_factors_are_finite_for_one_step_runs():
     for name in SCHEDULES.names():
         f = SCHEDULES.get(name)(1, 0)
         assert all(math.isfinite(f(s)) for s in range(3)), name
+
+
+# ----------------------------------------------------------------- fine-tuning groups
+def _groups(model, scale, extra=()):
+    from rsdistill.training.members import parameter_groups
+
+    params = [*model.parameters(), *extra]
+    return params, parameter_groups(params, model, lr=0.1, backbone_lr_scale=scale)
+
+
+def test_a_backbone_scale_of_one_keeps_a_single_group():
+    from rsdistill.models import build_model
+
+    params, groups = _groups(build_model("resnet8", 5), 1.0)
+    assert groups == params
+
+
+@pytest.mark.parametrize("name, head", [("resnet8", "fc"), ("timm:resnet18", "fc"),
+                                        ("timm:tf_efficientnet_lite0", "classifier")])
+def test_the_classifier_learns_at_lr_and_the_backbone_at_its_scale(name, head):
+    from rsdistill.models import build_model
+
+    model = build_model(name, 5, image_size=32)
+    regressor = torch.nn.Parameter(torch.zeros(4))  # a loss's parameter: new, full rate
+    params, groups = _groups(model, 0.2, [regressor])
+    opt = build_optimizer("sgd", groups, lr=0.1, weight_decay=0.0, momentum=0.9)
+    fast, slow = opt.param_groups
+    head_params = list(getattr(model, head).parameters())
+    assert {id(p) for p in fast["params"]} == {id(p) for p in [*head_params, regressor]}
+    assert len(fast["params"]) + len(slow["params"]) == len(params)
+    assert fast["lr"] == pytest.approx(0.1) and slow["lr"] == pytest.approx(0.02)
+    # The schedule scales both groups alike, and the logged lr is the full rate's.
+    sched = build_scheduler("cosine", opt, total_steps=10, warmup_steps=2)
+    assert sched.get_last_lr() == pytest.approx([0.05, 0.01])
+
+
+def test_a_model_without_a_known_classifier_cannot_split():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 3))
+    with pytest.raises(ConfigError, match="classifier"):
+        _groups(net, 0.5)
+
+
+def test_a_backbone_scale_must_be_a_number_at_least_zero():
+    from rsdistill.training.config import TrainConfig
+
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ConfigError, match="--backbone-lr-scale"):
+            TrainConfig(backbone_lr_scale=bad).validate()
+    TrainConfig(backbone_lr_scale=0.0).validate()  # a frozen backbone is allowed

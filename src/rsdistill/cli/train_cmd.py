@@ -4,37 +4,55 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+from dataclasses import asdict
 from pathlib import Path
 
 from rsdistill.cli.common import add_data_args, data_config, parse_layers, parse_method_options
 from rsdistill.config import from_dict
 from rsdistill.data.module import DataConfig
-from rsdistill.runtime.precision import PRECISIONS
-from rsdistill.experiments.assistant import parse_assistant, train_assistant
-from rsdistill.experiments.records import DistillConfig
-from rsdistill.experiments.procedures import run_training
-from rsdistill.experiments.teacher import teacher_data_config
-from rsdistill.training.config import TEACHER_CACHE, TrainConfig
 from rsdistill.errors import ConfigError
+from rsdistill.experiments.assistant import parse_assistant, train_assistant
+from rsdistill.experiments.procedures import run_training
+from rsdistill.experiments.records import DistillConfig
+from rsdistill.experiments.teacher import teacher_data_config
 from rsdistill.losses import METHODS, methods_help
+from rsdistill.models.imagenet import IMAGENET
+from rsdistill.runtime.precision import PRECISIONS
+from rsdistill.training.config import FINE_TUNE_RECIPE, TEACHER_CACHE, TrainConfig
+
+log = logging.getLogger(__name__)
 
 SUMMARY_KEYS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "params", "flops")
 
 
+def _default(d: TrainConfig, key: str) -> str:
+    """``default X`` and, where the fine-tuning recipe differs, its value."""
+    text = f"default {getattr(d, key)}"
+    if FINE_TUNE_RECIPE[key] != getattr(d, key):
+        text += f"; {FINE_TUNE_RECIPE[key]} with --pretrained imagenet"
+    return text
+
+
 def add_train_args(p: argparse.ArgumentParser, model_flag: str, model_help: str,
                    model_required: bool = True) -> None:
+    # The options of the fine-tuning recipe default to None ("not given"): train_config()
+    # fills them in from the recipe with --pretrained imagenet, else from TrainConfig.
     d = TrainConfig()
     g = p.add_argument_group("training")
     g.add_argument(model_flag, dest="model", required=model_required, help=model_help)
-    g.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
+    g.add_argument("--epochs", type=int, help=_default(d, "epochs"))
     g.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
-    g.add_argument("--optimizer", default=d.optimizer, help="sgd (default) or adamw")
-    g.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
+    g.add_argument("--optimizer", help=f"sgd or adamw ({_default(d, 'optimizer')})")
+    g.add_argument("--lr", type=float, help=f"peak learning rate ({_default(d, 'lr')})")
     g.add_argument("--momentum", type=float, default=d.momentum)
-    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    g.add_argument("--schedule", default=d.schedule, help="cosine (default), onecycle or constant")
-    g.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
-    g.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    g.add_argument("--weight-decay", type=float, help=_default(d, "weight_decay"))
+    g.add_argument("--schedule", help=f"cosine, onecycle or constant ({_default(d, 'schedule')})")
+    g.add_argument("--warmup-epochs", type=int, help=_default(d, "warmup_epochs"))
+    g.add_argument("--label-smoothing", type=float, help=_default(d, "label_smoothing"))
+    g.add_argument("--backbone-lr-scale", type=float,
+                   help="learning rate of every layer but the classifier, as a fraction of "
+                        f"--lr, for fine-tuning pretrained weights ({_default(d, 'backbone_lr_scale')})")
     g.add_argument("--seed", type=int, default=d.seed, help="seeds model init, batches and augmentation")
     g.add_argument("--device", default=d.device, help="auto (CUDA if present, else CPU), cpu, cuda")
     g.add_argument("--precision", default=d.precision, choices=PRECISIONS,
@@ -48,7 +66,12 @@ def add_train_args(p: argparse.ArgumentParser, model_flag: str, model_help: str,
                    help="auto (default): with flips/rotations as the only augmentation, the "
                         "teacher's logits of all eight views of each image are computed once; "
                         "off: the teacher runs on every batch")
-    g.add_argument("--pretrained", help="start from a local state dict (.pt)")
+    g.add_argument("--pretrained", metavar="imagenet|PATH",
+                   help="start from ImageNet weights (timm: models; offline for "
+                        "timm:tf_efficientnet_lite0 with the 'pretrained' extra, else timm "
+                        "downloads them; the data is normalised as the weights expect and the "
+                        "fine-tuning recipe fills in the training options not given) or from a "
+                        "local state dict (.pt)")
     g.add_argument("--out", required=True, help="run directory to write")
     g.add_argument("--resume", action="store_true", help="continue the run in --out")
     g.add_argument("--no-progress", dest="progress", action="store_false")
@@ -58,14 +81,19 @@ def add_train_args(p: argparse.ArgumentParser, model_flag: str, model_help: str,
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
+    recipe = FINE_TUNE_RECIPE if args.pretrained == IMAGENET else {}
+    defaults = asdict(TrainConfig())
+    filled = {k: recipe.get(k, defaults[k]) for k in FINE_TUNE_RECIPE if getattr(args, k) is None}
+    if recipe and filled:
+        log.info("--pretrained imagenet: fine-tuning recipe %s (options given on the command "
+                 "line win)", ", ".join(f"{k}={v}" for k, v in filled.items()))
+    given = {k: getattr(args, k) for k in FINE_TUNE_RECIPE if getattr(args, k) is not None}
     return TrainConfig(
-        model=args.model, epochs=args.epochs, batch_size=args.batch_size,
-        optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
-        weight_decay=args.weight_decay, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
-        label_smoothing=args.label_smoothing, seed=args.seed, device=args.device,
-        precision=args.precision, inference_precision=args.inference_precision,
-        latency_runs=args.latency_runs, inference_threads=args.inference_threads,
-        pretrained=args.pretrained, sync_bn=args.sync_bn, teacher_cache=args.teacher_cache,
+        model=args.model, batch_size=args.batch_size, momentum=args.momentum, seed=args.seed,
+        device=args.device, precision=args.precision,
+        inference_precision=args.inference_precision, latency_runs=args.latency_runs,
+        inference_threads=args.inference_threads, pretrained=args.pretrained,
+        sync_bn=args.sync_bn, teacher_cache=args.teacher_cache, **filled, **given,
     )
 
 

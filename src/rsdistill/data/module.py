@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -43,6 +43,11 @@ class DataConfig:
     split_seed: int = 0
     split_dir: str | None = None
     standardize: bool = False
+    # Fixed per-channel mean/std of [0, 1] pixels that the model expects instead of
+    # statistics of the data: a pretrained model's own (--pretrained imagenet fills them
+    # in). Recorded here so --resume and evaluate feed the model the same way.
+    input_mean: list[float] | None = None
+    input_std: list[float] | None = None
     hflip: bool = True
     vflip: bool = True
     rot90: bool = True
@@ -140,6 +145,36 @@ class PreparedData:
         }
 
 
+def check_input_stats(cfg: DataConfig) -> None:
+    """Fixed input statistics come as a pair of three positive-std channels and never
+    with ``standardize``, which would replace them by the data's."""
+    if cfg.input_mean is None and cfg.input_std is None:
+        return
+    if cfg.standardize:
+        raise ConfigError("standardize replaces the fixed input statistics (input_mean/"
+                          "input_std, e.g. those of --pretrained imagenet) by the data's; "
+                          "drop --standardize")
+    mean, std = cfg.input_mean or [], cfg.input_std or []
+    if len(mean) != 3 or len(std) != 3 or not all(s > 0 for s in std):
+        raise ConfigError(f"input_mean and input_std must be three numbers each (RGB), the "
+                          f"std positive; got {cfg.input_mean!r} and {cfg.input_std!r}")
+
+
+def with_input_stats(cfg: DataConfig, mean: list[float], std: list[float]) -> DataConfig:
+    """``cfg`` feeding the model the fixed statistics ``mean``/``std``."""
+    fixed = replace(cfg, input_mean=list(mean), input_std=list(std))
+    check_input_stats(fixed)
+    return fixed
+
+
+def input_normalizer(cfg: DataConfig, train_images: torch.Tensor) -> Normalizer:
+    """Fixed statistics if the config has them, else the training split's (standardize),
+    else none (pixels in [0, 1])."""
+    if cfg.input_mean is not None:
+        return Normalizer(tuple(cfg.input_mean), tuple(cfg.input_std))
+    return Normalizer.fit(train_images) if cfg.standardize else Normalizer()
+
+
 def check_data_config(cfg: DataConfig) -> None:
     """The data options that need no decoding, checked before anything is read."""
     check_mix(cfg.mix, cfg.mix_alpha)
@@ -159,6 +194,7 @@ def prepare_data(cfg: DataConfig, extra_views: tuple[ViewKey, ...] = (), progres
     split unusable for training (a class missing from one, fewer than two classes) is an
     error; else only a warning (``data info``)."""
     check_data_config(cfg)  # before any decoding
+    check_input_stats(cfg)
     keys = tuple(dict.fromkeys(view_key(*v) for v in
                                ((cfg.image_size, cfg.source_size), *extra_views)))
     decoded = load_dataset_sizes(
@@ -178,7 +214,7 @@ def prepare_data(cfg: DataConfig, extra_views: tuple[ViewKey, ...] = (), progres
         fractions = parse_fractions(cfg.split)
         split = stratified_split(ds.labels, fractions, cfg.split_seed)
     _check_split(cfg, ds, split, strict=check_splits)
-    normalizer = Normalizer.fit(ds.images[split.train]) if cfg.standardize else Normalizer()
+    normalizer = input_normalizer(cfg, ds.images[split.train])
     augment = BatchAugment(hflip=cfg.hflip, vflip=cfg.vflip, rot90=cfg.rot90, crop=cfg.crop)
     return PreparedData(cfg, ds, split, normalizer, augment, views, BatchMix(cfg.mix, cfg.mix_alpha))
 

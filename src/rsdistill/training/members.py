@@ -12,14 +12,14 @@ import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
 from rsdistill.data.module import PreparedData
 from rsdistill.losses import MethodConfig
-from rsdistill.models import build_model
+from rsdistill.models import build_model, classifier_layer
 from rsdistill.runtime.environment import seed_everything
 from rsdistill.runtime.precision import torch_threads
 from rsdistill.runtime.rundir import RunDirectory
@@ -151,3 +151,23 @@ def members_side_by_side(n: int, cpu: bool):
             return out
 
         yield each
+
+
+def parameter_groups(trainable: Iterable[nn.Parameter], model: nn.Module, lr: float,
+                     backbone_lr_scale: float) -> list[dict] | list[nn.Parameter]:
+    """The optimiser's parameter groups for a fine-tune.
+
+    The parameters of ``model`` except its classifier learn at ``lr × backbone_lr_scale``;
+    the head and anything else trainable (another peer, a loss's regressor: all new)
+    at ``lr``. The full-rate group comes first, so the logged learning rate stays the
+    peak ``lr``'s. A scale of 1 gives the plain parameter list (one group, as before).
+    """
+    trainable = list(trainable)
+    if backbone_lr_scale == 1.0:
+        return trainable
+    head_ids = {id(p) for p in classifier_layer(model).parameters()}
+    slow_ids = {id(p) for p in model.parameters() if id(p) not in head_ids}
+    fast = [p for p in trainable if id(p) not in slow_ids]
+    slow = [p for p in trainable if id(p) in slow_ids]
+    groups = [{"params": fast}, {"params": slow, "lr": lr * backbone_lr_scale}]
+    return [g for g in groups if g["params"]]

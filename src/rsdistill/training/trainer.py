@@ -33,7 +33,7 @@ from rsdistill.runtime.rundir import STATE_FILE
 from rsdistill.training.callbacks import Callback, default_callbacks
 from rsdistill.training.config import TrainConfig
 from rsdistill.training.distiller import Trainable, TrainStep
-from rsdistill.training.members import Member, members_side_by_side
+from rsdistill.training.members import Member, members_side_by_side, parameter_groups
 from rsdistill.training.results import final_metrics
 from rsdistill.training.teacher_cache import TeacherLogitCache, cacheable
 
@@ -79,8 +79,10 @@ class Trainer:
             if distributed.is_distributed() and cfg.sync_bn:
                 distributed.convert_sync_bn(m.distiller)
             self.precision.prepare_model(m.distiller)
-            m.optimizer = build_optimizer(cfg.optimizer, m.distiller.trainable_parameters(),
-                                          cfg.lr, cfg.weight_decay, cfg.momentum)
+            params = parameter_groups(m.distiller.trainable_parameters(), m.distiller.student,
+                                      cfg.lr, cfg.backbone_lr_scale)
+            m.optimizer = build_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay,
+                                          cfg.momentum)
             total = cfg.epochs * self.steps_per_epoch
             m.scheduler = build_scheduler(cfg.schedule, m.optimizer, total,
                                           cfg.warmup_epochs * self.steps_per_epoch)
