@@ -166,3 +166,28 @@ def test_unknown_teacher_augment_is_one_clear_error(tmp_path):
 
     with pytest.raises(ConfigError, match="--teacher-augment must be one of same, independent"):
         prepare_data(DataConfig(data_root=str(tmp_path), teacher_augment="shuffled"), progress=False)
+
+
+def test_a_same_size_teacher_with_its_own_statistics_gets_its_own_normalisation():
+    # A pretrained teacher (mean/std of its weights) teaching a scratch student at the same
+    # size reads the same augmented pictures, normalised its own way.
+    from rsdistill.data.module import DataConfig, PreparedData
+    from rsdistill.data.splits import Split
+
+    small, _ = _two_views()
+
+    class _Dataset:
+        pass
+
+    ds = _Dataset()
+    ds.images, ds.labels, ds.image_size, ds.num_classes = small, torch.arange(len(small)) % 3, 32, 3
+    data = PreparedData(DataConfig(), ds, Split(torch.arange(len(small)), torch.arange(0),
+                                                torch.arange(0)),
+                        Normalizer(), BatchAugment(), views={(32, None): ds})
+    teacher_norm = Normalizer((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    batches = data.batches("train", 6, train=True, generator=torch.Generator().manual_seed(0),
+                           teacher_view=(32, None), teacher_normalizer=teacher_norm)
+    for batch in batches:
+        assert batch.teacher_images is not None
+        # Same scenes, same draw: the teacher's input is the student's re-normalised.
+        torch.testing.assert_close(batch.teacher_images, (batch.images - 0.5) / 0.5)

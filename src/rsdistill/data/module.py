@@ -113,7 +113,10 @@ class PreparedData:
         teacher_images = None
         independent = train and teacher_view is not None and \
             self.config.teacher_augment == "independent"
-        if teacher_view is not None and teacher_view != self.view:
+        # The teacher needs its own copy of the batch when it reads another view, or the
+        # same images under another normalisation (e.g. a pretrained teacher's statistics).
+        other_norm = teacher_normalizer is not None and teacher_normalizer != self.normalizer
+        if teacher_view is not None and (teacher_view != self.view or other_norm):
             if teacher_view not in self.views:
                 raise ValueError(f"no {teacher_view} view was prepared (have {sorted(self.views)})")
             teacher_images = self.views[teacher_view].images

@@ -61,8 +61,9 @@ class TeacherView:
 
     @classmethod
     def for_teacher(cls, teacher_meta: dict, student_size: int, mode: str = "own",
-                    student_source: int | None = None) -> "TeacherView | None":
-        """The view a teacher needs, or ``None`` when it reads the student's images.
+                    student_source: int | None = None) -> "TeacherView":
+        """The view a teacher reads, with its own normalisation (a pretrained teacher
+        expects its weights' statistics even when it reads the student's images).
 
         ``mode`` "own": the scene at the teacher's resolution, as the teacher was trained
         (reduced first if its run was, ``source_size`` in its meta); "upsampled": the
@@ -71,9 +72,9 @@ class TeacherView:
         size = int(teacher_meta["image_size"])
         source = teacher_meta.get("source_size") if mode == "own" else \
             (student_source or student_size)
+        if size == int(student_size) and mode == "upsampled":
+            source = student_source
         key = view_key(size, source)
-        if key == view_key(student_size, student_source):
-            return None
         return cls(key[0], Normalizer.from_dict(teacher_meta.get("normalization")), key[1])
 
 
