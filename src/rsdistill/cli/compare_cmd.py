@@ -70,7 +70,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     # Checked before the data options are read, so a typo in --methods fails first.
     cfg.validate()
     summary = run_compare(args.out, distill_data_config(args), train_config(args), cfg,
-                          progress=args.progress)
+                          progress=args.progress, overwrite=args.overwrite)
     write_compare_report(args.out)
     print(f"{'method':>10} {'accuracy':>16} {'f1_macro':>16} {'s/epoch':>8}")
     for r in summary["methods"]:

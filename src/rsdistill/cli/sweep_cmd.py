@@ -44,7 +44,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                         betas=parse_betas(args.nuclear_beta), seeds=args.seeds,
                         method=MethodConfig(temperature=args.temperature, **method_settings(args)))
     summary = run_sweep(args.out, distill_data_config(args), train_config(args), sweep,
-                        resume=args.resume, progress=args.progress, jobs=args.jobs)
+                        resume=args.resume, progress=args.progress, jobs=args.jobs,
+                        overwrite=args.overwrite)
     print(f"{'beta':>6} {'alpha':>6} {'accuracy':>16} {'f1_macro':>16}")
     for r in summary["aggregate"]:
         print(f"{r['beta']:>6} {r['alpha']:>6.2f} {100 * r['accuracy_mean']:>8.2f} ± "

@@ -16,9 +16,11 @@ from rsdistill.data.module import DataConfig
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.grid import GRID_KEYS, SweepConfig, parse_alphas, parse_betas
 from rsdistill.experiments.procedures import run_training
+from rsdistill.experiments.records import refuse_other_files
 from rsdistill.experiments.sweep import run_sweep
 from rsdistill.io import atomic_write_text
 from rsdistill.losses import MethodConfig
+from rsdistill.runtime.locks import clear_project_files, run_dir_lock
 from rsdistill.runtime.rundir import METRICS_FILE, STUDY_FILE
 from rsdistill.training.config import TrainConfig
 
@@ -126,7 +128,12 @@ def load_study_config(path: str | Path) -> StudyConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return study_from_dict(raw or {})
+    if raw is None or raw == {}:
+        # Not the full default study: an empty file is far more likely a mistake.
+        raise ConfigError(f"config file {path} is empty; copy one of the configs in configs/ "
+                          "(e.g. configs/ucmerced.yaml) and edit it, or run "
+                          "'rsdistill run --dataset NAME' for the default study")
+    return study_from_dict(raw)
 
 
 def study_sweep(cfg: StudyConfig) -> SweepConfig:
@@ -138,23 +145,26 @@ def study_sweep(cfg: StudyConfig) -> SweepConfig:
                        method=MethodConfig(**method))
 
 
-def run_study(cfg: StudyConfig, progress: bool = True) -> Path:
+def run_study(cfg: StudyConfig, progress: bool = True, overwrite: bool = False) -> Path:
     """Trains the teacher and the sweep; returns the sweep directory (to report on)."""
-    out = Path(cfg.out)
     sweep = study_sweep(cfg)
     sweep.validate()
     cfg.teacher.validate()
     cfg.student.validate()
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / STUDY_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    teacher_dir = out / "teacher"
-    if not (teacher_dir / METRICS_FILE).is_file():
-        log.info("stage 1/3: training the teacher %s", cfg.teacher.model)
-        teacher_data = cfg.data if cfg.teacher_image_size is None else \
-            replace(cfg.data, image_size=cfg.teacher_image_size)
-        run_training(teacher_dir, teacher_data, cfg.teacher, resume=True, progress=progress)
-    log.info("stage 2/3: α sweep of %s (%d α × %d β × %d seeds)", cfg.student.model,
-             len(sweep.alphas), len(sweep.betas), sweep.seeds)
-    run_sweep(out / "sweep", cfg.data, cfg.student, sweep, resume=True, progress=progress,
-              jobs=cfg.sweep.jobs)
+    with run_dir_lock(cfg.out) as out:
+        if overwrite:
+            clear_project_files(out)
+        elif not (out / STUDY_FILE).is_file():
+            refuse_other_files(out, "study")
+        atomic_write_text(out / STUDY_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        teacher_dir = out / "teacher"
+        if not (teacher_dir / METRICS_FILE).is_file():
+            log.info("stage 1/3: training the teacher %s", cfg.teacher.model)
+            teacher_data = cfg.data if cfg.teacher_image_size is None else \
+                replace(cfg.data, image_size=cfg.teacher_image_size)
+            run_training(teacher_dir, teacher_data, cfg.teacher, resume=True, progress=progress)
+        log.info("stage 2/3: α sweep of %s (%d α × %d β × %d seeds)", cfg.student.model,
+                 len(sweep.alphas), len(sweep.betas), sweep.seeds)
+        run_sweep(out / "sweep", cfg.data, cfg.student, sweep, resume=True, progress=progress,
+                  jobs=cfg.sweep.jobs)
     return out / "sweep"

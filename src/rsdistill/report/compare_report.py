@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rsdistill.errors import RsdistillError
 from rsdistill.io import atomic_write_text, read_json
+from rsdistill.runtime.locks import run_dir_lock
 from rsdistill.runtime.rundir import COMPARE_HTML, COMPARE_MD, COMPARE_RESULTS
 from rsdistill.report import plots
 from rsdistill.report.blocks import Block, pm, to_html, to_markdown
@@ -81,6 +82,11 @@ def build_compare_report(out_dir: Path) -> list[Block]:
 
 def write_compare_report(out_dir: Path, int8: bool = False) -> Path:
     """comparison.md/.html; ``int8`` adds the best method's int8 section (see int8_section)."""
+    with run_dir_lock(out_dir, flag=None, create=False):
+        return _write_compare_report(Path(out_dir), int8)
+
+
+def _write_compare_report(out_dir: Path, int8: bool) -> Path:
     blocks = build_compare_report(out_dir)
     if int8:
         from rsdistill.report.int8_section import best_compare_runs, with_int8

@@ -16,8 +16,7 @@ from rsdistill.experiments.records import load_run_config
 from rsdistill.export.quantize import QuantizeRequest, quantize_onnx
 from rsdistill.io import write_json
 from rsdistill.report.blocks import Block, pm
-
-INT8_FILE = "int8.json"
+from rsdistill.runtime.rundir import INT8_FILE
 THREADS = 1  # batch-1 latency of an edge deployment: one core
 
 

@@ -13,6 +13,7 @@ from rsdistill.experiments.stats import difference_std
 from rsdistill.io import atomic_write_text, read_json, write_json
 from rsdistill.report import plots
 from rsdistill.report.blocks import Block, pct, pm, to_html, to_markdown
+from rsdistill.runtime.locks import run_dir_lock
 from rsdistill.runtime.rundir import (
     EPOCHS_FILE,
     FIGURES_DIR,
@@ -207,6 +208,11 @@ def write_report(sweep_dir: Path, int8: bool = False, *, timing_threads: int = 1
                  retime: bool = False) -> Path:
     """report.md/.html, with the teacher and best student timed side by side; ``int8`` adds
     the best student's int8 section (see int8_section)."""
+    with run_dir_lock(sweep_dir, flag=None, create=False):
+        return _write_report(Path(sweep_dir), int8, timing_threads, retime)
+
+
+def _write_report(sweep_dir: Path, int8: bool, timing_threads: int, retime: bool) -> Path:
     if not (Path(sweep_dir) / SWEEP_RESULTS).is_file():
         build_report(sweep_dir)  # raises the one-line error
     measure_sweep_speed(sweep_dir, timing_threads, retime)

@@ -22,11 +22,12 @@ import torch
 from tqdm import tqdm
 
 from rsdistill.data.module import PreparedData
-from rsdistill.errors import ConfigError, TrainingError
+from rsdistill.errors import ConfigError, TrainingError, WriteError
 from rsdistill.evaluation.evaluate import evaluate_logits
+from rsdistill.io import kill_point
 from rsdistill.losses.method import soft_label_methods
 from rsdistill.runtime import distributed
-from rsdistill.runtime.checkpoint import load_state
+from rsdistill.runtime.checkpoint import load_state, save_state
 from rsdistill.runtime.optim import build_optimizer, build_scheduler
 from rsdistill.runtime.precision import resolve_precision
 from rsdistill.runtime.rundir import STATE_FILE
@@ -34,7 +35,7 @@ from rsdistill.training.callbacks import Callback, default_callbacks
 from rsdistill.training.config import TrainConfig
 from rsdistill.training.distiller import Trainable, TrainStep
 from rsdistill.training.members import Member, members_side_by_side
-from rsdistill.training.results import final_metrics
+from rsdistill.training.results import StageReporter, final_metrics
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,8 @@ class Trainer:
         self._check_mix()
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.epoch = 0
+        # The last epoch last.pt holds (the last complete one).
+        self.saved_epoch = 0
         self.train_seconds = 0.0
         # Optional: called before each epoch for the intra-op thread count (a sweep's seed
         # workers share the cores and rebalance as seeds finish).
@@ -149,9 +152,24 @@ class Trainer:
         self.train_seconds = float(state["train_seconds"])
 
     def _last_good(self) -> str:
-        if self.epoch == 0 or not self.state_file.is_file():
+        if self.saved_epoch == 0:
             return "no checkpoint was written yet"
-        return f"the last good checkpoint (epoch {self.epoch}) stays in {self.state_file}"
+        return f"the last good checkpoint (epoch {self.saved_epoch}) stays in {self.state_file}"
+
+    def _saved(self) -> str:
+        """What survives a failed write, and how to go on."""
+        k = self.saved_epoch
+        if k == 0:
+            return "no epoch was saved yet; fix that and run again"
+        done = "training is complete and" if k == self.cfg.epochs else \
+            (f"epochs 1-{k} are" if k > 1 else "epoch 1 is")
+        then = "evaluate it" if k == self.cfg.epochs else f"continue from epoch {k + 1}"
+        return f"{done} saved in {self.state_file}: fix that and rerun with --resume to {then}"
+
+    def _save_state(self) -> None:
+        """The commit point of an epoch: every other file follows last.pt."""
+        save_state(self.state_file, self.state())
+        self.saved_epoch = self.epoch
 
     def _teacher_users(self) -> list[Trainable]:
         """The members' distillers whose loss needs the (shared) teacher's outputs."""
@@ -245,6 +263,7 @@ class Trainer:
                    disable=None if self.progress and distributed.is_main() else True)
         with self._members_side_by_side() as each:
             for step_no, batch in enumerate(bar):
+                kill_point("step")
                 x = self.precision.prepare_input(batch.images)
                 # The teacher reads its own (higher-resolution) view of the same augmented scenes.
                 xt = x if batch.teacher_images is None else \
@@ -309,16 +328,19 @@ class Trainer:
         member's metrics, in member order."""
         if resume and self.state_file.is_file():
             self.load(load_state(self.state_file))
+            self.saved_epoch = self.epoch
             log.info("resuming %s at epoch %d/%d", self.state_dir, self.epoch, self.cfg.epochs)
         # Under torchrun only rank 0 validates and writes; the others wait at a barrier.
         main = distributed.is_main()
         callbacks = self.callbacks if main else []
-        for cb in callbacks:
-            cb.on_fit_start(self)
         val_labels = self.data.dataset.labels[self.data.split.val]
         try:
+            for cb in callbacks:
+                cb.on_fit_start(self)
             while self.epoch < self.cfg.epochs:
                 self._epoch(val_labels, main, callbacks)
+        except WriteError as exc:
+            raise WriteError(f"{exc}; {self._saved()}") from exc.__cause__
         finally:
             for cb in callbacks:
                 cb.on_fit_end(self)
@@ -326,10 +348,20 @@ class Trainer:
             # which callers keep using. The metrics come from the reloaded model.pt.
             for m in self.members:
                 m.distiller.close()
-        results = [final_metrics(m, self.data, self.cfg, self.precision, self.train_seconds,
-                                 self.epoch, len(self.members)) for m in self.members] \
-            if main else None
+        results = self._final_metrics() if main else None
         return distributed.broadcast_object(results)
+
+    def _final_metrics(self) -> list[dict]:
+        n = len(self.members)
+        stage = StageReporter(self.progress and distributed.is_main())
+        try:
+            return [final_metrics(m, self.data, self.cfg, self.precision, self.train_seconds,
+                                  self.epoch, n, stage=stage.named(m.name if n > 1 else ""))
+                    for m in self.members]
+        except WriteError as exc:
+            raise WriteError(f"{exc}; {self._saved()}") from exc.__cause__
+        finally:
+            stage.close()
 
     def _epoch(self, val_labels: torch.Tensor, main: bool, callbacks: list[Callback]) -> None:
         if self.thread_budget is not None:
@@ -353,9 +385,11 @@ class Trainer:
             improved = val_acc >= m.best_val
             if improved:
                 m.best_val, m.best_epoch = val_acc, self.epoch
+                m.keep_best(self.epoch)
             m.history.append(row)
             for cb in callbacks:
                 cb.on_member_epoch(self, m, row, improved)
+        self._save_state()
         for cb in callbacks:
             cb.on_epoch_end(self)
         best = max(self.members, key=lambda m: m.history[-1]["val_accuracy"])
