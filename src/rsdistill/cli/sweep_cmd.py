@@ -15,6 +15,7 @@ from rsdistill.cli.train_cmd import (
 from rsdistill.experiments.grid import SweepConfig, parse_alphas, parse_betas
 from rsdistill.experiments.sweep import run_sweep
 from rsdistill.losses import MethodConfig
+from rsdistill.report.blocks import pm_of, seeds_text
 
 
 def register(sub) -> None:
@@ -46,10 +47,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     summary = run_sweep(args.out, distill_data_config(args), train_config(args), sweep,
                         resume=args.resume, progress=args.progress, jobs=args.jobs,
                         overwrite=args.overwrite)
-    print(f"{'beta':>6} {'alpha':>6} {'accuracy':>16} {'f1_macro':>16}")
+    print(f"{'beta':>6} {'alpha':>6} {'accuracy':>16} {'f1_macro':>16}   "
+          f"(test split, {seeds_text(sweep.seeds)})")
     for r in summary["aggregate"]:
-        print(f"{r['beta']:>6} {r['alpha']:>6.2f} {100 * r['accuracy_mean']:>8.2f} ± "
-              f"{100 * r['accuracy_std']:<5.2f} {100 * r['f1_macro_mean']:>8.2f} ± "
-              f"{100 * r['f1_macro_std']:<5.2f}")
+        print(f"{r['beta']:>6} {r['alpha']:>6.2f} {pm_of(r, 'accuracy'):>16} "
+              f"{pm_of(r, 'f1_macro'):>16}")
     print(f"wrote {args.out}/results.json")
     return 0
