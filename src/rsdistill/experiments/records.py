@@ -85,11 +85,11 @@ RUN_SECTIONS = {"data": DataConfig, "train": TrainConfig, "distill": DistillConf
 def refuse_other_files(out: Path, what: str, allowed: frozenset[str] = frozenset()) -> None:
     """A directory holding anything but ``allowed`` (besides its lock and temporary
     files) is not rsdistill's to write into: refused, listing what is there."""
-    others = other_entries(out, allowed)
-    if others:
-        raise ConfigError(f"{out} is not empty and holds no {what} to resume "
-                          f"({describe_entries(others, out)}); choose another --out, or pass "
-                          "--overwrite to replace the rsdistill files in it (other files stay)")
+    if other_entries(out, allowed):
+        there = describe_entries(other_entries(out), out)
+        raise ConfigError(f"{out} is not empty and holds no {what} to resume ({there}); choose "
+                          "another --out, or pass --overwrite to replace the rsdistill files in "
+                          "it (other files stay)")
 
 
 def check_run_dir(out: Path, record: dict, resume: bool, overwrite: bool = False, *,

@@ -134,7 +134,11 @@ def run_dir_lock(directory: str | Path, flag: str | None = "--out",
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise WriteError(f"cannot create {directory}: {describe_os_error(exc)}") from exc
-    fd = _acquire(directory, flag)
+    try:
+        fd = _acquire(directory, flag)
+    except BaseException:
+        _remove_empty(created)
+        raise
     _HELD[key] = [fd, 1]
     try:
         remove_stale_temp_files(directory)
@@ -142,11 +146,16 @@ def run_dir_lock(directory: str | Path, flag: str | None = "--out",
     finally:
         del _HELD[key]
         _release(directory, fd)
-        for folder in created:  # only if empty: an error that wrote nothing leaves nothing
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+        _remove_empty(created)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """The folders a lock made, deepest first, while nothing was written into them."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def holds_run(directory: Path) -> bool:
