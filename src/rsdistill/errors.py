@@ -28,3 +28,13 @@ class TrainingError(RsdistillError):
 
 class ExportError(RsdistillError):
     """An exported model does not reproduce its checkpoint (nothing is written)."""
+
+
+class WriteError(RsdistillError):
+    """A file could not be written (read-only folder, full disk); the message names the
+    file and the cause. Its ``__cause__`` is the failure underneath (an OSError, or
+    torch.save's RuntimeError around one)."""
+
+
+class BusyError(RsdistillError):
+    """A run directory is in use by another rsdistill process."""

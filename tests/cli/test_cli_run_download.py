@@ -314,7 +314,7 @@ def test_bare_run_is_the_ucmerced_study_and_first_says_where_it_reads_and_writes
         monkeypatch, tmp_path, caplog):
     seen = {}
 
-    def fake_run_study(cfg, progress=True):
+    def fake_run_study(cfg, progress=True, overwrite=False):
         seen["cfg"] = cfg
         return tmp_path / "sweep"
 

@@ -21,7 +21,7 @@ import pytest
 import rsdistill.data.download as download_mod
 from rsdistill.data.download import download_dataset, download_file
 from rsdistill.data.specs import UCMERCED, UCMERCED_CLASSES, Download
-from rsdistill.errors import DataError
+from rsdistill.errors import DataError, WriteError
 
 NAME = "UCMerced_LandUse.zip"
 
@@ -142,7 +142,8 @@ def test_a_full_disk_mid_file_is_one_error_and_leaves_nothing(ucm_zip, tmp_path,
     monkeypatch.setattr(download_mod, "atomic_write_stream",
                         lambda path, write: real(path, lambda fh: write(_FillsUp(fh, 1000))))
     dest = tmp_path / "root" / NAME
-    with pytest.raises(DataError) as err:
+    # The write failed, not the download: the one line names the file and the cause.
+    with pytest.raises(WriteError) as err:
         download_file(ucm_zip.as_uri(), dest, md5=md5(ucm_zip), progress=False)
     assert "No space left on device" in str(err.value) and str(dest) in str(err.value)
     assert leftovers(dest.parent) == []

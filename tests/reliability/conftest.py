@@ -4,10 +4,12 @@ subprocess, to see exactly what reaches the terminal."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,9 +112,106 @@ def cli_process():
     return run
 
 
+class FillsUp:
+    """A file whose disk fills after ``room`` bytes: its ``write`` raises ENOSPC, as the
+    kernel's does (torch.save then raises its own RuntimeError around it)."""
+
+    def __init__(self, fh, room: int) -> None:
+        self._fh, self._room = fh, room
+
+    def write(self, data) -> int:
+        if len(data) > self._room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._room -= len(data)
+        return self._fh.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._fh.close()
+
+
+def _under(path, folder: Path) -> bool:
+    try:
+        Path(os.path.abspath(path)).relative_to(os.path.abspath(folder))
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def fill_disk(monkeypatch, target: str, nth: int = 1, room: int = 1000) -> dict:
+    """The disk is full from the ``nth`` atomic write of a file named ``target`` on: that
+    write fails after ``room`` bytes. Returns ``{"n": writes of target begun}``."""
+    real_mkstemp, real_fdopen = tempfile.mkstemp, os.fdopen
+    doomed: set[int] = set()
+    seen = {"n": 0}
+
+    def mkstemp(*args, prefix=None, **kwargs):
+        fd, path = real_mkstemp(*args, prefix=prefix, **kwargs)
+        if prefix is not None and prefix.startswith(f".{target}."):
+            seen["n"] += 1
+            if seen["n"] >= nth:
+                doomed.add(fd)
+        return fd, path
+
+    def fdopen(fd, mode="r", *args, **kwargs):
+        fh = real_fdopen(fd, mode, *args, **kwargs)
+        if fd in doomed:
+            doomed.discard(fd)
+            return FillsUp(fh, room)
+        return fh
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    return seen
+
+
+def read_only(monkeypatch, folder: Path, from_write: int = 1) -> None:
+    """``folder`` behaves as on a read-only mount (root ignores permission bits, so the
+    calls that would fail raise EROFS themselves). ``from_write > 1``: it becomes
+    read-only mid-run, at that atomic write into it."""
+    def refuse(path):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    real_mkstemp = tempfile.mkstemp
+    count = {"n": 0}
+
+    def mkstemp(*args, dir=None, **kwargs):
+        if dir is not None and _under(dir, folder):
+            count["n"] += 1
+            if count["n"] >= from_write:
+                refuse(dir)
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    if from_write > 1:
+        return
+    real_open, real_mkdir = os.open, os.mkdir
+
+    def open_(path, flags, *args, **kwargs):
+        if flags & (os.O_CREAT | os.O_WRONLY | os.O_RDWR) and _under(path, folder):
+            refuse(path)
+        return real_open(path, flags, *args, **kwargs)
+
+    def mkdir(path, *args, **kwargs):
+        if _under(path, folder) and not os.path.isdir(path):
+            refuse(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(os, "mkdir", mkdir)
+
+
 class Kit:
     """Helpers a test reaches through the ``kit`` fixture (conftest modules are not
     importable under --import-mode=importlib)."""
+
+    fill_disk = staticmethod(fill_disk)
+    read_only = staticmethod(read_only)
 
     write_images = staticmethod(write_images)
     snapshot = staticmethod(snapshot)
@@ -133,3 +232,27 @@ class Kit:
 @pytest.fixture
 def kit() -> type[Kit]:
     return Kit
+
+
+@pytest.fixture
+def lock_holder():
+    """``lock_holder(directory) -> pid``: another process holding ``directory``'s run
+    lock (through rsdistill's own ``run_dir_lock``) until the test ends."""
+    procs = []
+    code = ("import sys, time\n"
+            "from rsdistill.runtime.locks import run_dir_lock\n"
+            "with run_dir_lock(sys.argv[1]):\n"
+            "    print('held', flush=True)\n"
+            "    time.sleep(600)\n")
+
+    def hold(directory: Path) -> int:
+        proc = subprocess.Popen([sys.executable, "-c", code, str(directory)],
+                                stdout=subprocess.PIPE, text=True, env=cli_env())
+        procs.append(proc)
+        assert proc.stdout.readline().strip() == "held"
+        return proc.pid
+
+    yield hold
+    for proc in procs:
+        proc.kill()
+        proc.wait()

@@ -12,7 +12,7 @@ import yaml
 from rsdistill.training.distiller import Distiller, example_input
 from rsdistill.runtime.hooks import FeatureTap, default_feature_layers, probe_feature_maps
 from rsdistill.experiments.records import DistillConfig
-from rsdistill.experiments.records import check_run_resume
+from rsdistill.experiments.records import check_run_dir
 from rsdistill.experiments.procedures import run_training
 from rsdistill.experiments.grid import SweepConfig
 from rsdistill.experiments.sweep import run_sweep
@@ -215,10 +215,10 @@ def test_resume_of_a_run_written_before_the_method_keys(tmp_path):
     old = {k: v for k, v in asdict(distill).items()
            if k not in ("method_options", "student_layers", "teacher_layers")}
     (run / "config.yaml").write_text(yaml.safe_dump({"data": {}, "train": {}, "distill": old}))
-    check_run_resume(run, {"data": {}, "train": {}, "distill": asdict(distill)}, True)
+    check_run_dir(run, {"data": {}, "train": {}, "distill": asdict(distill)}, True)
     changed = {**asdict(distill), "method_options": {"x": 1}}
     with pytest.raises(ConfigError, match="method_options"):
-        check_run_resume(run, {"data": {}, "train": {}, "distill": changed}, True)
+        check_run_dir(run, {"data": {}, "train": {}, "distill": changed}, True)
 
 
 def test_resume_of_a_run_written_before_the_mixing_and_view_keys(tmp_path):
@@ -232,7 +232,7 @@ def test_resume_of_a_run_written_before_the_mixing_and_view_keys(tmp_path):
     old = {k: v for k, v in asdict(data).items()
            if k not in ("mix", "mix_alpha", "teacher_augment")}
     (run / "config.yaml").write_text(yaml.safe_dump({"data": old, "train": {}}))
-    check_run_resume(run, {"data": asdict(data), "train": {}}, True)
+    check_run_dir(run, {"data": asdict(data), "train": {}}, True)
     with pytest.raises(ConfigError, match="teacher_augment"):
-        check_run_resume(run, {"data": asdict(replace(data, teacher_augment="independent")),
+        check_run_dir(run, {"data": asdict(replace(data, teacher_augment="independent")),
                                   "train": {}}, True)

@@ -10,6 +10,7 @@ from rsdistill.cli.train_cmd import add_train_args, distill_data_config, train_c
 from rsdistill.experiments.compare import CompareConfig, default_methods, run_compare
 from rsdistill.errors import ConfigError
 from rsdistill.losses import METHODS
+from rsdistill.report.blocks import pm_of, seeds_text
 from rsdistill.report.compare_report import write_compare_report
 
 
@@ -70,12 +71,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     # Checked before the data options are read, so a typo in --methods fails first.
     cfg.validate()
     summary = run_compare(args.out, distill_data_config(args), train_config(args), cfg,
-                          progress=args.progress)
+                          progress=args.progress, overwrite=args.overwrite)
     write_compare_report(args.out)
-    print(f"{'method':>10} {'accuracy':>16} {'f1_macro':>16} {'s/epoch':>8}")
+    print(f"{'method':>10} {'accuracy':>16} {'f1_macro':>16} {'s/epoch':>8}   "
+          f"(test split, {seeds_text(cfg.seeds)})")
     for r in summary["methods"]:
-        print(f"{r['method']:>10} {100 * r['accuracy_mean']:>8.2f} ± {100 * r['accuracy_std']:<5.2f} "
-              f"{100 * r['f1_macro_mean']:>8.2f} ± {100 * r['f1_macro_std']:<5.2f} "
+        print(f"{r['method']:>10} {pm_of(r, 'accuracy'):>16} {pm_of(r, 'f1_macro'):>16} "
               f"{r['seconds_per_epoch_mean']:>8.3f}")
     if args.int8:
         # Rewritten with the int8 section; run_compare wrote the plain report already.

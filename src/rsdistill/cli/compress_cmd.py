@@ -30,6 +30,8 @@ def register(sub) -> None:
                         "output; batchnorm weighs by that BatchNorm's |γ|/σ only; none is the plain "
                         "SVD of W₁")
     p.add_argument("--out", help="new run directory (default: <run dir>-rank<R> beside it)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace what rsdistill wrote in --out (other files there are kept)")
     p.add_argument("--json", action="store_true", help="print the compression record as JSON")
     add_measurement_args(p)
     p.set_defaults(func=cmd_compress)
@@ -43,7 +45,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
                               resolve_precision(s.precision, s.device),
                               resolve_precision(s.inference_precision, s.device),
                               s.latency_runs, s.inference_threads,
-                              Path(args.out).expanduser() if args.out else None)
+                              Path(args.out).expanduser() if args.out else None,
+                              overwrite=args.overwrite)
     if args.json:
         print(json.dumps(rec))
         return 0

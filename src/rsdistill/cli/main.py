@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
 
 from rsdistill import __version__
 from rsdistill.errors import RsdistillError
+from rsdistill.io import describe_os_error, os_error_of
 
 # Each module adds its subcommand(s) with ``register(subparsers)``.
 COMMAND_MODULES = ("data_cmd", "models_cmd", "train_cmd", "evaluate_cmd", "sweep_cmd", "report_cmd", "run_cmd",
@@ -32,6 +34,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# A folder that is read-only or full, or not ours to write: the user's to fix, never a bug.
+_ENVIRONMENT_FAULTS = {errno.ENOSPC: "cannot write", errno.EDQUOT: "cannot write",
+                       errno.EROFS: "cannot write", errno.EFBIG: "cannot write",
+                       errno.EACCES: "cannot access", errno.EPERM: "cannot access"}
+
+
+def environment_fault(exc: BaseException) -> str | None:
+    """One line for a failed write that no rsdistill code turned into an error (a folder
+    made on the way, a library's own file), or None when ``exc`` is something else."""
+    cause = os_error_of(exc)
+    if cause is None or cause.errno not in _ENVIRONMENT_FAULTS:
+        return None
+    where = f" {cause.filename}" if cause.filename else ""
+    return f"{_ENVIRONMENT_FAULTS[cause.errno]}{where}: {describe_os_error(cause)}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -49,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except RsdistillError as exc:
         print(f"rsdistill: error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError) as exc:
+        line = environment_fault(exc)
+        if line is None:
+            raise
+        print(f"rsdistill: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rsdistill: interrupted", file=sys.stderr)

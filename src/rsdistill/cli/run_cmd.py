@@ -39,6 +39,9 @@ def register(sub) -> None:
                                             "0 = one per CPU core, 1 on a GPU)")
     p.add_argument("--out", help="study directory (default runs/<dataset>)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace what rsdistill wrote in the study directory and start afresh "
+                        "(without it, rerunning continues the study there)")
     p.add_argument("--int8", action="store_true", help=INT8_HELP)
     p.set_defaults(func=cmd_run)
 
@@ -61,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif not args.config:
         cfg.out = str(Path("runs") / cfg.data.dataset)
     log.info("%s", describe_locations(cfg))
-    sweep_dir = run_study(cfg, progress=args.progress)
+    sweep_dir = run_study(cfg, progress=args.progress, overwrite=args.overwrite)
     log.info("stage 4/4: report")
     report = write_report(sweep_dir, int8=args.int8)
     print(f"wrote {report}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rsdistill.cli.common import add_data_args, data_config
+from rsdistill.cli.common import add_data_args
 from rsdistill.cli.train_cmd import (
     add_assistant_args,
     add_method_args,
@@ -17,6 +17,7 @@ from rsdistill.cli.train_cmd import (
 from rsdistill.experiments.grid import SweepConfig, parse_alphas, parse_betas
 from rsdistill.experiments.sweep import run_sweep
 from rsdistill.losses import MethodConfig
+from rsdistill.report.blocks import pm_of, seeds_text
 
 
 def register(sub) -> None:
@@ -50,11 +51,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     data_cfg = distill_data_config(args)
     sweep.teacher = assistant_teacher(args, data_cfg)
     summary = run_sweep(args.out, data_cfg, train_config(args), sweep,
-                        resume=args.resume, progress=args.progress, jobs=args.jobs)
-    print(f"{'beta':>6} {'alpha':>6} {'accuracy':>16} {'f1_macro':>16}")
+                        resume=args.resume, progress=args.progress, jobs=args.jobs,
+                        overwrite=args.overwrite)
+    print(f"{'beta':>6} {'alpha':>6} {'accuracy':>16} {'f1_macro':>16}   "
+          f"(test split, {seeds_text(sweep.seeds)})")
     for r in summary["aggregate"]:
-        print(f"{r['beta']:>6} {r['alpha']:>6.2f} {100 * r['accuracy_mean']:>8.2f} ± "
-              f"{100 * r['accuracy_std']:<5.2f} {100 * r['f1_macro_mean']:>8.2f} ± "
-              f"{100 * r['f1_macro_std']:<5.2f}")
+        print(f"{r['beta']:>6} {r['alpha']:>6.2f} {pm_of(r, 'accuracy'):>16} "
+              f"{pm_of(r, 'f1_macro'):>16}")
     print(f"wrote {args.out}/results.json")
     return 0

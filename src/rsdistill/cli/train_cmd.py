@@ -74,6 +74,9 @@ def add_train_args(p: argparse.ArgumentParser, model_flag: str, model_help: str,
                         "local state dict (.pt)")
     g.add_argument("--out", required=True, help="run directory to write")
     g.add_argument("--resume", action="store_true", help="continue the run in --out")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace what rsdistill wrote in --out (a run, sweep, comparison, "
+                        "compress output, ...) and start afresh; other files there are kept")
     g.add_argument("--no-progress", dest="progress", action="store_false")
     g.add_argument("--sync-bn", action="store_true",
                    help="under torchrun on GPUs: SyncBatchNorm, batch statistics over the "
@@ -188,7 +191,7 @@ def _print_summary(metrics: dict, out: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     metrics = run_training(args.out, data_config(args), train_config(args),
-                           resume=args.resume, progress=args.progress)
+                           resume=args.resume, progress=args.progress, overwrite=args.overwrite)
     _print_summary(metrics, args.out)
     return 0
 
@@ -214,6 +217,6 @@ def cmd_distill(args: argparse.Namespace) -> int:
     data_cfg = distill_data_config(args)
     distill.teacher = assistant_teacher(args, data_cfg)
     metrics = run_training(args.out, data_cfg, train_config(args), distill,
-                           resume=args.resume, progress=args.progress)
+                           resume=args.resume, progress=args.progress, overwrite=args.overwrite)
     _print_summary(metrics, args.out)
     return 0

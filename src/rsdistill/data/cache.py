@@ -19,6 +19,7 @@ import torch
 from rsdistill.data import decode as decode_mod
 from rsdistill.data.sources import ImageSource
 from rsdistill.data.specs import DatasetSpec
+from rsdistill.errors import WriteError
 from rsdistill.paths import CACHE_ENV
 from rsdistill.io import (
     atomic_torch_save, describe_os_error, load_failure_reason, os_error_of,
@@ -75,7 +76,7 @@ def write_cache(path: Path, entry: dict) -> bool:
     """Write one entry atomically; False, with one warning, when the disk refuses it."""
     try:
         atomic_torch_save(entry, path)
-    except (OSError, RuntimeError) as exc:
+    except (OSError, RuntimeError, WriteError) as exc:
         cause = os_error_of(exc)
         if cause is None:
             raise

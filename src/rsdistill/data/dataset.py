@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from rsdistill.data import decode as decode_mod
 from rsdistill.data.cache import (
-    CACHE_ENV, cache_key, cache_path_for, clean_cache_dir, read_cache, write_cache,
+    cache_key, cache_path_for, clean_cache_dir, read_cache, write_cache,
 )
 from rsdistill.data.download import download_dataset
 from rsdistill.data.pixels import NOTE_EXTRA_BANDS, NOTE_FLOAT_CLIPPED

@@ -7,14 +7,9 @@ requested in the same pass (needed for cross-resolution teachers).
 
 from __future__ import annotations
 
-import ctypes
 import io
 import os
 import re
-import signal
-import sys
-import threading
-import time
 import warnings
 import zipfile
 import zlib
@@ -26,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from rsdistill.data import pixels
 from rsdistill.data.sources import ImageSource, RefusedFile
-from rsdistill.io import pid_alive
+from rsdistill.runtime.processes import die_with_parent
 
 # The exported models' preprocessing contract (export/contract.py) quotes these two.
 RESAMPLE = Image.Resampling.BICUBIC
@@ -36,8 +31,6 @@ COLOR_MODE = "RGB"
 # scaled instead of clipped; multi-band TIFFs; refused special files and links.
 DECODE_VERSION = 2
 CHUNK = 128
-# A worker whose parent is gone exits within this many seconds (at once on Linux).
-PARENT_POLL_S = 1.0
 
 
 @dataclass
@@ -159,42 +152,9 @@ def _decode_chunk(source: ImageSource, files: list[str], sizes: tuple[int, ...])
 
 # ----------------------------------------------------------------------------- workers
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Pool initializer: a worker never outlives the process that decodes.
-
-    A worker killed along with nothing else would otherwise wait on the task pipe forever
-    (every worker holds its write end too, so no EOF comes). Linux kills the worker the
-    moment its parent dies (PR_SET_PDEATHSIG); everywhere, a thread checks every second
-    that the parent lives and exits otherwise.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-    first_parent = os.getppid()
-
-    def parent_gone() -> bool:
-        return os.getppid() != first_parent or not pid_alive(parent_pid)
-
-    if parent_gone():  # it died before the death signal was armed
-        os._exit(1)
-
-    def watch() -> None:
-        while not parent_gone():
-            time.sleep(PARENT_POLL_S)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="rsdistill-parent-watch", daemon=True).start()
-
-
-_PR_SET_PDEATHSIG = 1
-
-
 def worker_pool(workers: int) -> ProcessPoolExecutor:
-    """Decode workers that die with this process (see :func:`_die_with_parent`)."""
-    return ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent,
+    """Decode workers that die with this process (``runtime/processes.py``)."""
+    return ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent,
                                initargs=(os.getpid(),))
 
 

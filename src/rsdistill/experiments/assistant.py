@@ -18,12 +18,10 @@ from rsdistill.errors import ConfigError
 from rsdistill.experiments.procedures import run_training
 from rsdistill.experiments.records import DistillConfig
 from rsdistill.losses import check_alpha, check_temperature
-from rsdistill.runtime.rundir import METRICS_FILE
+from rsdistill.runtime.rundir import ASSISTANT_DIR, METRICS_FILE
 from rsdistill.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
-
-ASSISTANT_DIR = "assistant"
 
 
 @dataclass

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 from rsdistill.experiments.procedures import PROCEDURES, RunRequest, run_training
-from rsdistill.experiments.records import DistillConfig, check_run_resume
+from rsdistill.experiments.records import DistillConfig, check_run_dir
 from rsdistill.io import atomic_write_bytes, read_json, write_json
 from rsdistill.runtime import distributed
 from rsdistill.runtime.rundir import (
@@ -51,7 +51,7 @@ def train_generations(req: RunRequest) -> dict:
     plan = req.distill_cfg.build(req.train_cfg.label_smoothing)
     out, top = req.out, RunDirectory(req.out)
     started = top.file(CONFIG_FILE).is_file() or generation_dir(out, 0).exists()
-    check_run_resume(out, req.record, req.resume, has_state=started)
+    check_run_dir(out, req.record, req.resume, req.overwrite, has_state=started)
     distributed.setup(req.train_cfg.device)
     distributed.barrier()  # every rank has checked before rank 0 writes
     if distributed.is_main():

@@ -20,11 +20,17 @@ import yaml
 from rsdistill.data.module import DataConfig, prepare_data
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.procedures import resolve_settings, run_training
-from rsdistill.experiments.records import LOCATION_KEYS, DistillConfig, config_diffs
+from rsdistill.experiments.records import (
+    LOCATION_KEYS,
+    DistillConfig,
+    config_diffs,
+    refuse_other_files,
+)
 from rsdistill.experiments.stats import SCORE_KEYS, difference_std, mean_std, write_csv
 from rsdistill.experiments.teacher import teacher_summary
 from rsdistill.io import atomic_write_text, read_json, write_json
 from rsdistill.losses import METHODS
+from rsdistill.runtime.locks import clear_project_files, run_dir_lock
 from rsdistill.runtime.rundir import (
     COMPARE_CSV,
     COMPARE_FILE,
@@ -88,16 +94,24 @@ class CompareConfig:
 
 
 def run_compare(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
-                cfg: CompareConfig, *, progress: bool = True) -> dict:
-    out = Path(out)
+                cfg: CompareConfig, *, progress: bool = True, overwrite: bool = False) -> dict:
     cfg.validate()
     data_cfg, teacher = resolve_settings(data_cfg, train_cfg, cfg.teacher)
     cfg = replace(cfg, teacher=teacher)
     record = {"kind": "compare", "data": asdict(data_cfg), "train": asdict(train_cfg),
               "compare": asdict(cfg)}
-    check_same_comparison(out / COMPARE_FILE, record)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / COMPARE_FILE, yaml.safe_dump(record, sort_keys=False))
+    with run_dir_lock(out) as out:
+        if overwrite:
+            clear_project_files(out)
+        elif not (out / COMPARE_FILE).is_file():
+            refuse_other_files(out, "comparison")
+        check_same_comparison(out / COMPARE_FILE, record)
+        atomic_write_text(out / COMPARE_FILE, yaml.safe_dump(record, sort_keys=False))
+        return _train_and_summarize(out, data_cfg, train_cfg, cfg, record, progress)
+
+
+def _train_and_summarize(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig,
+                         cfg: CompareConfig, record: dict, progress: bool) -> dict:
     data = prepare_data(data_cfg, progress=progress)
     rows, student = [], None
     for method in cfg.entries():

@@ -23,12 +23,10 @@ from rsdistill.experiments.stats import SCORE_KEYS, mean_std
 from rsdistill.experiments.sweep import run_sweep
 from rsdistill.io import atomic_write_text, read_json
 from rsdistill.losses import MethodConfig, check_alpha
-from rsdistill.runtime.rundir import SWEEP_RESULTS
+from rsdistill.runtime.rundir import PARETO_FILE, SWEEP_RESULTS
 from rsdistill.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
-
-PARETO_FILE = "pareto.yaml"
 
 
 @dataclass

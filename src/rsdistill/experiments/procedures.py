@@ -21,6 +21,7 @@ from rsdistill.experiments.teacher import check_teacher_data, load_teacher, reso
 from rsdistill.paths import default_data_root
 from rsdistill.registry import Registry
 from rsdistill.runtime import distributed
+from rsdistill.runtime.locks import run_dir_lock
 from rsdistill.training.config import TrainConfig
 from rsdistill.training.distiller import TeacherView
 
@@ -36,6 +37,7 @@ class RunRequest:
     record: dict
     resume: bool
     progress: bool
+    overwrite: bool = False
 
 
 PROCEDURES: Registry[Callable[[RunRequest], dict]] = Registry("training procedure")
@@ -85,8 +87,11 @@ def prepare_teacher_and_data(data_cfg: DataConfig, teacher_path: str, progress: 
 
 def run_training(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
                  distill_cfg: DistillConfig | None = None, *, resume: bool = False,
-                 progress: bool = True) -> dict:
-    """A ``train`` run (no ``distill_cfg``) or a ``distill`` run; returns its metrics."""
+                 progress: bool = True, overwrite: bool = False) -> dict:
+    """A ``train`` run (no ``distill_cfg``) or a ``distill`` run; returns its metrics.
+
+    ``out`` is locked from here to the end (one rsdistill process per run directory);
+    the procedure checks what it holds (``records.check_run_dir``) under the lock."""
     data_cfg, teacher = resolve_settings(data_cfg, train_cfg,
                                          distill_cfg.teacher if distill_cfg else "")
     procedure = "single"
@@ -96,5 +101,6 @@ def run_training(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
         distill_cfg.check_teacher(distill_cfg.teacher)
         procedure = distill_cfg.descriptor.procedure
     record = run_record(data_cfg, train_cfg, distill_cfg)
-    return PROCEDURES.get(procedure)(RunRequest(Path(out), data_cfg, train_cfg, distill_cfg,
-                                                record, resume, progress))
+    with run_dir_lock(out) as out:
+        return PROCEDURES.get(procedure)(RunRequest(out, data_cfg, train_cfg, distill_cfg,
+                                                    record, resume, progress, overwrite))

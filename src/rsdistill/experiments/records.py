@@ -6,6 +6,7 @@ so ``evaluate`` and ``--resume`` rebuild exactly the run that was made.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -13,8 +14,19 @@ from rsdistill.config import from_dict
 from rsdistill.data.module import DataConfig
 from rsdistill.errors import ConfigError
 from rsdistill.losses import MethodConfig
-from rsdistill.runtime.rundir import CONFIG_FILE, RunDirectory
+from rsdistill.runtime import distributed
+from rsdistill.runtime.locks import clear_project_files
+from rsdistill.runtime.rundir import (
+    ASSISTANT_DIR,
+    CONFIG_FILE,
+    STARTED_RUN_FILES,
+    RunDirectory,
+    describe_entries,
+    other_entries,
+)
 from rsdistill.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
 
 # Where the data lives and how it is decoded never changes what a run computes.
 LOCATION_KEYS = {"data_root", "cache_dir", "workers", "download"}
@@ -71,18 +83,50 @@ def check_resume(path: Path, old: dict, new: dict, sections: dict[str, type],
 RUN_SECTIONS = {"data": DataConfig, "train": TrainConfig, "distill": DistillConfig}
 
 
-def check_run_resume(out: Path, record: dict, resume: bool, *,
-                     has_state: bool | None = None) -> None:
-    """A run directory holding a run is refused without ``--resume``; with it, the
-    settings must match its config.yaml. ``has_state``: whether ``out`` holds a run
-    (default: its last.pt); born-again's top directory has none of its own."""
+def refuse_other_files(out: Path, what: str, allowed: frozenset[str] = frozenset()) -> None:
+    """A directory holding anything but ``allowed`` (besides its lock and temporary
+    files) is not rsdistill's to write into: refused, listing what is there."""
+    if other_entries(out, allowed):
+        there = describe_entries(other_entries(out), out)
+        raise ConfigError(f"{out} is not empty and holds no {what} to resume ({there}); choose "
+                          "another --out, or pass --overwrite to replace the rsdistill files in "
+                          "it (other files stay)")
+
+
+def check_run_dir(out: Path, record: dict, resume: bool, overwrite: bool = False, *,
+                  has_state: bool | None = None) -> None:
+    """What a run may do with ``out``, which this process has locked.
+
+    ``--overwrite`` clears what rsdistill wrote there. A directory holding a run (default:
+    its last.pt; born-again's top directory has none of its own, ``has_state`` says) is
+    refused without ``--resume``; with it, the kind and settings must match config.yaml.
+    Otherwise only an empty directory, or one a run left before its first complete epoch,
+    is written into."""
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite replaces it; "
+                          "pass only one of them")
+    if overwrite:
+        if distributed.is_main():
+            clear_project_files(out)
+        return
     run = RunDirectory(out)
     started = run.has_state() if has_state is None else has_state
     if started and not resume:
-        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose "
-                          "another --out")
-    if resume and started and run.file(CONFIG_FILE).is_file():
-        check_resume(out / CONFIG_FILE, run.read_config(), record, RUN_SECTIONS)
+        raise ConfigError(f"{out} already holds a run; pass --resume to continue it, "
+                          "--overwrite to replace it, or choose another --out")
+    if started:
+        if run.file(CONFIG_FILE).is_file():
+            old = run.read_config() or {}
+            kinds = old.get("kind"), record.get("kind")
+            if None not in kinds and kinds[0] != kinds[1]:
+                raise ConfigError(f"{out} holds a {kinds[0]} run, not a {kinds[1]} run; "
+                                  "choose another --out")
+            check_resume(out / CONFIG_FILE, old, record, RUN_SECTIONS)
+        return
+    # A teacher assistant distilled for this run lives in its folder (--assistant).
+    refuse_other_files(out, "run", STARTED_RUN_FILES | {ASSISTANT_DIR})
+    if resume and run.file(CONFIG_FILE).is_file():
+        log.info("%s holds no complete epoch yet; training starts at epoch 1", out)
 
 
 def load_run_config(run_dir: Path) -> tuple[DataConfig, TrainConfig, DistillConfig | None]:

@@ -19,6 +19,7 @@ import torch
 
 from rsdistill.runtime import distributed
 from rsdistill.runtime.precision import resolve_device, resolve_precision
+from rsdistill.runtime.processes import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,12 @@ def default_jobs(seeds: int, device: str) -> int:
 _ACTIVE_SEEDS = None
 
 
-def _init_seed_worker(active) -> None:
+def _init_seed_worker(active, parent_pid: int | None = None) -> None:
     global _ACTIVE_SEEDS
+    # Killed with the sweep: an orphan would go on writing its seed's runs beside the
+    # resumed sweep (and hold their locks).
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     _ACTIVE_SEEDS = active
 
 
@@ -86,7 +91,7 @@ def fit_seeds_in_parallel(fit: Callable[..., None], seeds: list[int], jobs: int,
     ctx = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
     active = ctx.Value("i", 0)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_seed_worker,
-                             initargs=(active,)) as pool:
+                             initargs=(active, os.getpid())) as pool:
         futures = [pool.submit(_seed_worker, fit, seed, cores, jobs, level) for seed in seeds]
         try:
             for future in as_completed(futures):

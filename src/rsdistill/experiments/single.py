@@ -7,7 +7,7 @@ member of a fused sweep.
 from __future__ import annotations
 
 from rsdistill.experiments.procedures import PROCEDURES, RunRequest, prepare_teacher_and_data
-from rsdistill.experiments.records import check_run_resume
+from rsdistill.experiments.records import check_run_dir
 from rsdistill.training.members import DistillerFactory, MemberSpec, build_members, student_distiller
 from rsdistill.training.trainer import Trainer
 
@@ -16,7 +16,7 @@ def train_members(req: RunRequest, specs: list[MemberSpec],
                   factory: DistillerFactory = student_distiller) -> list[dict]:
     """Everything a run does around its members: the run-directory checks, the teacher
     and data, the members, the training pass."""
-    check_run_resume(req.out, req.record, req.resume)
+    check_run_dir(req.out, req.record, req.resume, req.overwrite)
     teacher_path = req.distill_cfg.teacher if req.distill_cfg is not None else ""
     teacher, view, data = prepare_teacher_and_data(req.data_cfg, teacher_path, req.progress)
     members = build_members(specs, req.train_cfg, data, teacher, view, factory)

@@ -18,10 +18,12 @@ from rsdistill.errors import ConfigError
 from rsdistill.experiments.assistant import AssistantConfig, train_assistant
 from rsdistill.experiments.grid import GRID_KEYS, SweepConfig, parse_alphas, parse_betas
 from rsdistill.experiments.procedures import run_training
+from rsdistill.experiments.records import refuse_other_files
 from rsdistill.experiments.sweep import run_sweep
 from rsdistill.io import atomic_write_text
 from rsdistill.losses import MethodConfig
 from rsdistill.paths import DATA_ENV, default_cache_dir, default_data_root
+from rsdistill.runtime.locks import clear_project_files, run_dir_lock
 from rsdistill.runtime.rundir import METRICS_FILE, STUDY_FILE
 from rsdistill.training.config import TrainConfig
 
@@ -131,7 +133,12 @@ def load_study_config(path: str | Path) -> StudyConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return study_from_dict(raw or {})
+    if raw is None or raw == {}:
+        # Not the full default study: an empty file is far more likely a mistake.
+        raise ConfigError(f"config file {path} is empty; copy one of the configs in configs/ "
+                          "(e.g. configs/ucmerced.yaml) and edit it, or run "
+                          "'rsdistill run --dataset NAME' for the default study")
+    return study_from_dict(raw)
 
 
 def study_sweep(cfg: StudyConfig) -> SweepConfig:
@@ -169,12 +176,11 @@ def describe_locations(cfg: StudyConfig) -> str:
             f"{cache.absolute()}")
 
 
-def run_study(cfg: StudyConfig, progress: bool = True) -> Path:
+def run_study(cfg: StudyConfig, progress: bool = True, overwrite: bool = False) -> Path:
     """Checks the data, trains the teacher and the sweep; returns the sweep directory
     (to report on). The data stage (download included) ends before anything is written
     to the study directory or trained."""
     cfg = resolve_data_root(cfg)
-    out = Path(cfg.out)
     sweep = study_sweep(cfg)
     sweep.validate()
     cfg.teacher.validate()
@@ -190,19 +196,24 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> Path:
     log.info("%s: %d images, %d classes, from %s", cfg.data.dataset, len(prepared.dataset),
              prepared.num_classes, prepared.dataset.source)
     del prepared
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / STUDY_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    teacher_dir = out / "teacher"
-    if not (teacher_dir / METRICS_FILE).is_file():
-        log.info("stage 2/4: training the teacher %s", cfg.teacher.model)
-        teacher_data = cfg.data if cfg.teacher_image_size is None else \
-            replace(cfg.data, image_size=cfg.teacher_image_size)
-        run_training(teacher_dir, teacher_data, cfg.teacher, resume=True, progress=progress)
-    if cfg.assistant.enabled:
-        sweep = replace(sweep, teacher=train_assistant(out, cfg.assistant, sweep.teacher,
-                                                       cfg.data, cfg.student, progress=progress))
-    log.info("stage 3/4: α sweep of %s (%d α × %d β × %d seeds)", cfg.student.model,
-             len(sweep.alphas), len(sweep.betas), sweep.seeds)
-    run_sweep(out / "sweep", cfg.data, cfg.student, sweep, resume=True, progress=progress,
-              jobs=cfg.sweep.jobs)
+    with run_dir_lock(cfg.out) as out:
+        if overwrite:
+            clear_project_files(out)
+        elif not (out / STUDY_FILE).is_file():
+            refuse_other_files(out, "study")
+        atomic_write_text(out / STUDY_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        teacher_dir = out / "teacher"
+        if not (teacher_dir / METRICS_FILE).is_file():
+            log.info("stage 2/4: training the teacher %s", cfg.teacher.model)
+            teacher_data = cfg.data if cfg.teacher_image_size is None else \
+                replace(cfg.data, image_size=cfg.teacher_image_size)
+            run_training(teacher_dir, teacher_data, cfg.teacher, resume=True, progress=progress)
+        if cfg.assistant.enabled:
+            sweep = replace(sweep, teacher=train_assistant(out, cfg.assistant, sweep.teacher,
+                                                           cfg.data, cfg.student,
+                                                           progress=progress))
+        log.info("stage 3/4: α sweep of %s (%d α × %d β × %d seeds)", cfg.student.model,
+                 len(sweep.alphas), len(sweep.betas), sweep.seeds)
+        run_sweep(out / "sweep", cfg.data, cfg.student, sweep, resume=True, progress=progress,
+                  jobs=cfg.sweep.jobs)
     return out / "sweep"

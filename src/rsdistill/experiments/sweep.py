@@ -7,6 +7,7 @@ exactly like a single ``distill`` run, so ``rsdistill evaluate`` works on it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from dataclasses import asdict, replace
@@ -18,20 +19,20 @@ from rsdistill.data.module import DataConfig
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.grid import SweepConfig, beta_label, member_name, upgrade_sweep_record
 from rsdistill.experiments.procedures import prepare_teacher_and_data, resolve_settings
-from rsdistill.experiments.records import check_resume, run_record
+from rsdistill.experiments.records import check_resume, refuse_other_files, run_record
 from rsdistill.experiments.seeds import default_jobs, fit_seeds_in_parallel
 from rsdistill.experiments.stats import SCORE_KEYS, mean_std, write_csv
 from rsdistill.experiments.teacher import teacher_summary
 from rsdistill.io import atomic_write_text, read_json, write_json
 from rsdistill.losses import MethodConfig
 from rsdistill.runtime import distributed
+from rsdistill.runtime.locks import clear_project_files, run_dir_lock
 from rsdistill.runtime.rundir import (
     METRICS_FILE,
     SWEEP_AGGREGATE_CSV,
     SWEEP_FILE,
     SWEEP_RESULTS,
     SWEEP_ROWS_CSV,
-    RunDirectory,
     seed_dir,
 )
 from rsdistill.training.config import TrainConfig
@@ -45,9 +46,9 @@ SWEEP_SECTIONS = {"data": DataConfig, "train": TrainConfig, "sweep": SweepConfig
 
 
 def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: SweepConfig,
-              *, resume: bool = False, progress: bool = True, jobs: int = 0) -> dict:
+              *, resume: bool = False, progress: bool = True, jobs: int = 0,
+              overwrite: bool = False) -> dict:
     """Train every seed's fused pass (``jobs`` seeds at a time, 0 = one per core)."""
-    out = Path(out)
     sweep.validate()
     if jobs < 0:
         raise ConfigError(f"--jobs must be >= 0 (0 = one per core on a CPU), got {jobs}")
@@ -55,33 +56,47 @@ def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, swe
     sweep = replace(sweep, teacher=teacher)
     record = {"kind": "sweep", "data": asdict(data_cfg), "train": asdict(train_cfg),
               **sweep.record()}
-    state = RunDirectory(out)
-    if state.file(SWEEP_FILE).is_file():
-        if not resume:
-            raise ConfigError(f"{out} already holds a sweep; pass --resume to continue it or "
-                              "choose another --out")
-        old = upgrade_sweep_record(yaml.safe_load(state.file(SWEEP_FILE).read_text()) or {})
-        check_resume(state.file(SWEEP_FILE), old, record, SWEEP_SECTIONS, ignore={"seeds"},
-                     hint="; use another --out for a new sweep")
-    distributed.barrier()  # every rank has checked before rank 0 writes
-    if distributed.is_main():
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(state.file(SWEEP_FILE), yaml.safe_dump(record, sort_keys=False))
+    with run_dir_lock(out) as out:
+        check_sweep_dir(out, record, resume, overwrite)
+        distributed.barrier()  # every rank has checked before rank 0 writes
+        if distributed.is_main():
+            atomic_write_text(out / SWEEP_FILE, yaml.safe_dump(record, sort_keys=False))
 
-    prepared = prepare_teacher_and_data(data_cfg, sweep.teacher, progress)
-    members, owner = sweep.members()
-    names = [member_name(a, b) for a, b in members]
-    todo = [seed for seed in range(sweep.seeds)
-            if not all((seed_dir(out, seed) / n / METRICS_FILE).is_file() for n in names)]
-    jobs = min(jobs or default_jobs(sweep.seeds, train_cfg.device), max(1, len(todo)))
-    fit = functools.partial(fit_seed, out, data_cfg, train_cfg, sweep, resume=resume)
-    if jobs > 1:
-        fit_seeds_in_parallel(functools.partial(fit, progress=False), todo, jobs,
-                              train_cfg.precision, train_cfg.device)
-    else:
-        for seed in todo:
-            fit(seed, progress=progress, prepared=prepared)
-    return summarize(out, sweep, owner, train_cfg, record, prepared[2].describe())
+        prepared = prepare_teacher_and_data(data_cfg, sweep.teacher, progress)
+        members, owner = sweep.members()
+        names = [member_name(a, b) for a, b in members]
+        todo = [seed for seed in range(sweep.seeds)
+                if not all((seed_dir(out, seed) / n / METRICS_FILE).is_file() for n in names)]
+        jobs = min(jobs or default_jobs(sweep.seeds, train_cfg.device), max(1, len(todo)))
+        fit = functools.partial(fit_seed, out, data_cfg, train_cfg, sweep, resume=resume)
+        if jobs > 1:
+            fit_seeds_in_parallel(functools.partial(fit, progress=False), todo, jobs,
+                                  train_cfg.precision, train_cfg.device)
+        else:
+            for seed in todo:
+                fit(seed, progress=progress, prepared=prepared)
+        return summarize(out, sweep, owner, train_cfg, record, prepared[2].describe())
+
+
+def check_sweep_dir(out: Path, record: dict, resume: bool, overwrite: bool) -> None:
+    """A sweep continues only its own sweep.yaml's settings, and writes into nothing else
+    than an empty directory unless ``--overwrite`` (which clears what rsdistill wrote)."""
+    if overwrite:
+        if resume:
+            raise ConfigError("--resume continues the sweep in --out and --overwrite replaces "
+                              "it; pass only one of them")
+        if distributed.is_main():
+            clear_project_files(out)
+        return
+    if not (out / SWEEP_FILE).is_file():
+        refuse_other_files(out, "sweep")
+        return
+    if not resume:
+        raise ConfigError(f"{out} already holds a sweep; pass --resume to continue it, "
+                          "--overwrite to replace it, or choose another --out")
+    old = upgrade_sweep_record(yaml.safe_load((out / SWEEP_FILE).read_text()) or {})
+    check_resume(out / SWEEP_FILE, old, record, SWEEP_SECTIONS, ignore={"seeds"},
+                 hint="; use another --out for a new sweep")
 
 
 def fit_seed(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: SweepConfig,
@@ -98,12 +113,17 @@ def fit_seed(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: Swe
         name, distill = member_name(alpha, beta), sweep.member_config(alpha, beta)
         specs.append(MemberSpec(name, seed_dir(out, seed) / name, distill,
                                 run_record(data_cfg, cfg, distill)))
-    members = build_members(specs, cfg, data, teacher, view)
-    log.info("seed %d: %d students in one fused pass", seed, len(members))
-    trainer = Trainer(seed_dir(out, seed), data, members, cfg, progress=progress,
-                      announce=announce)
-    trainer.thread_budget = thread_budget
-    trainer.fit(resume=resume)
+    # The seed's directory (its last.pt) and every member's, so that no other rsdistill
+    # process (a seed worker of another sweep, a distill into a member) writes there.
+    with contextlib.ExitStack() as locks:
+        for path in (seed_dir(out, seed), *(spec.run_dir for spec in specs)):
+            locks.enter_context(run_dir_lock(path))
+        members = build_members(specs, cfg, data, teacher, view)
+        log.info("seed %d: %d students in one fused pass", seed, len(members))
+        trainer = Trainer(seed_dir(out, seed), data, members, cfg, progress=progress,
+                          announce=announce)
+        trainer.thread_budget = thread_budget
+        trainer.fit(resume=resume)
 
 
 def summarize(out: Path, sweep: SweepConfig, owner: dict[str, str], train_cfg: TrainConfig,

@@ -20,7 +20,8 @@ from rsdistill.runtime.rundir import MODEL_FILE
 from rsdistill.models import load_model
 from rsdistill.runtime.checkpoint import save_model
 from rsdistill.runtime.precision import Precision, resolve_precision
-from rsdistill.runtime.rundir import CONFIG_FILE, METRICS_FILE
+from rsdistill.runtime.locks import clear_project_files, run_dir_lock
+from rsdistill.runtime.rundir import CONFIG_FILE, METRICS_FILE, describe_entries, other_entries
 from rsdistill.evaluation.evaluate import evaluate_model
 from rsdistill.errors import CheckpointError, ConfigError
 from rsdistill.evaluation import predict
@@ -93,9 +94,20 @@ def default_out(model_file: Path, rank: int) -> Path:
     return model_file.parent.with_name(f"{model_file.parent.name}-rank{rank}")
 
 
+def claim_out(out: Path, overwrite: bool) -> None:
+    """The compressed run goes into an empty directory, or one ``--overwrite`` clears of
+    what rsdistill wrote (a training run there is never silently mixed with it)."""
+    if overwrite:
+        clear_project_files(out)
+    elif other_entries(out):
+        raise ConfigError(f"{out} is not empty ({describe_entries(other_entries(out), out)}); "
+                          "choose another --out, or pass --overwrite to replace the rsdistill "
+                          "files in it (other files stay)")
+
+
 def compress_checkpoint(model_file: Path, request: CompressRequest, data_cfg: DataConfig,
                         precision: Precision, timing: Precision, latency_runs: int,
-                        threads: int, out: Path | None = None) -> dict:
+                        threads: int, out: Path | None = None, overwrite: bool = False) -> dict:
     model, meta = load_model(model_file)
     if meta.get("low_rank"):
         raise CheckpointError(f"{model_file} is already compressed ({meta['low_rank']}); "
@@ -115,37 +127,37 @@ def compress_checkpoint(model_file: Path, request: CompressRequest, data_cfg: Da
     rank = request.resolve(s, full_rank(layer))
     sw2 = weighted_singular_values(layer.weight, row_scale, stats[1] if stats else None).square()
     out = Path(out) if out is not None else default_out(model_file, rank)
-    if (out / MODEL_FILE).exists():
-        raise ConfigError(f"{out} already holds a model; choose another --out")
-    pair = factorise(layer, rank, row_scale, stats)
-    compressed = copy.deepcopy(model)
-    compressed.set_submodule(name, pair)
-    s2 = s.double().square()
-    record = {
-        "source": str(model_file), "layer": name, "layer_type": type(layer).__name__,
-        "weight_shape": list(layer.weight.shape),
-        "weighting": request.weighting, "weighted_by": found[0] if found else None,
-        "rank": rank, "full_rank": full_rank(layer),
-        "energy_requested": request.energy, "energy_kept": float(s2[:rank].sum() / s2.sum()),
-        # ‖W − W_R‖_F / ‖W‖_F for the plain SVD (Eckart–Young).
-        "relative_error": float((s2[rank:].sum() / s2.sum()).sqrt()),
-        # What the weighting minimised: ‖D(W − W_R)Σ^½‖_F / ‖DWΣ^½‖_F (D, Σ identity
-        # under "none", so then it equals relative_error).
-        "relative_output_error": float((sw2[rank:].sum() / sw2.sum()).sqrt()),
-        "layer_params_before": _params(layer), "layer_params_after": _params(pair),
-        # Below this rank the pair holds fewer weights than W₁: R·(in·k·k + out) < out·in·k·k.
-        "break_even_rank": _break_even(layer),
-        "params_before": count_parameters(model), "params_after": count_parameters(compressed),
-        "flops_before": count_flops(model, size), "flops_after": count_flops(compressed, size),
-        "accuracy_before": _accuracy(copy.deepcopy(model), data, precision),
-    }
-    new_meta = {**meta, "low_rank": {"layer": name, "rank": rank, "bias": pair[1].bias is not None}}
-    metrics = evaluate_model(compressed, new_meta, data, "test", precision, timing, latency_runs, threads)
-    record["accuracy_after"] = metrics["accuracy"]
-    metrics["checkpoint"] = MODEL_FILE
-    metrics["compression"] = record
-    save_model(out / MODEL_FILE, compressed, new_meta)
-    if (model_file.parent / CONFIG_FILE).is_file():
-        atomic_write_bytes(out / CONFIG_FILE, (model_file.parent / CONFIG_FILE).read_bytes())
-    write_json(out / METRICS_FILE, metrics)
-    return {**record, "out": str(out)}
+    with run_dir_lock(out) as out:
+        claim_out(out, overwrite)
+        pair = factorise(layer, rank, row_scale, stats)
+        compressed = copy.deepcopy(model)
+        compressed.set_submodule(name, pair)
+        s2 = s.double().square()
+        record = {
+            "source": str(model_file), "layer": name, "layer_type": type(layer).__name__,
+            "weight_shape": list(layer.weight.shape),
+            "weighting": request.weighting, "weighted_by": found[0] if found else None,
+            "rank": rank, "full_rank": full_rank(layer),
+            "energy_requested": request.energy, "energy_kept": float(s2[:rank].sum() / s2.sum()),
+            # ‖W − W_R‖_F / ‖W‖_F for the plain SVD (Eckart–Young).
+            "relative_error": float((s2[rank:].sum() / s2.sum()).sqrt()),
+            # What the weighting minimised: ‖D(W − W_R)Σ^½‖_F / ‖DWΣ^½‖_F (D, Σ identity
+            # under "none", so then it equals relative_error).
+            "relative_output_error": float((sw2[rank:].sum() / sw2.sum()).sqrt()),
+            "layer_params_before": _params(layer), "layer_params_after": _params(pair),
+            # Below this rank the pair holds fewer weights than W₁: R·(in·k·k + out) < out·in·k·k.
+            "break_even_rank": _break_even(layer),
+            "params_before": count_parameters(model), "params_after": count_parameters(compressed),
+            "flops_before": count_flops(model, size), "flops_after": count_flops(compressed, size),
+            "accuracy_before": _accuracy(copy.deepcopy(model), data, precision),
+        }
+        new_meta = {**meta, "low_rank": {"layer": name, "rank": rank, "bias": pair[1].bias is not None}}
+        metrics = evaluate_model(compressed, new_meta, data, "test", precision, timing, latency_runs, threads)
+        record["accuracy_after"] = metrics["accuracy"]
+        metrics["checkpoint"] = MODEL_FILE
+        metrics["compression"] = record
+        save_model(out / MODEL_FILE, compressed, new_meta)
+        if (model_file.parent / CONFIG_FILE).is_file():
+            atomic_write_bytes(out / CONFIG_FILE, (model_file.parent / CONFIG_FILE).read_bytes())
+        write_json(out / METRICS_FILE, metrics)
+        return {**record, "out": str(out)}

@@ -22,6 +22,7 @@ from rsdistill.export.contract import normalizer_from_meta
 from rsdistill.export.formats import EXPORT_FORMATS
 from rsdistill.export.parity import Parity, check_parity, random_images
 from rsdistill.io import atomic_write_bytes
+from rsdistill.runtime.locks import run_dir_lock_of
 from rsdistill.models import count_flops, count_parameters
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,13 @@ def export_checkpoint(model_file: Path, format_name: str, out: Path | None = Non
     if out.suffix.lower() != fmt.suffix:
         # evaluate recognises an exported model by its suffix.
         raise ConfigError(f"--out for format {fmt.name} must end in {fmt.suffix}, got {out}")
+    # Beside a run's model.pt: not while another rsdistill process writes that run.
+    with run_dir_lock_of(out):
+        return _export(model_file, fmt, out, opset, data_cfg)
+
+
+def _export(model_file: Path, fmt, out: Path, opset: int | None,
+            data_cfg: DataConfig | None) -> ExportResult:
     model, meta = load_model(model_file)
     model = model.float().eval()
     size = int(meta["image_size"])

@@ -30,6 +30,7 @@ import torch
 
 from rsdistill.data.module import DataConfig, PreparedData, prepare_data
 from rsdistill.runtime.checkpoint import resolve_model_path
+from rsdistill.runtime.locks import run_dir_lock_of
 from rsdistill.runtime.precision import resolve_precision
 from rsdistill.errors import ConfigError, ExportError
 from rsdistill.evaluation import classification_metrics, interleaved_latency, predict
@@ -213,6 +214,15 @@ def quantize_onnx(source: Path, request: QuantizeRequest, data_cfg: DataConfig,
 
     Returns the record printed by ``rsdistill quantize`` (and the int8 bytes under "blob").
     """
+    fp32_file, _ = fp32_onnx_path(Path(source).expanduser())
+    target = Path(out).expanduser() if out is not None else default_int8_path(fp32_file)
+    # Beside a run's model.pt: not while another rsdistill process writes that run.
+    with run_dir_lock_of(target) if write else contextlib.nullcontext():
+        return _quantize(source, request, data_cfg, out, threads, latency_runs, write)
+
+
+def _quantize(source: Path, request: QuantizeRequest, data_cfg: DataConfig, out: Path | None,
+              threads: int, latency_runs: int, write: bool) -> dict:
     fp32_file, model_file = fp32_onnx_path(Path(source).expanduser())
     out = Path(out).expanduser() if out is not None else default_int8_path(fp32_file)
     # Checked before a missing fp32 file is exported, so a typo writes nothing at all.

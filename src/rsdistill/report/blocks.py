@@ -19,8 +19,21 @@ def pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
-def pm(mean: float, std: float) -> str:
+def pm(mean: float, std: float, seeds: int | None = None) -> str:
+    """``mean ± std`` in %; the value alone for one seed, whose std says nothing."""
+    if seeds == 1:
+        return f"{100 * mean:.2f}"
     return f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+
+def pm_of(row: dict, key: str) -> str:
+    """``pm`` of an aggregate row's ``<key>_mean``, ``<key>_std`` over its ``seeds``."""
+    return pm(row[f"{key}_mean"], row[f"{key}_std"], row.get("seeds"))
+
+
+def seeds_text(seeds: int) -> str:
+    """``mean ± std over 3 seeds`` or ``1 seed``: what a table's numbers are."""
+    return "1 seed" if seeds == 1 else f"mean ± std over {seeds} seeds"
 
 
 def to_markdown(blocks: list[Block]) -> str:

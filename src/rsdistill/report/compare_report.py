@@ -11,9 +11,10 @@ from pathlib import Path
 
 from rsdistill.errors import RsdistillError
 from rsdistill.io import atomic_write_text, read_json
+from rsdistill.runtime.locks import run_dir_lock
 from rsdistill.runtime.rundir import COMPARE_HTML, COMPARE_MD, COMPARE_RESULTS
 from rsdistill.report import plots
-from rsdistill.report.blocks import Block, pm, to_html, to_markdown
+from rsdistill.report.blocks import Block, pm_of, seeds_text, to_html, to_markdown
 
 HEADER = ["method", "accuracy %", "macro F1 %", "training s/epoch", "extra trainable params",
           "Δ accuracy vs kd (pt)", "Δ accuracy vs scratch (pt)", "lead over kd > 1 std"]
@@ -30,8 +31,8 @@ def yes_no(flag: bool | None) -> str:
 
 def table_row(r: dict) -> list[str]:
     """One method's cells, every number formatted from comparison.json's values."""
-    return [r["method"], pm(r["accuracy_mean"], r["accuracy_std"]),
-            pm(r["f1_macro_mean"], r["f1_macro_std"]), f"{r['seconds_per_epoch_mean']:.3f}",
+    return [r["method"], pm_of(r, "accuracy"), pm_of(r, "f1_macro"),
+            f"{r['seconds_per_epoch_mean']:.3f}",
             f"{r['extra_trainable_params']:,}", signed_points(r["delta_accuracy_vs_kd"]),
             signed_points(r["delta_accuracy_vs_scratch"]), yes_no(r["lead_over_kd_exceeds_std"])]
 
@@ -66,7 +67,8 @@ def build_compare_report(out_dir: Path) -> list[Block]:
     blocks.append(Block("h2", "Results"))
     blocks.append(Block("table", header=list(HEADER), rows=[table_row(r) for r in methods]))
     blocks.append(Block("p", (
-        "Accuracy and macro F1 on the test split, mean ± std over seeds, in %. Δ columns: "
+        f"Accuracy and macro F1 on the test split, {seeds_text(compare['seeds'])}, in %. "
+        "Δ columns: "
         "difference of mean accuracy in percentage points. “lead over kd > 1 std”: whether a "
         "method's mean accuracy exceeds kd's by more than the std of the difference, "
         "√(s² + s_kd²) (– for kd itself, without a kd row, or with one seed). Extra trainable "
@@ -81,6 +83,11 @@ def build_compare_report(out_dir: Path) -> list[Block]:
 
 def write_compare_report(out_dir: Path, int8: bool = False) -> Path:
     """comparison.md/.html; ``int8`` adds the best method's int8 section (see int8_section)."""
+    with run_dir_lock(out_dir, flag=None, create=False):
+        return _write_compare_report(Path(out_dir), int8)
+
+
+def _write_compare_report(out_dir: Path, int8: bool) -> Path:
     blocks = build_compare_report(out_dir)
     if int8:
         from rsdistill.report.int8_section import best_compare_runs, with_int8

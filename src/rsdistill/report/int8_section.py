@@ -16,8 +16,7 @@ from rsdistill.experiments.records import load_run_config
 from rsdistill.export.quantize import QuantizeRequest, quantize_onnx
 from rsdistill.io import write_json
 from rsdistill.report.blocks import Block, pm
-
-INT8_FILE = "int8.json"
+from rsdistill.runtime.rundir import INT8_FILE
 THREADS = 1  # batch-1 latency of an edge deployment: one core
 
 
@@ -58,7 +57,7 @@ def int8_blocks(label: str, records: list[dict]) -> list[Block]:
         f1 = _mean_std([r[name]["f1_macro"] for r in records])
         kib = statistics.fmean(r[name]["bytes"] for r in records) / 1024
         lat = statistics.fmean(r[name]["latency_ms_p50"] for r in records)
-        rows.append([f"best student ({label}), {name} ONNX", pm(*acc), pm(*f1), f"{kib:.1f}", f"{lat:.3f}"])
+        rows.append([f"best student ({label}), {name} ONNX", pm(*acc, len(records)), pm(*f1, len(records)), f"{kib:.1f}", f"{lat:.3f}"])
     q = records[0]["quantization"]
     drop = _mean_std([r["accuracy_drop_pt"] for r in records])
     ratio = statistics.fmean(r["size_ratio"] for r in records)
@@ -66,7 +65,7 @@ def int8_blocks(label: str, records: list[dict]) -> list[Block]:
     text = (f"ONNX Runtime {q['onnxruntime']} static quantisation of each of the {len(records)} run(s): "
             f"{q['format']}, {q['activations']} activations and per-channel int8 weights, calibrated on "
             f"{q['calibration_images']} training images (seed {q['seed']}, {q['method']}). Accuracy "
-            f"drop {drop[0]:.2f} ± {drop[1]:.2f} pt; file {ratio:.2f}× the fp32 file; batch-1 "
+            f"drop {drop[0]:.2f}{f' ± {drop[1]:.2f}' if len(records) > 1 else ''} pt; file {ratio:.2f}× the fp32 file; batch-1 "
             f"latency {speed:.2f}× fp32 ({THREADS} thread, both models timed side by side, "
             f"p50 averaged over runs). Records in {INT8_FILE}.")
     return [Block("h2", "Int8 deployment"),

@@ -21,7 +21,14 @@ from rsdistill.report import plots
 from rsdistill.report.blocks import Block, pct, pm, to_html, to_markdown
 from rsdistill.runtime.environment import cpu_name, machine_load
 from rsdistill.runtime.precision import resolve_precision
-from rsdistill.runtime.rundir import FIGURES_DIR, MODEL_FILE
+from rsdistill.runtime.rundir import (
+    FIGURES_DIR,
+    MODEL_FILE,
+    PARETO_CSV,
+    PARETO_HTML,
+    PARETO_MD,
+    PARETO_RESULTS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +92,8 @@ def build_pareto(rows: list[dict], teacher: str | None, threads: int = 1) -> dic
 def write_pareto_report(out: Path, result: dict, data_name: str, epochs: int) -> Path:
     out = Path(out)
     rows, teacher, timing = result["rows"], result["teacher"], result["timing"]
-    write_json(out / "pareto.json", result)
-    write_csv(out / "pareto.csv", rows)
+    write_json(out / PARETO_RESULTS, result)
+    write_csv(out / PARETO_CSV, rows)
     plots.pareto(rows, teacher, out / FIGURES_DIR / "pareto.png")
     seeds = max(r["seeds"] for r in rows)
     table = [[r["model"], str(r["image_size"]), r["kind"], f"{r['params']:,}",
@@ -114,6 +121,6 @@ def write_pareto_report(out: Path, result: dict, data_name: str, epochs: int) ->
               rows=table),
         Block("img", f"{FIGURES_DIR}/pareto.png", header=["accuracy vs batch-1 latency"]),
     ]
-    atomic_write_text(out / "pareto.md", to_markdown(blocks))
-    atomic_write_text(out / "pareto.html", to_html(blocks))
-    return out / "pareto.md"
+    atomic_write_text(out / PARETO_MD, to_markdown(blocks))
+    atomic_write_text(out / PARETO_HTML, to_html(blocks))
+    return out / PARETO_MD

@@ -12,7 +12,8 @@ from rsdistill.errors import RsdistillError
 from rsdistill.experiments.stats import difference_std
 from rsdistill.io import atomic_write_text, read_json, write_json
 from rsdistill.report import plots
-from rsdistill.report.blocks import Block, pct, pm, to_html, to_markdown
+from rsdistill.report.blocks import Block, pct, pm_of, seeds_text, to_html, to_markdown
+from rsdistill.runtime.locks import run_dir_lock
 from rsdistill.runtime.rundir import (
     EPOCHS_FILE,
     FIGURES_DIR,
@@ -76,7 +77,7 @@ def build_report(sweep_dir: Path) -> list[Block]:
         f"{cfg['train']['lr']}, {cfg['train']['schedule']} schedule, batch {cfg['train']['batch_size']}, "
         f"the same augmentation{_mix_text(cfg['data'])} and seeds; "
         f"method {method.get('method', 'kd')}, T = {method['temperature']}; "
-        f"{cfg['sweep']['seeds']} seed(s).")))
+        f"{cfg['sweep']['seeds']} seed{'s' if cfg['sweep']['seeds'] != 1 else ''}.")))
     blocks.append(Block("h2", "Models"))
     model_rows = []
     if teacher:
@@ -101,14 +102,14 @@ def build_report(sweep_dir: Path) -> list[Block]:
                      ("student α=0 (no distillation)", base)):
         if r is None:
             continue
-        tv.append([label, pm(r["precision_macro_mean"], r["precision_macro_std"]),
-                   pm(r["recall_macro_mean"], r["recall_macro_std"]),
-                   pm(r["f1_macro_mean"], r["f1_macro_std"]), pm(r["accuracy_mean"], r["accuracy_std"])])
+        tv.append([label, *(pm_of(r, k) for k in ("precision_macro", "recall_macro", "f1_macro",
+                                                  "accuracy"))])
     blocks.append(Block("table", header=["model", "precision %", "recall %", "F1 %", "accuracy %"],
                         rows=tv))
     blocks.append(Block("p", (
         f"Best setting: **α = {best['alpha']:g}, β = {best['beta']}** with accuracy "
-        f"{pm(best['accuracy_mean'], best['accuracy_std'])} %. " + lead_verdict(best, base))))
+        f"{pm_of(best, 'accuracy')} % ({seeds_text(best['seeds'])}). "
+        + lead_verdict(best, base))))
     speed = _read_speed(sweep_dir)
     if speed is not None:
         blocks += speed_blocks(speed)
@@ -116,14 +117,13 @@ def build_report(sweep_dir: Path) -> list[Block]:
     for beta in dict.fromkeys(r["beta"] for r in agg):
         title = "without the nuclear norm" if beta == "0" else f"with the nuclear norm (β = {beta})"
         blocks.append(Block("h2", f"α sweep {title}"))
-        table = [[f"{r['alpha']:g}", pm(r["accuracy_mean"], r["accuracy_std"]),
-                  pm(r["f1_macro_mean"], r["f1_macro_std"]),
-                  pm(r["precision_macro_mean"], r["precision_macro_std"]),
-                  pm(r["recall_macro_mean"], r["recall_macro_std"]),
+        table = [[f"{r['alpha']:g}", *(pm_of(r, k) for k in ("accuracy", "f1_macro",
+                                                             "precision_macro", "recall_macro")),
                   f"{r['effective_rank_mean']:.1f}"]
                  for r in sorted((r for r in agg if r["beta"] == beta), key=lambda r: r["alpha"])]
         blocks.append(Block("table", header=["α", "accuracy %", "F1 %", "precision %", "recall %",
                                              "effective rank of W₁"], rows=table))
+        blocks.append(Block("p", f"Test split, {seeds_text(cfg['sweep']['seeds'])}."))
 
     plots.alpha_curve(agg, "f1_macro", "macro F1", figs / "alpha_f1.png", teacher, base)
     plots.alpha_curve(agg, "accuracy", "accuracy", figs / "alpha_accuracy.png", teacher, base)
@@ -207,6 +207,11 @@ def write_report(sweep_dir: Path, int8: bool = False, *, timing_threads: int = 1
                  retime: bool = False) -> Path:
     """report.md/.html, with the teacher and best student timed side by side; ``int8`` adds
     the best student's int8 section (see int8_section)."""
+    with run_dir_lock(sweep_dir, flag=None, create=False):
+        return _write_report(Path(sweep_dir), int8, timing_threads, retime)
+
+
+def _write_report(sweep_dir: Path, int8: bool, timing_threads: int, retime: bool) -> Path:
     if not (Path(sweep_dir) / SWEEP_RESULTS).is_file():
         build_report(sweep_dir)  # raises the one-line error
     measure_sweep_speed(sweep_dir, timing_threads, retime)

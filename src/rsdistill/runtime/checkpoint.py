@@ -17,12 +17,19 @@ MODEL_FORMAT = "rsdistill-model/1"
 
 
 def _plain_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    # Saved contiguous so the file does not depend on the training memory format.
-    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    # Copies (a snapshot kept in memory must not follow later steps), contiguous so the
+    # file does not depend on the training memory format.
+    return {k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
+            for k, v in module.state_dict().items()}
+
+
+def model_object(model: nn.Module, meta: dict) -> dict:
+    """What a model file holds: a snapshot of the weights and the meta beside them."""
+    return {"format": MODEL_FORMAT, "model": _plain_state(model), "meta": meta}
 
 
 def save_model(path: Path, model: nn.Module, meta: dict) -> None:
-    atomic_torch_save({"format": MODEL_FORMAT, "model": _plain_state(model), "meta": meta}, path)
+    atomic_torch_save(model_object(model, meta), path)
 
 
 def safe_load(path: Path) -> dict:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from rsdistill.errors import ConfigError
+from rsdistill.errors import ConfigError, WriteError
 from rsdistill.io import write_json
 from rsdistill.paths import default_cache_dir
 
@@ -202,7 +202,7 @@ def probe_bf16(cache_dir: Path | None = None) -> tuple[bool, str]:
         entries[key] = {"bf16": faster, "why": why, "fp32_steps_s": round(fp32, 2),
                         "bf16_steps_s": round(bf16, 2)}
         write_json(file, entries)
-    except OSError as exc:  # a read-only cache only costs a new probe next time
+    except (OSError, WriteError) as exc:  # a read-only cache only costs a new probe next time
         log.debug("could not cache the precision probe in %s: %s", file, exc)
     return faster, why
 

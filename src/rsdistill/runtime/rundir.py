@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import re
 from pathlib import Path
 
 import yaml
 
-from rsdistill.io import atomic_write_text, read_json
+from rsdistill.io import atomic_write_text, is_temp_file_name, read_json
 
 # One training run.
 MODEL_FILE = "model.pt"          # best weights + meta (rebuild and feed the model)
@@ -38,7 +40,42 @@ COMPARE_RUNS_CSV = "comparison_runs.csv"
 COMPARE_MD = "comparison.md"
 COMPARE_HTML = "comparison.html"
 STUDY_FILE = "study.yaml"
+# A teacher assistant, distilled before the run that it teaches, inside that run's folder.
+ASSISTANT_DIR = "assistant"
+PARETO_FILE = "pareto.yaml"
+PARETO_RESULTS = "pareto.json"
+PARETO_CSV = "pareto.csv"
+PARETO_MD = "pareto.md"
+PARETO_HTML = "pareto.html"
 FIGURES_DIR = "figures"
+INT8_FILE = "int8.json"          # a report's int8 section
+
+# Beside a model.pt.
+ONNX_FILE = "model.onnx"         # rsdistill export's default output
+INT8_ONNX_FILE = "model.int8.onnx"  # rsdistill quantize's default output
+
+# Held while a process writes into the directory (runtime/locks.py).
+LOCK_FILE = ".rsdistill.lock"
+
+# Any of these says a directory holds something rsdistill wrote.
+RUN_MARKERS = (STATE_FILE, CONFIG_FILE, MODEL_FILE, SWEEP_FILE, COMPARE_FILE, STUDY_FILE)
+# What a run that never completed an epoch leaves: nothing a fresh start would lose.
+STARTED_RUN_FILES = frozenset({CONFIG_FILE, VERSIONS_FILE, TENSORBOARD_DIR})
+
+_PROJECT_FILES = frozenset({
+    MODEL_FILE, STATE_FILE, CONFIG_FILE, METRICS_FILE, EPOCHS_FILE, VERSIONS_FILE,
+    SWEEP_FILE, SWEEP_RESULTS, SWEEP_ROWS_CSV, SWEEP_AGGREGATE_CSV, SPEED_FILE, REPORT_MD,
+    REPORT_HTML, COMPARE_FILE, COMPARE_RESULTS, COMPARE_CSV, COMPARE_RUNS_CSV, COMPARE_MD,
+    COMPARE_HTML, STUDY_FILE, INT8_FILE, ONNX_FILE, INT8_ONNX_FILE, LOCK_FILE, PARETO_FILE,
+    PARETO_RESULTS, PARETO_CSV, PARETO_MD, PARETO_HTML,
+})
+_PEER_FILE = re.compile(r"peer\d+\.pt")
+# Sub-runs: seeds, born-again generations, sweep members, a study's teacher and sweep, a
+# teacher assistant.
+_SUB_RUN_DIR = re.compile(r"(seed|gen)\d+|teacher|sweep|assistant|alpha\d+\.\d+_beta.+")
+# Folders whose files rsdistill writes, and how those files' names end or begin.
+_OWN_DIRS = {FIGURES_DIR: lambda n: n.endswith(".png"),
+             TENSORBOARD_DIR: lambda n: n.startswith("events.out.tfevents.")}
 
 
 def peer_file(i: int) -> str:
@@ -48,6 +85,51 @@ def peer_file(i: int) -> str:
 
 def seed_dir(out: Path, seed: int) -> Path:
     return Path(out) / f"seed{seed}"
+
+
+# ----------------------------------------------------------------------------- what is ours
+
+def is_project_file(name: str) -> bool:
+    """Whether a file of this name, in a run, sweep, comparison or study directory, is one
+    rsdistill writes there (an atomic write's leftover temporary file included)."""
+    return name in _PROJECT_FILES or bool(_PEER_FILE.fullmatch(name)) or is_temp_file_name(name)
+
+
+def project_dir_rule(directory: Path, name: str):
+    """For a sub-folder ``name`` of a run-like directory: ``None`` when it is not one
+    rsdistill makes, else the test its files must pass to be ours."""
+    if name in _OWN_DIRS:
+        return _OWN_DIRS[name]
+    if _SUB_RUN_DIR.fullmatch(name):
+        return is_project_file
+    # A comparison's method folder holds nothing but its seeds' runs.
+    try:
+        entries = list(os.scandir(Path(directory) / name))
+    except OSError:
+        return None
+    if entries and all(e.is_dir(follow_symlinks=False) and re.fullmatch(r"seed\d+", e.name)
+                       for e in entries):
+        return is_project_file
+    return None
+
+
+def other_entries(directory: Path, allowed: frozenset[str] = frozenset()) -> list[str]:
+    """The names in ``directory`` besides ``allowed``, its lock file and temporary files
+    (sorted; none when it does not exist)."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names
+                  if n not in allowed and n != LOCK_FILE and not is_temp_file_name(n))
+
+
+def describe_entries(names: list[str], directory: Path | None = None, limit: int = 6) -> str:
+    """``model.pt, notes/, metrics.json and 4 more``: a short listing for a message."""
+    shown = [n + ("/" if directory is not None and (Path(directory) / n).is_dir() else "")
+             for n in names[:limit]]
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(shown) + more
 
 
 class RunDirectory:

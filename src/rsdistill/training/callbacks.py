@@ -1,8 +1,9 @@
 """What a training pass writes as it goes, kept out of the loop itself.
 
-The loop calls every callback at the start, for each member after each epoch (with the
-epoch's row and whether validation improved), after each epoch once all members are
-done, and at the end (also when aborted).
+The loop calls every callback at the start (after loading last.pt when resuming), for
+each member after each epoch (with the epoch's row and whether validation improved),
+after each epoch once all members are done and last.pt is written, and at the end
+(also when aborted).
 """
 
 from __future__ import annotations
@@ -10,12 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from rsdistill.io import write_json
-from rsdistill.runtime.checkpoint import save_model, save_state
+from rsdistill.io import atomic_torch_save, write_json
 from rsdistill.runtime.environment import versions
-from rsdistill.runtime.rundir import MODEL_FILE, TENSORBOARD_DIR, VERSIONS_FILE
+from rsdistill.runtime.rundir import TENSORBOARD_DIR, VERSIONS_FILE
 from rsdistill.training.members import Member
-from rsdistill.training.peers import save_peers
 
 
 class Trainer(Protocol):
@@ -23,11 +22,6 @@ class Trainer(Protocol):
 
     members: list[Member]
     epoch: int
-
-    @property
-    def state_file(self) -> Path: ...
-
-    def state(self) -> dict: ...
 
 
 class Callback:
@@ -46,25 +40,33 @@ class Callback:
 
 
 class RunFiles(Callback):
-    """config.yaml and versions.json first; model.pt (and dml's peers) whenever a
-    member's validation accuracy improves; epochs.csv per member and the resumable
-    last.pt after every epoch. Every write is atomic."""
+    """config.yaml and versions.json first; after every epoch, once the trainer has
+    written last.pt (the commit), each member's epochs.csv and, when its validation
+    accuracy improved, its model.pt (and dml's peers). Every write is atomic.
+
+    So no file ever gets ahead of last.pt; a kill or a full disk between last.pt and the
+    others leaves them an epoch behind, and a resume rewrites them from last.pt first.
+    """
 
     def on_fit_start(self, trainer: Trainer) -> None:
         for m in trainer.members:
             m.run.write_config(m.config_record)
             write_json(m.run.file(VERSIONS_FILE), versions())
-
-    def on_member_epoch(self, trainer: Trainer, member: Member, row: dict,
-                        improved: bool) -> None:
-        if improved:
-            meta = {**member.model_meta, "epoch": trainer.epoch, "val_accuracy": member.best_val}
-            save_model(member.run.file(MODEL_FILE), member.distiller.student, meta)
-            save_peers(member.distiller, member.run.path, member.model_meta, trainer.epoch)
-        member.run.write_history(member.history)
+            if trainer.epoch > 0:
+                write_member_files(m)
 
     def on_epoch_end(self, trainer: Trainer) -> None:
-        save_state(trainer.state_file, trainer.state())
+        for m in trainer.members:
+            write_member_files(m, models=m.best_epoch == trainer.epoch)
+
+
+def write_member_files(member: Member, models: bool = True) -> None:
+    """The member's epochs.csv and (with ``models``) its best model files, as its state
+    (last.pt) has them."""
+    if models:
+        for name, obj in member.best_files.items():
+            atomic_torch_save(obj, member.run.file(name))
+    member.run.write_history(member.history)
 
 
 class TensorBoard(Callback):

@@ -22,9 +22,11 @@ from rsdistill.losses import MethodConfig
 from rsdistill.models import build_model, classifier_layer
 from rsdistill.runtime.environment import seed_everything
 from rsdistill.runtime.precision import torch_threads
-from rsdistill.runtime.rundir import RunDirectory
+from rsdistill.runtime.checkpoint import model_object
+from rsdistill.runtime.rundir import MODEL_FILE, RunDirectory
 from rsdistill.training.config import TrainConfig
 from rsdistill.training.distiller import Distiller, TeacherView, Trainable, example_input
+from rsdistill.training.peers import peer_files
 
 
 @dataclass
@@ -41,11 +43,22 @@ class Member:
     best_val: float = -1.0
     best_epoch: int = -1
     history: list[dict] = field(default_factory=list)
+    # The model files of the best epoch so far (model.pt, dml's peer1.pt, ...), kept in
+    # last.pt: the checkpoint alone then says what model.pt must be, and a resume rewrites
+    # it should a kill or a full disk have come between the two writes.
+    best_files: dict[str, dict] = field(default_factory=dict)
+
+    def keep_best(self, epoch: int) -> None:
+        """Snapshot the model files of ``epoch``, the new best."""
+        meta = {**self.model_meta, "epoch": epoch, "val_accuracy": self.best_val}
+        self.best_files = {MODEL_FILE: model_object(self.distiller.student, meta),
+                           **peer_files(self.distiller, self.model_meta, epoch)}
 
     def state(self) -> dict:
         return {"model": self.distiller.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "best_val": self.best_val,
-                "best_epoch": self.best_epoch, "history": self.history}
+                "best_epoch": self.best_epoch, "history": self.history,
+                "best_files": self.best_files}
 
     def load(self, state: dict) -> None:
         self.distiller.load_state_dict(state["model"])
@@ -54,6 +67,8 @@ class Member:
         self.best_val = float(state["best_val"])
         self.best_epoch = int(state["best_epoch"])
         self.history = list(state["history"])
+        # A checkpoint written before the snapshot was part of it has none.
+        self.best_files = dict(state.get("best_files") or {})
 
 
 @dataclass

@@ -14,7 +14,7 @@ import torch
 from rsdistill.data.module import PreparedData
 from rsdistill.evaluation import classification_metrics, predict
 from rsdistill.models import count_parameters, load_model
-from rsdistill.runtime.checkpoint import save_model
+from rsdistill.runtime.checkpoint import model_object
 from rsdistill.runtime.precision import Precision
 from rsdistill.runtime.rundir import MODEL_FILE, peer_file
 
@@ -26,13 +26,13 @@ def peer_models(distiller) -> list[tuple[torch.nn.Module, str]]:
     return distiller.peer_models()
 
 
-def save_peers(distiller: torch.nn.Module, run_dir: Path, model_meta: dict, epoch: int) -> None:
-    """Saved whenever model.pt is, so every peer's score describes the same epoch of the
-    joint training (the one peer 0's validation accuracy selected)."""
-    for i, (peer, name) in enumerate(peer_models(distiller), start=1):
-        save_model(Path(run_dir) / peer_file(i), peer,
-                   {**model_meta, "model": name, "epoch": epoch,
-                    "selected_by": "val_accuracy of peer 0"})
+def peer_files(distiller: torch.nn.Module, model_meta: dict, epoch: int) -> dict[str, dict]:
+    """``{peer1.pt: model file, ...}``, taken whenever model.pt is, so every peer's score
+    describes the same epoch of the joint training (the one peer 0's validation accuracy
+    selected)."""
+    return {peer_file(i): model_object(peer, {**model_meta, "model": name, "epoch": epoch,
+                                              "selected_by": "val_accuracy of peer 0"})
+            for i, (peer, name) in enumerate(peer_models(distiller), start=1)}
 
 
 def training_cost(distiller: torch.nn.Module) -> dict:

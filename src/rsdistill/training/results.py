@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+from typing import Callable
+
+from tqdm import tqdm
+
 from rsdistill.data.module import PreparedData
 from rsdistill.evaluation.evaluate import evaluate_model
 from rsdistill.io import write_json
@@ -15,14 +21,43 @@ from rsdistill.training.distiller import weight_stats
 from rsdistill.training.members import Member
 from rsdistill.training.peers import peer_metrics, peer_models, training_cost
 
+log = logging.getLogger(__name__)
+
+
+class StageReporter:
+    """Says what the final evaluation is doing, which takes seconds to minutes: one
+    transient status line on a terminal with progress bars, otherwise (a log file, CI,
+    --no-progress) a log line per stage."""
+
+    def __init__(self, progress: bool) -> None:
+        self.bar = None
+        if progress and sys.stderr.isatty():
+            self.bar = tqdm(total=0, bar_format="{desc}", leave=False)
+
+    def named(self, name: str) -> Callable[[str], None]:
+        """The reporter of one member (``name`` prefixes its lines; "" for a single run)."""
+        prefix = f"final evaluation of {name}: " if name else "final evaluation: "
+
+        def stage(text: str) -> None:
+            if self.bar is not None:
+                self.bar.set_description_str(prefix + text)
+            else:
+                log.info("%s%s", prefix, text)
+        return stage
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
 
 def final_metrics(m: Member, data: PreparedData, cfg: TrainConfig, precision: Precision,
                   train_seconds: float, epochs_done: int, n: int,
-                  teacher_cache_seconds: float | None = None) -> dict:
+                  teacher_cache_seconds: float | None = None,
+                  stage: Callable[[str], None] | None = None) -> dict:
     """Reloads the member's model.pt, evaluates it and writes metrics.json.
 
     ``precision``: what training ran in (recorded); ``train_seconds`` and ``epochs_done``
-    of the whole pass, shared by its ``n`` members.
+    of the whole pass, shared by its ``n`` members; ``stage`` hears each step.
     """
     student, meta = load_model(m.run.file(MODEL_FILE))
     # Reported metrics are fp32 whatever the training precision, so they agree with the
@@ -30,7 +65,7 @@ def final_metrics(m: Member, data: PreparedData, cfg: TrainConfig, precision: Pr
     fp32 = resolve_precision("fp32", precision.device)
     metrics = evaluate_model(student, meta, data, "test", fp32,
                              resolve_precision(cfg.inference_precision, cfg.device),
-                             cfg.latency_runs, cfg.inference_threads)
+                             cfg.latency_runs, cfg.inference_threads, stage=stage)
     metrics["run"] = {
         "kind": m.config_record.get("kind", "train"),
         "model": meta["model"],
@@ -51,6 +86,8 @@ def final_metrics(m: Member, data: PreparedData, cfg: TrainConfig, precision: Pr
                                          "sync_bn": cfg.sync_bn}
     metrics["run"].update(training_cost(m.distiller))
     if peer_models(m.distiller):
+        if stage is not None:
+            stage(f"scoring {len(peer_models(m.distiller))} other peer(s) on the test split")
         metrics["peers"] = peer_metrics(m.distiller, m.run.path, metrics, data, fp32)
     metrics["checkpoint_bytes"] = m.run.file(MODEL_FILE).stat().st_size
     # Of the evaluated (best-val) weights, not of the last epoch's.

@@ -22,11 +22,12 @@ import torch
 from tqdm import tqdm
 
 from rsdistill.data.module import PreparedData
-from rsdistill.errors import ConfigError, TrainingError
+from rsdistill.errors import ConfigError, TrainingError, WriteError
 from rsdistill.evaluation.evaluate import evaluate_logits
+from rsdistill.io import kill_point
 from rsdistill.losses.method import soft_label_methods
 from rsdistill.runtime import distributed
-from rsdistill.runtime.checkpoint import load_state
+from rsdistill.runtime.checkpoint import load_state, save_state
 from rsdistill.runtime.optim import build_optimizer, build_scheduler
 from rsdistill.runtime.precision import resolve_precision
 from rsdistill.runtime.rundir import STATE_FILE
@@ -34,8 +35,8 @@ from rsdistill.training.callbacks import Callback, default_callbacks
 from rsdistill.training.config import TrainConfig
 from rsdistill.training.distiller import Trainable, TrainStep
 from rsdistill.training.members import Member, members_side_by_side, parameter_groups
-from rsdistill.training.results import final_metrics
-from rsdistill.training.teacher_cache import TeacherLogitCache, cacheable
+from rsdistill.training.results import StageReporter, final_metrics
+from rsdistill.training.teacher_pass import SharedTeacher
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +87,12 @@ class Trainer:
             total = cfg.epochs * self.steps_per_epoch
             m.scheduler = build_scheduler(cfg.schedule, m.optimizer, total,
                                           cfg.warmup_epochs * self.steps_per_epoch)
-        self.teacher_view = self._shared_teacher_view()
+        self.teacher = SharedTeacher([m.distiller for m in members], data, self.precision)
         self._check_mix()
         self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.teacher_cache: TeacherLogitCache | None = None
         self.epoch = 0
+        # The last epoch last.pt holds (the last complete one).
+        self.saved_epoch = 0
         self.train_seconds = 0.0
         # Optional: called before each epoch for the intra-op thread count (a sweep's seed
         # workers share the cores and rebalance as seeds finish).
@@ -102,20 +104,6 @@ class Trainer:
             raise ConfigError(f"the last training batch holds {last} image(s), fewer than the "
                               f"{world} processes; choose a --batch-size that leaves none or "
                               f"at least {world} over")
-
-    def _shared_teacher_view(self):
-        """The members share one teacher, its tapped layers and its view (a sweep shares
-        method and layers); the teacher then runs once per batch for all of them."""
-        distillers = [m.distiller for m in self.members]
-        if len({id(d.teacher) for d in distillers if d.teacher is not None}) > 1:
-            raise ValueError("fused members must share one teacher")
-        tapped = {d.teacher_layers for d in distillers if d.uses_features}
-        if len(tapped) > 1:
-            raise ValueError(f"fused members must tap the same teacher layers, got {sorted(tapped)}")
-        views = {d.teacher_view for d in distillers if d.teacher is not None}
-        if len(views) > 1:
-            raise ValueError("fused members must share one teacher view")
-        return next(iter(views), None)
 
     def _check_mix(self) -> None:
         if not self.data.mix.enabled:
@@ -153,55 +141,27 @@ class Trainer:
         self.train_seconds = float(state["train_seconds"])
 
     def _last_good(self) -> str:
-        if self.epoch == 0 or not self.state_file.is_file():
+        if self.saved_epoch == 0:
             return "no checkpoint was written yet"
-        return f"the last good checkpoint (epoch {self.epoch}) stays in {self.state_file}"
+        return f"the last good checkpoint (epoch {self.saved_epoch}) stays in {self.state_file}"
 
-    def _teacher_users(self) -> list[Trainable]:
-        """The members' distillers whose loss needs the (shared) teacher's outputs."""
-        return [m.distiller for m in self.members if m.distiller.needs_teacher]
+    def _saved(self) -> str:
+        """What survives a failed write, and how to go on."""
+        k = self.saved_epoch
+        if k == 0:
+            return "no epoch was saved yet; fix that and run again"
+        done = "training is complete and" if k == self.cfg.epochs else \
+            (f"epochs 1-{k} are" if k > 1 else "epoch 1 is")
+        then = "evaluate it" if k == self.cfg.epochs else f"continue from epoch {k + 1}"
+        return f"{done} saved in {self.state_file}: fix that and rerun with --resume to {then}"
 
-    def _teacher_outputs(self, x: torch.Tensor, batch=None
-                         ) -> tuple[torch.Tensor | None, list[torch.Tensor] | None]:
-        """The teacher's logits and tapped feature maps for this batch, computed once for
-        all members (``(None, None)`` when no member needs the teacher), or looked up."""
-        users = self._teacher_users()
-        if not users:
-            return None, None
-        if self.teacher_cache is not None and batch is not None:
-            return self.teacher_cache.lookup(batch.index, batch.params).to(x.device), None
-        # Through a member that taps features, if any: its hooks record them. The other
-        # members' hooks on the same teacher see the same pass; they drop it in forward_train.
-        runner = next((d for d in users if d.uses_features), users[0])
-        with self.precision.autocast():
-            return runner.teacher_outputs(x)
+    def _save_state(self) -> None:
+        """The commit point of an epoch: every other file follows last.pt."""
+        save_state(self.state_file, self.state())
+        self.saved_epoch = self.epoch
 
-    def _cache_teacher(self) -> None:
-        """The teacher's logits of every view, once, when the views are finite."""
-        users = self._teacher_users()
-        if self.cfg.teacher_cache == "off" or not users or self.epoch >= self.cfg.epochs:
-            return
-        why_not = cacheable(self.data.augment, self.data.mix.enabled,
-                            self.data.config.teacher_augment,
-                            any(d.uses_features for d in users))
-        if why_not:
-            log.info("teacher runs on every batch: %s", why_not)
-            return
-        view = self.teacher_view
-        images = self.data.views[view.key].images if view else self.data.dataset.images
-        normalizer = view.normalizer if view else self.data.normalizer
-        runner = users[0]
-        self.teacher_cache = TeacherLogitCache.build(
-            lambda x: runner.teacher_outputs(x)[0], images, self.data.split.train, normalizer,
-            self.data.augment, self.precision.prepare_input, self.precision.autocast)
-        log.info("teacher logits of every view of %d training images cached in %.1fs",
-                 self.data.split.train.numel(), self.teacher_cache.seconds)
-
-    def _teacher_view_key(self):
-        """The view the teacher reads (``None`` when no member needs a teacher)."""
-        if not self._teacher_users():
-            return None
-        return self.teacher_view.key if self.teacher_view else self.data.view
+    def _teacher_outputs(self, x: torch.Tensor, batch=None):
+        return self.teacher.outputs(x, batch)
 
     def _members_side_by_side(self):
         """``each(fn)`` over the members, on worker threads where that is faster."""
@@ -262,16 +222,17 @@ class Trainer:
         correct = [0] * len(self.members)
         seen = 0
         parallel = distributed.is_distributed()
-        view = self.teacher_view
+        view = self.teacher.view
         batches = self.data.batches("train", self.cfg.batch_size, train=True,
                                     generator=self.generator, device=self.precision.device,
                                     shard=distributed.shard(),
-                                    teacher_view=self._teacher_view_key(),
+                                    teacher_view=self.teacher.view_key(),
                                     teacher_normalizer=view.normalizer if view else None)
         bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", leave=False,
                    disable=None if self.progress and distributed.is_main() else True)
         with self._members_side_by_side() as each:
             for step_no, batch in enumerate(bar):
+                kill_point("step")
                 x = self.precision.prepare_input(batch.images)
                 # The teacher reads its own (higher-resolution) view of the same augmented scenes.
                 xt = x if batch.teacher_images is None else \
@@ -336,17 +297,21 @@ class Trainer:
         member's metrics, in member order."""
         if resume and self.state_file.is_file():
             self.load(load_state(self.state_file))
+            self.saved_epoch = self.epoch
             log.info("resuming %s at epoch %d/%d", self.state_dir, self.epoch, self.cfg.epochs)
         # Under torchrun only rank 0 validates and writes; the others wait at a barrier.
         main = distributed.is_main()
         callbacks = self.callbacks if main else []
-        for cb in callbacks:
-            cb.on_fit_start(self)
         val_labels = self.data.dataset.labels[self.data.split.val]
-        self._cache_teacher()
+        if self.cfg.teacher_cache != "off" and self.epoch < self.cfg.epochs:
+            self.teacher.build_cache()
         try:
+            for cb in callbacks:
+                cb.on_fit_start(self)
             while self.epoch < self.cfg.epochs:
                 self._epoch(val_labels, main, callbacks)
+        except WriteError as exc:
+            raise WriteError(f"{exc}; {self._saved()}") from exc.__cause__
         finally:
             for cb in callbacks:
                 cb.on_fit_end(self)
@@ -354,11 +319,20 @@ class Trainer:
             # which callers keep using. The metrics come from the reloaded model.pt.
             for m in self.members:
                 m.distiller.close()
-        cache_seconds = self.teacher_cache.seconds if self.teacher_cache is not None else None
-        results = [final_metrics(m, self.data, self.cfg, self.precision, self.train_seconds,
-                                 self.epoch, len(self.members), cache_seconds)
-                   for m in self.members] if main else None
+        results = self._final_metrics() if main else None
         return distributed.broadcast_object(results)
+
+    def _final_metrics(self) -> list[dict]:
+        n = len(self.members)
+        stage = StageReporter(self.progress and distributed.is_main())
+        try:
+            return [final_metrics(m, self.data, self.cfg, self.precision, self.train_seconds,
+                                  self.epoch, n, self.teacher.cache_seconds, stage=stage.named(m.name if n > 1 else ""))
+                    for m in self.members]
+        except WriteError as exc:
+            raise WriteError(f"{exc}; {self._saved()}") from exc.__cause__
+        finally:
+            stage.close()
 
     def _epoch(self, val_labels: torch.Tensor, main: bool, callbacks: list[Callback]) -> None:
         if self.thread_budget is not None:
@@ -382,9 +356,11 @@ class Trainer:
             improved = val_acc >= m.best_val
             if improved:
                 m.best_val, m.best_epoch = val_acc, self.epoch
+                m.keep_best(self.epoch)
             m.history.append(row)
             for cb in callbacks:
                 cb.on_member_epoch(self, m, row, improved)
+        self._save_state()
         for cb in callbacks:
             cb.on_epoch_end(self)
         best = max(self.members, key=lambda m: m.history[-1]["val_accuracy"])
