@@ -56,6 +56,7 @@ def main() -> int:
     ap.add_argument("--student-size", type=int, default=32)
     ap.add_argument("--alphas", default="0,0.5,0.9")
     ap.add_argument("--temperature", type=float, default=4.0)
+    ap.add_argument("--method", default="kd", help="any distillation method on logits (kd, dkd)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--assistant-epochs", type=int, default=60)
@@ -80,12 +81,13 @@ def main() -> int:
             teacher = train_assistant(out / name, AssistantConfig(model, size, args.assistant_epochs),
                                       teacher, data, replace(train, seed=0), progress=False)
         sweep = SweepConfig(teacher=teacher, alphas=alphas, betas=["0"], seeds=args.seeds,
-                            method=MethodConfig(temperature=args.temperature))
+                            method=MethodConfig(method=args.method, temperature=args.temperature))
         summary = run_sweep(out / name, data, train, sweep, resume=True, progress=False,
                             jobs=args.jobs)
         rows.append((name, summary))
 
-    print(f"\n{args.student} at {args.student_size} px, {args.epochs} epochs, {args.seeds} seeds; "
+    print(f"\n{args.student} at {args.student_size} px, {args.epochs} epochs, {args.seeds} seeds, "
+          f"{args.method} at T = {args.temperature:g}; "
           f"accuracy % (mean ± std); lead = best α minus the α = 0 member of the same sweep\n")
     print("| teaching | teacher test % | " + " | ".join(f"α = {a:g}" for a in alphas)
           + " | lead of the best α | std of the difference |")

@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from rsdistill.errors import CheckpointError
 from rsdistill.io import load_failure_reason
+from rsdistill.runtime.checkpoint import load_tensors_only
 
 # Training checkpoints often wrap the weights; these are the keys we look under.
 _WRAPPER_KEYS = ("model", "state_dict")
@@ -51,9 +52,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not file.is_file():
         raise CheckpointError(f"pretrained checkpoint not found: {file}")
     try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr
-            warnings.simplefilter("ignore")
-            obj = torch.load(file, map_location="cpu", weights_only=True)
+        obj = load_tensors_only(file)
     except Exception as exc:  # torch raises many types for corrupt/unsafe files
         raise _load_error(file, exc) from None
     for key in _WRAPPER_KEYS:

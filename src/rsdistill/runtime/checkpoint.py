@@ -32,14 +32,20 @@ def save_model(path: Path, model: nn.Module, meta: dict) -> None:
     atomic_torch_save(model_object(model, meta), path)
 
 
+def load_tensors_only(path: Path):
+    """``torch.load`` that runs no pickled code (``weights_only``) and prints nothing; any
+    failure is raised as torch raises it, for the caller to explain."""
+    with warnings.catch_warnings():  # torch warns about pickle protocols on stderr
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def safe_load(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr
-            warnings.simplefilter("ignore")
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = load_tensors_only(path)
     except Exception as exc:
         kind, reason = load_failure_reason(exc)
         what = "a safe" if kind == "unsafe" else "a valid"
