@@ -143,3 +143,42 @@ def test_a_crop_run_keeps_the_teacher_online_and_says_why(teacher32, tmp_path, c
                      "--out", str(tmp_path / "crop")]) == 0
     assert any("teacher runs on every batch: random crops" in r.getMessage()
                for r in caplog.records)
+
+
+def test_the_logits_are_kept_for_the_next_run_with_the_same_teacher_and_views(
+        teacher32, tmp_path, tiny_tree3, monkeypatch, caplog):
+    cache_dir = tmp_path / "cache"
+    args = ["distill", "--teacher", str(teacher32), "--student", "resnet8",
+            "--student-image-size", "16", "--no-crop", "--cache-dir", str(cache_dir), *TRAIN]
+    used = {}
+    for name in ("first", "second"):
+        used[name] = _spy_teacher_logits(monkeypatch)
+        with caplog.at_level("INFO", logger="rsdistill"):
+            caplog.clear()
+            assert main([*args, "--out", str(tmp_path / name)]) == 0
+        monkeypatch.undo()
+        used[name + "_log"] = [r.getMessage() for r in caplog.records]
+    kept = list((cache_dir / "teacher-logits").glob("*.pt"))
+    assert len(kept) == 1
+    assert any("computed in" in m for m in used["first_log"])
+    assert any("read from" in m for m in used["second_log"])
+    for a, b in zip(used["first"], used["second"]):
+        assert torch.equal(a, b)
+    # A damaged entry is never trusted: the teacher's pass runs again.
+    kept[0].write_bytes(b"not a tensor file")
+    caplog.clear()
+    with caplog.at_level("INFO", logger="rsdistill"):
+        assert main([*args, "--out", str(tmp_path / "third")]) == 0
+    assert any("computed in" in r.getMessage() for r in caplog.records)
+
+
+def test_another_teacher_or_view_gets_its_own_entry(tmp_path):
+    from rsdistill.training.teacher_cache import cache_key
+
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    a.write_bytes(b"weights a")
+    b.write_bytes(b"weights b")
+    parts = ["fingerprint", (32, None), [0, 1, 2]]
+    assert cache_key(a, parts) == cache_key(a, list(parts))
+    assert cache_key(a, parts) != cache_key(b, parts)
+    assert cache_key(a, parts) != cache_key(a, ["fingerprint", (32, 16), [0, 1, 2]])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from rsdistill.experiments.procedures import PROCEDURES, RunRequest, prepare_teacher_and_data
 from rsdistill.experiments.records import check_run_dir
+from rsdistill.runtime.checkpoint import resolve_model_path
 from rsdistill.training.members import DistillerFactory, MemberSpec, build_members, student_distiller
 from rsdistill.training.trainer import Trainer
 
@@ -20,7 +21,8 @@ def train_members(req: RunRequest, specs: list[MemberSpec],
     teacher_path = req.distill_cfg.teacher if req.distill_cfg is not None else ""
     teacher, view, data = prepare_teacher_and_data(req.data_cfg, teacher_path, req.progress)
     members = build_members(specs, req.train_cfg, data, teacher, view, factory)
-    trainer = Trainer(req.out, data, members, req.train_cfg, progress=req.progress)
+    trainer = Trainer(req.out, data, members, req.train_cfg, progress=req.progress,
+                      teacher_file=resolve_model_path(teacher_path) if teacher_path else None)
     return trainer.fit(resume=req.resume)
 
 

@@ -27,6 +27,7 @@ from rsdistill.io import atomic_write_text, read_json, write_json
 from rsdistill.losses import MethodConfig
 from rsdistill.runtime import distributed
 from rsdistill.runtime.locks import clear_project_files, run_dir_lock
+from rsdistill.runtime.checkpoint import resolve_model_path
 from rsdistill.runtime.rundir import (
     METRICS_FILE,
     SWEEP_AGGREGATE_CSV,
@@ -121,7 +122,7 @@ def fit_seed(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: Swe
         members = build_members(specs, cfg, data, teacher, view)
         log.info("seed %d: %d students in one fused pass", seed, len(members))
         trainer = Trainer(seed_dir(out, seed), data, members, cfg, progress=progress,
-                          announce=announce)
+                          announce=announce, teacher_file=resolve_model_path(sweep.teacher))
         trainer.thread_budget = thread_budget
         trainer.fit(resume=resume)
 

@@ -11,19 +11,26 @@ would in the step (eval mode, the same precision), one view of many images per b
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
 
 from rsdistill.data.augment import AugmentParams, BatchAugment
 from rsdistill.data.loader import Normalizer
+from rsdistill.io import atomic_torch_save, os_error_of
+from rsdistill.runtime.checkpoint import load_tensors_only
 
 log = logging.getLogger(__name__)
 
 VIEWS = 8
 _BATCH = 128
+# Bump when what a cached entry means changes, so old entries are recomputed.
+CACHE_VERSION = 1
+CACHE_SUBDIR = "teacher-logits"
 
 
 def dihedral_index(params: AugmentParams) -> torch.Tensor:
@@ -94,3 +101,34 @@ class TeacherLogitCache:
     def lookup(self, index: torch.Tensor, params: AugmentParams | None) -> torch.Tensor:
         view = dihedral_index(params) if params is not None else torch.zeros_like(index)
         return self.logits[view, index]
+
+
+def cache_key(teacher_file: Path, parts: list[object]) -> str:
+    """Names one teacher's logits for one set of views: the teacher's weights (the file's
+    bytes), and everything that decides its inputs and arithmetic (``parts``)."""
+    h = hashlib.sha256(f"v{CACHE_VERSION}".encode())
+    with open(teacher_file, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    h.update(repr(parts).encode())
+    return h.hexdigest()[:32]
+
+
+def load_cached(folder: Path, key: str) -> TeacherLogitCache | None:
+    """A stored entry, or None (absent or unreadable: then it is computed again)."""
+    try:
+        entry = load_tensors_only(Path(folder) / CACHE_SUBDIR / f"{key}.pt")
+        return TeacherLogitCache(entry["logits"], 0.0)
+    except Exception:  # absent, damaged or foreign: never trusted, recomputed
+        return None
+
+
+def store(folder: Path, key: str, cache: TeacherLogitCache) -> None:
+    """Kept for the next run with the same teacher and views; a disk that refuses it only
+    costs that run the teacher's pass again."""
+    try:
+        atomic_torch_save({"logits": cache.logits}, Path(folder) / CACHE_SUBDIR / f"{key}.pt")
+    except Exception as exc:
+        if os_error_of(exc) is None:
+            raise
+        log.info("teacher logits not kept (%s); the next run computes them again", exc)

@@ -9,20 +9,29 @@ all of them; where the views are finite they are computed once for the whole run
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 
 from rsdistill.data.module import PreparedData
+from rsdistill.paths import default_cache_dir
 from rsdistill.runtime.precision import Precision
 from rsdistill.training.distiller import TeacherView, Trainable
-from rsdistill.training.teacher_cache import TeacherLogitCache, cacheable
+from rsdistill.training.teacher_cache import (
+    CACHE_SUBDIR,
+    TeacherLogitCache,
+    cache_key,
+    cacheable,
+    load_cached,
+    store,
+)
 
 log = logging.getLogger(__name__)
 
 
 class SharedTeacher:
     def __init__(self, distillers: list[Trainable], data: PreparedData,
-                 precision: Precision) -> None:
+                 precision: Precision, teacher_file: Path | None = None) -> None:
         if len({id(d.teacher) for d in distillers if d.teacher is not None}) > 1:
             raise ValueError("fused members must share one teacher")
         tapped = {d.teacher_layers for d in distillers if d.uses_features}
@@ -36,6 +45,11 @@ class SharedTeacher:
         self.data = data
         self.precision = precision
         self.cache: TeacherLogitCache | None = None
+        # The teacher's model file names its logits on disk, so the next run with the same
+        # teacher and views reads them instead of computing them (None: never kept).
+        self.teacher_file = Path(teacher_file) if teacher_file else None
+        self.cache_dir = Path(data.config.cache_dir).expanduser() if data.config.cache_dir \
+            else default_cache_dir()
 
     @property
     def users(self) -> list[Trainable]:
@@ -76,11 +90,24 @@ class SharedTeacher:
         view, runner = self.view, users[0]
         images = self.data.views[view.key].images if view else self.data.dataset.images
         normalizer = view.normalizer if view else self.data.normalizer
+        key = None
+        if self.teacher_file is not None:
+            a = self.data.augment
+            key = cache_key(self.teacher_file, [
+                self.data.dataset.fingerprint, view.key if view else self.data.view,
+                normalizer, self.data.split.train.tolist(), (a.hflip, a.vflip, a.rot90),
+                self.precision.name, str(self.precision.device), torch.__version__])
+            self.cache = load_cached(self.cache_dir, key)
+            if self.cache is not None:
+                log.info("teacher logits of every view read from %s", self.cache_dir / CACHE_SUBDIR)
+                return
         self.cache = TeacherLogitCache.build(
             lambda x: runner.teacher_outputs(x)[0], images, self.data.split.train, normalizer,
             self.data.augment, self.precision.prepare_input, self.precision.autocast)
-        log.info("teacher logits of every view of %d training images cached in %.1fs",
+        log.info("teacher logits of every view of %d training images computed in %.1fs",
                  self.data.split.train.numel(), self.cache.seconds)
+        if key is not None:
+            store(self.cache_dir, key, self.cache)
 
     @property
     def cache_seconds(self) -> float | None:

@@ -54,7 +54,8 @@ class Trainer:
 
     def __init__(self, state_dir: Path, data: PreparedData, members: list[Member],
                  cfg: TrainConfig, *, progress: bool = True, announce: bool = True,
-                 callbacks: list[Callback] | None = None) -> None:
+                 callbacks: list[Callback] | None = None, teacher_file: Path | None = None
+                 ) -> None:
         cfg.validate()
         if not members:
             raise ValueError("a training pass needs at least one member")
@@ -87,7 +88,8 @@ class Trainer:
             total = cfg.epochs * self.steps_per_epoch
             m.scheduler = build_scheduler(cfg.schedule, m.optimizer, total,
                                           cfg.warmup_epochs * self.steps_per_epoch)
-        self.teacher = SharedTeacher([m.distiller for m in members], data, self.precision)
+        self.teacher = SharedTeacher([m.distiller for m in members], data, self.precision,
+                                     teacher_file)
         self._check_mix()
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.epoch = 0
