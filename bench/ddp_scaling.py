@@ -51,7 +51,8 @@ def bench(args: argparse.Namespace) -> None:
     from rsdistill.runtime import distributed
     from rsdistill.training.distiller import Distiller
     from rsdistill.runtime.precision import resolve_precision
-    from rsdistill.losses import build_distill_loss
+    from rsdistill.losses import build_method
+    from rsdistill.training.distiller import TrainStep
     from rsdistill.models import build_model
 
     distributed.check_config(args.batch_size, args.device)
@@ -66,7 +67,7 @@ def bench(args: argparse.Namespace) -> None:
                            dtype=torch.uint8, generator=g)
     labels = torch.randint(0, args.classes, (args.images,), generator=g)
     model = build_model(args.model, args.classes, args.image_size)
-    distiller = Distiller(model, build_distill_loss("none"))
+    distiller = Distiller(model, build_method("none"))
     precision.prepare_model(distiller)
     params = distiller.trainable_parameters()
     opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
@@ -85,7 +86,7 @@ def bench(args: argparse.Namespace) -> None:
         batch = next(it)
         x = precision.prepare_input(batch.images)
         with precision.autocast():
-            _, terms = distiller.forward_train(x, batch.labels)
+            _, terms = distiller.forward_train(TrainStep(x, batch.labels))
         loss = sum(terms.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -51,8 +51,8 @@ def main() -> int:
         sequential = time.perf_counter() - start
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"| students | epochs | fused s | sequential s | fused / sequential |")
-    print(f"|---|---|---|---|---|")
+    print("| students | epochs | fused s | sequential s | fused / sequential |")
+    print("|---|---|---|---|---|")
     print(f"| {len(alphas)} × {args.student} | {args.epochs} | {fused:.1f} | {sequential:.1f} | "
           f"{fused / sequential:.2f} |")
     return 0

@@ -50,8 +50,10 @@ from rsdistill.training.distiller import Distiller
 from rsdistill.runtime.environment import cpu_name
 from rsdistill.runtime.precision import Precision, resolve_precision
 from rsdistill.training.config import TrainConfig
+from rsdistill.runtime.rundir import RunDirectory
+from rsdistill.training.members import Member
 from rsdistill.training.trainer import Trainer
-from rsdistill.losses import build_distill_loss
+from rsdistill.losses import build_method
 from rsdistill.models import build_model
 
 GOAL = 3.0
@@ -109,16 +111,16 @@ class EngineRunner:
         self.warm = prepared(images, labels, args.warmup * bs, args.num_classes)
         self.timed = prepared(images, labels, args.steps * bs, args.num_classes)
         if teacher is None:
-            loss = build_distill_loss("none")
+            loss = build_method("none")
         else:
-            loss = build_distill_loss("kd", alpha=ALPHA, temperature=TEMPERATURE)
+            loss = build_method("kd", alpha=ALPHA, temperature=TEMPERATURE)
         distiller = Distiller(student, loss, teacher=teacher)
         cfg = TrainConfig(model=case.student, epochs=1000, batch_size=bs, optimizer="sgd", lr=LR,
                           momentum=MOMENTUM, weight_decay=WEIGHT_DECAY, schedule="cosine",
                           seed=args.seed, device="cpu", precision="auto", latency_runs=1)
-        self.trainer = Trainer(run_dir, self.timed, distiller, cfg, config_record={},
-                               model_meta={}, progress=False)
-        self.trainer.precision = ENGINE_MODES[mode]()
+        member = Member("model", distiller, RunDirectory(run_dir), {}, {})
+        self.trainer = Trainer(run_dir, self.timed, [member], cfg, progress=False, callbacks=[])
+        self.trainer.precision = self.trainer.teacher.precision = ENGINE_MODES[mode]()
         # The optimiser holds the parameters themselves, so a layout change keeps it valid.
         self.trainer.precision.prepare_model(distiller.student)
         if not self.trainer.precision.channels_last:

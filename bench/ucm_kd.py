@@ -69,7 +69,7 @@ def main() -> int:
                 DistillConfig(teacher=str(teacher_dir), alpha=args.alpha,
                               temperature=args.temperature)))
         print(f"seed {seed} done", file=sys.stderr, flush=True)
-    print(f"| run | epochs | params | test accuracy % | macro F1 % | latency p50 ms (batch 1) | s/epoch |")
+    print("| run | epochs | params | test accuracy % | macro F1 % | latency p50 ms (batch 1) | s/epoch |")
     print("|---|---|---|---|---|---|---|")
     names = {"teacher": f"teacher {args.teacher}", "scratch": f"student {args.student} from scratch",
              "kd": f"student {args.student} KD α={args.alpha} T={args.temperature}"}
