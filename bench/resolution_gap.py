@@ -15,7 +15,10 @@ logits of the eight views are then computed once, see training/teacher_cache.py)
   (resolution-consistent teaching with a teacher trained on full-detail images).
 * ``up_teacher`` — a teacher fine-tuned on 32 px views upsampled to 128 px
   (``--source-size 32``) reads them: it knows only what the student can see.
-* ``assistant``  — teacher → resnet8x4 assistant at 64 px (KD, its own view) → student.
+* ``own_crop``   — ``own`` with random crops too: every crop is a new view, so the teacher
+  runs on every batch (no cache).
+* ``assistant``  — teacher → assistant (``--assistant``, default resnet14 at 64 px; KD, its
+  own view) → student.
 
 Prints a Markdown table; finished runs are reused (rerun to continue).
 """
@@ -40,7 +43,8 @@ GROUPS = {
     "own": dict(teacher="native", view="own"),
     "upsampled": dict(teacher="native", view="upsampled"),
     "up_teacher": dict(teacher="up", view="own"),
-    "assistant": dict(teacher="native", view="own", assistant=("resnet8x4", 64)),
+    "assistant": dict(teacher="native", view="own", assistant=True),
+    "own_crop": dict(teacher="native", view="own", crop=True),
 }
 
 
@@ -59,6 +63,7 @@ def main() -> int:
     ap.add_argument("--method", default="kd", help="any distillation method on logits (kd, dkd)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--assistant", default="resnet14@64", help="the assistant, MODEL@SIZE")
     ap.add_argument("--assistant-epochs", type=int, default=60)
     ap.add_argument("--jobs", type=int, default=0)
     args = ap.parse_args()
@@ -75,9 +80,11 @@ def main() -> int:
         if not teacher:
             raise SystemExit(f"group {name} needs --teacher-{g['teacher']}")
         data = DataConfig(dataset=args.dataset, data_root=args.data_root,
-                          image_size=args.student_size, crop=False, teacher_view=g["view"])
+                          image_size=args.student_size, crop=g.get("crop", False),
+                          teacher_view=g["view"])
         if "assistant" in g:
-            model, size = g["assistant"]
+            model, _, size = args.assistant.partition("@")
+            size = int(size) if size else args.student_size
             teacher = train_assistant(out / name, AssistantConfig(model, size, args.assistant_epochs),
                                       teacher, data, replace(train, seed=0), progress=False)
         sweep = SweepConfig(teacher=teacher, alphas=alphas, betas=["0"], seeds=args.seeds,

@@ -73,3 +73,16 @@ def test_a_study_config_takes_an_assistant_section():
     assert cfg.assistant.enabled and cfg.assistant.image_size == 64 and cfg.assistant.alpha == 0.5
     with pytest.raises(ConfigError, match="assistant"):
         study_from_dict({"assistant": {"modle": "x"}})
+
+
+def test_sweep_through_an_assistant_trains_the_chain_then_continues(teacher32, tmp_path):
+    out = tmp_path / "sweep"
+    args = ["sweep", "--teacher", str(teacher32), "--student", "resnet8",
+            "--student-image-size", "16", "--assistant", "resnet14@24", "--alphas", "0,0.5",
+            "--seeds", "1", "--jobs", "1", *TRAIN, "--out", str(out)]
+    assert main(args) == 0
+    record = yaml.safe_load((out / "sweep.yaml").read_text())
+    assert record["sweep"]["teacher"] == str(out / "assistant")
+    assert (out / "assistant" / "metrics.json").is_file()
+    assert (out / "seed0" / "alpha0.50_beta0" / "metrics.json").is_file()
+    assert main([*args, "--resume"]) == 0

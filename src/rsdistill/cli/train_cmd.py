@@ -56,7 +56,9 @@ def add_train_args(p: argparse.ArgumentParser, model_flag: str, model_help: str,
     g.add_argument("--seed", type=int, default=d.seed, help="seeds model init, batches and augmentation")
     g.add_argument("--device", default=d.device, help="auto (CUDA if present, else CPU), cpu, cuda")
     g.add_argument("--precision", default=d.precision, choices=PRECISIONS,
-                   help="auto = bf16 autocast + channels_last (CPU) / bf16 or fp16 (CUDA); fp32 = plain")
+                   help="auto (default) = by the hardware: on a CPU bf16 autocast + channels_last where "
+                        "bf16 is native, else fp32 + channels_last; bf16 or fp16 on CUDA; "
+                        "fp32 = plain")
     g.add_argument("--inference-precision", default=d.inference_precision, choices=PRECISIONS,
                    help=f"precision for the latency/throughput figures (default {d.inference_precision})")
     g.add_argument("--latency-runs", type=int, default=d.latency_runs)

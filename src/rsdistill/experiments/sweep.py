@@ -29,6 +29,7 @@ from rsdistill.runtime import distributed
 from rsdistill.runtime.locks import clear_project_files, run_dir_lock
 from rsdistill.runtime.checkpoint import resolve_model_path
 from rsdistill.runtime.rundir import (
+    ASSISTANT_DIR,
     METRICS_FILE,
     SWEEP_AGGREGATE_CSV,
     SWEEP_FILE,
@@ -90,7 +91,8 @@ def check_sweep_dir(out: Path, record: dict, resume: bool, overwrite: bool) -> N
             clear_project_files(out)
         return
     if not (out / SWEEP_FILE).is_file():
-        refuse_other_files(out, "sweep")
+        # `sweep --assistant` distils the assistant into OUT/assistant before the sweep starts.
+        refuse_other_files(out, "sweep", frozenset({ASSISTANT_DIR}))
         return
     if not resume:
         raise ConfigError(f"{out} already holds a sweep; pass --resume to continue it, "
