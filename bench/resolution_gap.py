@@ -17,7 +17,7 @@ logits of the eight views are then computed once, see training/teacher_cache.py)
   (``--source-size 32``) reads them: it knows only what the student can see.
 * ``own_crop``   — ``own`` with random crops too: every crop is a new view, so the teacher
   runs on every batch (no cache).
-* ``assistant``  — teacher → assistant (``--assistant``, default resnet14 at 64 px; KD, its
+* ``assistant``  — teacher → assistant (``--assistant``, default resnet8x4 at 64 px; KD, its
   own view) → student.
 
 Prints a Markdown table; finished runs are reused (rerun to continue).
@@ -63,7 +63,7 @@ def main() -> int:
     ap.add_argument("--method", default="kd", help="any distillation method on logits (kd, dkd)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=60)
-    ap.add_argument("--assistant", default="resnet14@64", help="the assistant, MODEL@SIZE")
+    ap.add_argument("--assistant", default="resnet8x4@64", help="the assistant, MODEL@SIZE")
     ap.add_argument("--assistant-epochs", type=int, default=60)
     ap.add_argument("--jobs", type=int, default=0)
     args = ap.parse_args()

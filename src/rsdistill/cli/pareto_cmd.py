@@ -17,6 +17,7 @@ from rsdistill.cli.train_cmd import (
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.pareto import ParetoConfig, run_pareto
 from rsdistill.losses import MethodConfig
+from rsdistill.report.blocks import pm_of
 from rsdistill.report.pareto_report import build_pareto, write_pareto_report
 
 
@@ -70,7 +71,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     report = write_pareto_report(Path(args.out), result, data_cfg.dataset, train_cfg.epochs)
     for r in sorted(result["rows"], key=lambda r: r["latency_ms"]):
         print(f"{r['model']:>18}@{r['image_size']:<4} {r['kind']:>9} "
-              f"{100 * r['accuracy_mean']:6.2f} ± {100 * r['accuracy_std']:<5.2f} "
+              f"{pm_of(r, 'accuracy'):>14} "
               f"{r['latency_ms']:8.3f} ms{'  front' if r['on_front'] else ''}")
     print(f"wrote {report}")
     return 0

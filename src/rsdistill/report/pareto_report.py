@@ -18,7 +18,7 @@ from rsdistill.export.formats import EXPORT_FORMATS
 from rsdistill.io import atomic_write_text, write_json
 from rsdistill.models import count_flops, count_parameters, load_model
 from rsdistill.report import plots
-from rsdistill.report.blocks import Block, pct, pm, to_html, to_markdown
+from rsdistill.report.blocks import Block, pct, pm, seeds_text, to_html, to_markdown
 from rsdistill.runtime.environment import cpu_name, machine_load
 from rsdistill.runtime.precision import resolve_precision
 from rsdistill.runtime.rundir import (
@@ -110,8 +110,8 @@ def write_pareto_report(out: Path, result: dict, data_name: str, epochs: int) ->
     blocks = [
         Block("h1", f"Accuracy vs latency: {data_name}"),
         Block("p", (f"Every student trained {epochs} epochs from scratch (α = 0) and distilled "
-                    f"(same batches, epochs and seeds; {seeds} seed{'s' if seeds > 1 else ''}, "
-                    "test accuracy mean ± std). Latency: batch 1, ONNX Runtime, "
+                    f"(same batches, epochs and seeds; test accuracy, {seeds_text(seeds)}). "
+                    "Latency: batch 1, ONNX Runtime, "
                     f"{timing['threads']} thread{'s' if timing['threads'] > 1 else ''}, every "
                     f"model timed in one process in {timing['rounds']} interleaved rounds on "
                     f"{timing['cpu']} (load {load}). On the front: no other student is both "
