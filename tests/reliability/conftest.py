@@ -210,6 +210,7 @@ class Kit:
     """Helpers a test reaches through the ``kit`` fixture (conftest modules are not
     importable under --import-mode=importlib)."""
 
+    FillsUp = FillsUp
     fill_disk = staticmethod(fill_disk)
     read_only = staticmethod(read_only)
 

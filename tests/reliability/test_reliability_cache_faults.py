@@ -50,35 +50,13 @@ def read_only_dir(tmp_path, monkeypatch):
     yield folder, "Read-only file system"
 
 
-class _FillsUp:
-    """A file whose disk fills after ``room`` bytes."""
-
-    def __init__(self, fh, room: int) -> None:
-        self._fh, self._room = fh, room
-
-    def write(self, data) -> int:
-        if len(data) > self._room:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self._room -= len(data)
-        return self._fh.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self._fh, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._fh.close()
-
-
 @pytest.fixture
-def full_disk(monkeypatch):
+def full_disk(monkeypatch, kit):
     real = os.fdopen
 
     def fdopen(fd, mode="r", *args, **kwargs):
         fh = real(fd, mode, *args, **kwargs)
-        return _FillsUp(fh, 1000) if "w" in mode else fh
+        return kit.FillsUp(fh, 1000) if "w" in mode else fh
 
     monkeypatch.setattr(os, "fdopen", fdopen)
 
