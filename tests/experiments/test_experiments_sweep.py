@@ -491,6 +491,15 @@ def test_a_seed_worker_takes_its_share_of_threads_before_it_trains(monkeypatch):
     assert seen == {"threads": 1, "announce": False}
 
 
+def test_jobs_above_the_cores_warn_but_above_only_the_thread_budget_do_not():
+    level, text = seeds_mod.jobs_note(3, 2, 2)
+    assert level == logging.WARNING and "exceeds the 2 cores" in text
+    # OMP_NUM_THREADS=1 on two cores with --jobs 2: two one-thread processes fit the machine.
+    level, text = seeds_mod.jobs_note(2, 1, 2)
+    assert level == logging.INFO and "within the 2 cores" in text and "exceeds" not in text
+    assert seeds_mod.jobs_note(2, 2, 2) is None
+
+
 def test_default_jobs_never_exceed_the_thread_budget(monkeypatch):
     monkeypatch.setattr(seeds_mod.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     before = torch.get_num_threads()

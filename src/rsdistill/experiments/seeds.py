@@ -24,14 +24,18 @@ from rsdistill.runtime.processes import die_with_parent
 log = logging.getLogger(__name__)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. under taskset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def core_budget() -> int:
     """Threads the whole sweep may keep busy: torch's intra-op setting (OMP_NUM_THREADS
     when set), never more than the cores this process may run on."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(torch.get_num_threads(), cores))
+    return max(1, min(torch.get_num_threads(), usable_cores()))
 
 
 def default_jobs(seeds: int, device: str) -> int:
@@ -39,6 +43,22 @@ def default_jobs(seeds: int, device: str) -> int:
     if distributed.launched_world_size() > 1 or resolve_device(device).type != "cpu":
         return 1
     return max(1, min(seeds, core_budget()))
+
+
+def jobs_note(jobs: int, budget: int, machine: int) -> tuple[int, str] | None:
+    """(log level, message) when ``jobs`` seed processes exceed the thread budget or the
+    machine's cores; None when they fit."""
+    if jobs > machine:
+        return logging.WARNING, (f"--jobs {jobs} exceeds the {machine} core"
+                                 f"{'' if machine == 1 else 's'}: the seed processes will "
+                                 "compete for them and each runs much slower")
+    if jobs > budget:
+        # OMP_NUM_THREADS (or torch's setting) below the cores is the user's budget, not the
+        # machine's: processes that do not compete for cores are no reason for a warning.
+        return logging.INFO, (f"--jobs {jobs} is above the thread budget of {budget} "
+                              f"(OMP_NUM_THREADS or torch's setting) but within the {machine} "
+                              f"cores: {jobs} single-thread processes")
+    return None
 
 
 # In a seed worker process: how many seeds are training right now, across all workers.
@@ -79,13 +99,13 @@ def fit_seeds_in_parallel(fit: Callable[..., None], seeds: list[int], jobs: int,
     """``fit(seed, thread_budget=..., announce=...)`` for every seed, ``jobs`` at a time,
     each in a spawned process (``fit`` must be picklable, e.g. a ``functools.partial``)."""
     cores = core_budget()
-    log.info("%d seeds, %d at a time: one process each with %d intra-op thread%s (%d core%s; "
-             "a seed left alone takes the freed threads)", len(seeds), jobs,
+    log.info("%d seeds, %d at a time: one process each with %d intra-op thread%s (a budget of "
+             "%d thread%s; a seed left alone takes the freed threads)", len(seeds), jobs,
              max(1, cores // jobs), "" if cores // jobs == 1 else "s", cores,
              "" if cores == 1 else "s")
-    if jobs > cores:
-        log.warning("--jobs %d exceeds the %d core%s: the seed processes will compete for them "
-                    "and each runs much slower", jobs, cores, "" if cores == 1 else "s")
+    note = jobs_note(jobs, cores, usable_cores())
+    if note:
+        log.log(*note)
     log.info("training in %s", resolve_precision(precision, device).summary())
     level = logging.getLogger("rsdistill").getEffectiveLevel()
     ctx = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
