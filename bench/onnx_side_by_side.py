@@ -1,0 +1,55 @@
+"""Batch-1 ONNX Runtime latency of several trained models, side by side in one process.
+
+    python bench/onnx_side_by_side.py runs/pareto/resnet8_32/seed0/alpha0.50_beta0 \
+        runs/p_big/mobilenetv2_x0_5_32/seed0/alpha0.50_beta0 --teacher runs/pt/teacher128_s0
+
+The models of separate studies (e.g. a 3-seed Pareto and a 1-seed one of larger students)
+are timed here as `rsdistill pareto` times its own: each exported to ONNX in memory, one
+intra-op thread, interleaved rounds whose order reverses every round, so a change in
+machine load hits every model alike. Prints one row per model with its ratio to the
+teacher (or to the slowest model without one).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rsdistill.models import load_model
+from rsdistill.report.pareto_report import time_models
+from rsdistill.runtime.rundir import MODEL_FILE
+
+
+def model_file(path: str) -> Path:
+    p = Path(path)
+    return p / MODEL_FILE if p.is_dir() else p
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", help="run directories or model.pt files")
+    ap.add_argument("--teacher", help="the reference run directory or model.pt")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=30)
+    args = ap.parse_args()
+    files = {}
+    for run in args.runs:
+        _, meta = load_model(model_file(run))
+        files[f"{meta['model']}@{meta['image_size']}"] = model_file(run)
+    if args.teacher:
+        files["teacher"] = model_file(args.teacher)
+    timing = time_models(files, args.threads, rounds=args.rounds)
+    ms = timing["latency_ms"]
+    ref = ms["teacher"] if args.teacher else max(ms.values())
+    print(f"# {timing['cpu']}, {timing['threads']} thread(s), {timing['rounds']} rounds of "
+          f"{timing['runs_per_round']} runs, load {timing['load_before']} before, "
+          f"{timing['load_after']} after\n")
+    print("| model | latency ms (ORT, batch 1, p50) | × faster than the reference |")
+    print("|---|---|---|")
+    for name, value in sorted(ms.items(), key=lambda kv: kv[1]):
+        print(f"| {name} | {value:.3f} | {ref / value:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
