@@ -41,7 +41,7 @@ def main() -> int:
     timing = time_models(files, args.threads, rounds=args.rounds)
     ms = timing["latency_ms"]
     ref = ms["teacher"] if args.teacher else max(ms.values())
-    print(f"# {timing['cpu']}, {timing['threads']} thread(s), {timing['rounds']} rounds of "
+    print(f"{timing['cpu']}, {timing['threads']} thread(s), {timing['rounds']} rounds of "
           f"{timing['runs_per_round']} runs, load {timing['load_before']} before, "
           f"{timing['load_after']} after\n")
     print("| model | latency ms (ORT, batch 1, p50) | × faster than the reference |")
