@@ -13,8 +13,10 @@ teacher (or to the slowest model without one).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from rsdistill.errors import RsdistillError
 from rsdistill.models import load_model
 from rsdistill.report.pareto_report import time_models
 from rsdistill.runtime.rundir import MODEL_FILE
@@ -32,13 +34,22 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=30)
     args = ap.parse_args()
-    files = {}
-    for run in args.runs:
-        _, meta = load_model(model_file(run))
-        files[f"{meta['model']}@{meta['image_size']}"] = model_file(run)
-    if args.teacher:
-        files["teacher"] = model_file(args.teacher)
-    timing = time_models(files, args.threads, rounds=args.rounds)
+    try:
+        files = {}
+        for run in args.runs:
+            _, meta = load_model(model_file(run))
+            name = f"{meta['model']}@{meta['image_size']}"
+            # A second run of the same architecture and size would silently replace the first.
+            if name in files:
+                raise RsdistillError(f"{files[name]} and {model_file(run)} are both {name}: "
+                                     "they time alike, pass one of them")
+            files[name] = model_file(run)
+        if args.teacher:
+            files["teacher"] = model_file(args.teacher)
+        timing = time_models(files, args.threads, rounds=args.rounds)
+    except RsdistillError as exc:
+        print(f"onnx_side_by_side: {exc}", file=sys.stderr)
+        return 2
     ms = timing["latency_ms"]
     ref = ms["teacher"] if args.teacher else max(ms.values())
     print(f"{timing['cpu']}, {timing['threads']} thread(s), {timing['rounds']} rounds of "
