@@ -11,15 +11,18 @@ import logging
 import multiprocessing
 import math
 import statistics
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+import rsdistill.experiments.backends.local as local_mod
 import rsdistill.experiments.seeds as seeds_mod
 import rsdistill.experiments.sweep as sweep_mod
 import rsdistill.training.members as members_mod
 from rsdistill.experiments import procedures
+from rsdistill.experiments.backends import Trial
 from rsdistill.data.augment import BatchAugment
 from rsdistill.data.module import DataConfig
 from rsdistill.runtime.rundir import MODEL_FILE, STATE_FILE
@@ -453,19 +456,19 @@ def test_seed_workers_share_the_cores_and_read_their_budget_every_epoch(
     # The worker function itself, run in this process with a shared counter: alone, a
     # seed gets every core; with another seed active, half of them.
     active = multiprocessing.get_context("spawn").Value("i", 0)
-    seeds_mod._init_seed_worker(active)
+    local_mod._init_worker(active)
     before = torch.get_num_threads()
 
-    def seed_fit(out):
-        return functools.partial(sweep_mod.fit_seed, out, data_cfg(tiny_tree3, tiny_cache),
-                                 train_cfg(), sweep_cfg(teacher, seeds=1), resume=False,
-                                 progress=False)
+    def seed_trial(out):
+        return Trial("seed 0", out / "seed0", (), functools.partial(
+            sweep_mod.fit_seed, out, data_cfg(tiny_tree3, tiny_cache), train_cfg(),
+            sweep_cfg(teacher, seeds=1), 0, resume=False))
 
     try:
-        seeds_mod._seed_worker(seed_fit(tmp_path / "alone"), 0, 4, 2, logging.WARNING)
+        local_mod._worker(seed_trial(tmp_path / "alone"), 4, 2, logging.WARNING)
         with active.get_lock():
             active.value += 1  # another seed is training
-        seeds_mod._seed_worker(seed_fit(tmp_path / "shared"), 0, 4, 2, logging.WARNING)
+        local_mod._worker(seed_trial(tmp_path / "shared"), 4, 2, logging.WARNING)
     finally:
         torch.set_num_threads(before)
     assert budgets == [4] * EPOCHS + [2] * EPOCHS
@@ -481,11 +484,13 @@ def test_a_seed_worker_takes_its_share_of_threads_before_it_trains(monkeypatch):
         seen["threads"] = torch.get_num_threads()
         seen["announce"] = kwargs["announce"]
 
-    seeds_mod._init_seed_worker(multiprocessing.get_context("spawn").Value("i", 0))
+    local_mod._init_worker(multiprocessing.get_context("spawn").Value("i", 0))
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        assert seeds_mod._seed_worker(fake_fit_seed, 7, 2, 2, logging.WARNING) == 7
+        result = local_mod._worker(Trial("seed 7", Path("nowhere"), (), fake_fit_seed), 2, 2,
+                                   logging.WARNING)
+        assert result.label == "seed 7" and not result.resumed
     finally:
         torch.set_num_threads(before)
     assert seen == {"threads": 1, "announce": False}

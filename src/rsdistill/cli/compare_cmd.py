@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from rsdistill.cli.backend_options import add_backend_arguments, backend_config
 from rsdistill.cli.common import add_data_args, parse_method_options
 from rsdistill.cli.report_cmd import INT8_HELP
 from rsdistill.cli.train_cmd import add_train_args, distill_data_config, train_config
@@ -42,6 +43,7 @@ def register(sub) -> None:
                    help="an option of one method, repeatable, e.g. self:variant=teacher_free, "
                         "dml:peers=resnet8,resnet14, fitnet:hint_weight=50")
     g.add_argument("--int8", action="store_true", help=INT8_HELP)
+    add_backend_arguments(p)
     p.set_defaults(func=cmd_compare)
 
 
@@ -70,8 +72,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
                         method_options=parse_compare_options(args.method_options))
     # Checked before the data options are read, so a typo in --methods fails first.
     cfg.validate()
+    backend = backend_config(args)
     summary = run_compare(args.out, distill_data_config(args), train_config(args), cfg,
-                          progress=args.progress, overwrite=args.overwrite)
+                          progress=args.progress, overwrite=args.overwrite,
+                          backend=backend)
     write_compare_report(args.out)
     print(f"{'method':>10} {'accuracy':>16} {'f1_macro':>16} {'s/epoch':>8}   "
           f"(test split, {seeds_text(cfg.seeds)})")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rsdistill.cli.backend_options import add_backend_arguments, backend_config
 from rsdistill.cli.common import add_data_args
 from rsdistill.cli.train_cmd import (
     add_method_args,
@@ -43,6 +44,7 @@ def register(sub) -> None:
     g.add_argument("--timing-threads", type=int, default=1,
                    help="intra-op threads of the side-by-side timing (default 1)")
     add_method_args(g)
+    add_backend_arguments(p)
     p.set_defaults(func=cmd_pareto)
 
 
@@ -63,10 +65,12 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     cfg = ParetoConfig(teacher=args.teacher, students=students, sizes=_ints(args.sizes, "--sizes"),
                        seeds=args.seeds, method=method)
     cfg.validate()
+    backend = backend_config(args)
     args.model = students[0]
     data_cfg = distill_data_config(args)
     train_cfg = train_config(args)
-    rows = run_pareto(args.out, data_cfg, train_cfg, cfg, progress=args.progress, jobs=args.jobs)
+    rows = run_pareto(args.out, data_cfg, train_cfg, cfg, progress=args.progress, jobs=args.jobs,
+                      backend=backend)
     result = build_pareto(rows, args.teacher, args.timing_threads)
     report = write_pareto_report(Path(args.out), result, data_cfg.dataset, train_cfg.epochs)
     for r in sorted(result["rows"], key=lambda r: r["latency_ms"]):

@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from rsdistill.cli.backend_options import add_backend_arguments, backend_config
 from rsdistill.cli.report_cmd import INT8_HELP
 from rsdistill.data.specs import DATASETS
 from rsdistill.experiments.study import (
@@ -43,12 +44,14 @@ def register(sub) -> None:
                    help="replace what rsdistill wrote in the study directory and start afresh "
                         "(without it, rerunning continues the study there)")
     p.add_argument("--int8", action="store_true", help=INT8_HELP)
+    add_backend_arguments(p)
     p.set_defaults(func=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     # No config: StudyConfig's defaults, which are configs/ucmerced.yaml's (a test
     # keeps the two equal), so a bare 'rsdistill run' is the UC Merced study.
+    backend = backend_config(args)
     cfg = load_study_config(args.config) if args.config else StudyConfig()
     if args.dataset:
         cfg.data.dataset = args.dataset
@@ -64,7 +67,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif not args.config:
         cfg.out = str(Path("runs") / cfg.data.dataset)
     log.info("%s", describe_locations(cfg))
-    sweep_dir = run_study(cfg, progress=args.progress, overwrite=args.overwrite)
+    sweep_dir = run_study(cfg, progress=args.progress, overwrite=args.overwrite,
+                          backend=backend)
     log.info("stage 4/4: report")
     report = write_report(sweep_dir, int8=args.int8)
     print(f"wrote {report}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from rsdistill.cli.backend_options import add_backend_arguments, backend_config
 from rsdistill.cli.common import add_data_args
 from rsdistill.cli.train_cmd import (
     add_assistant_args,
@@ -40,6 +41,7 @@ def register(sub) -> None:
                         "core, 1 on a GPU or under torchrun)")
     add_method_args(g)
     add_assistant_args(g)
+    add_backend_arguments(p)
     p.set_defaults(func=cmd_sweep)
 
 
@@ -48,11 +50,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                         betas=parse_betas(args.nuclear_beta), seeds=args.seeds,
                         method=MethodConfig(temperature=args.temperature, **method_settings(args)))
     sweep.validate()  # before an assistant trains
+    backend = backend_config(args)
     data_cfg = distill_data_config(args)
     sweep.teacher = assistant_teacher(args, data_cfg)
     summary = run_sweep(args.out, data_cfg, train_config(args), sweep,
                         resume=args.resume, progress=args.progress, jobs=args.jobs,
-                        overwrite=args.overwrite)
+                        overwrite=args.overwrite, backend=backend)
     print(f"{'beta':>6} {'alpha':>6} {'accuracy':>16} {'f1_macro':>16}   "
           f"(test split, {seeds_text(sweep.seeds)})")
     for r in summary["aggregate"]:

@@ -10,6 +10,7 @@ resumes from its checkpoint.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
@@ -19,6 +20,7 @@ import yaml
 
 from rsdistill.data.module import DataConfig, prepare_data
 from rsdistill.errors import ConfigError
+from rsdistill.experiments.backends import BackendConfig, Trial, TrialBatch, run_trials
 from rsdistill.experiments.procedures import resolve_settings, run_training
 from rsdistill.experiments.records import (
     LOCATION_KEYS,
@@ -94,7 +96,8 @@ class CompareConfig:
 
 
 def run_compare(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
-                cfg: CompareConfig, *, progress: bool = True, overwrite: bool = False) -> dict:
+                cfg: CompareConfig, *, progress: bool = True, overwrite: bool = False,
+                backend: BackendConfig | None = None) -> dict:
     cfg.validate()
     data_cfg, teacher = resolve_settings(data_cfg, train_cfg, cfg.teacher)
     cfg = replace(cfg, teacher=teacher)
@@ -107,27 +110,35 @@ def run_compare(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
             refuse_other_files(out, "comparison")
         check_same_comparison(out / COMPARE_FILE, record)
         atomic_write_text(out / COMPARE_FILE, yaml.safe_dump(record, sort_keys=False))
-        return _train_and_summarize(out, data_cfg, train_cfg, cfg, record, progress)
+        return _train_and_summarize(out, data_cfg, train_cfg, cfg, record, progress, backend)
+
+
+def _train_entry(run_dir: Path, data_cfg: DataConfig, train_cfg: TrainConfig,
+                 distill: DistillConfig | None, *, progress: bool, **_) -> None:
+    # A trial: an interrupted run resumes from its last.pt.
+    run_training(run_dir, data_cfg, train_cfg, distill, resume=True, progress=progress)
 
 
 def _train_and_summarize(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig,
-                         cfg: CompareConfig, record: dict, progress: bool) -> dict:
+                         cfg: CompareConfig, record: dict, progress: bool,
+                         backend: BackendConfig | None) -> dict:
     data = prepare_data(data_cfg, progress=progress)
+    entries = [(method, seed) for method in cfg.entries() for seed in range(cfg.seeds)]
+    trials = [Trial(f"{method} seed {seed}", out / method / f"seed{seed}",
+                    (out / method / f"seed{seed}" / METRICS_FILE,),
+                    functools.partial(_train_entry, out / method / f"seed{seed}", data_cfg,
+                                      replace(train_cfg, seed=seed),
+                                      cfg.distill_config(method)))
+              for method, seed in entries]
+    # Locally one run at a time, in this process, as every run uses the cores it is given.
+    run_trials(TrialBatch(trials, out, 1, train_cfg.precision, train_cfg.device, progress),
+               backend)
     rows, student = [], None
-    for method in cfg.entries():
-        for seed in range(cfg.seeds):
-            run_dir = out / method / f"seed{seed}"
-            if (run_dir / METRICS_FILE).is_file():
-                log.info("%s seed %d: finished earlier, not retrained", method, seed)
-                metrics = read_json(run_dir / METRICS_FILE)
-            else:
-                log.info("%s seed %d", method, seed)
-                metrics = run_training(run_dir, data_cfg, replace(train_cfg, seed=seed),
-                                       cfg.distill_config(method), resume=True,
-                                       progress=progress)
-            rows.append(run_row(method, seed, f"{method}/seed{seed}", metrics))
-            student = student or {"model": metrics["run"]["model"],
-                                  "params": metrics["params"], "flops": metrics["flops"]}
+    for method, seed in entries:
+        metrics = read_json(out / method / f"seed{seed}" / METRICS_FILE)
+        rows.append(run_row(method, seed, f"{method}/seed{seed}", metrics))
+        student = student or {"model": metrics["run"]["model"],
+                              "params": metrics["params"], "flops": metrics["flops"]}
     summary = {"config": record, "data": data.describe(), "student": student,
                "teacher": teacher_summary(cfg.teacher) if cfg.teacher else None,
                "rows": rows, "methods": summarize(rows, cfg.entries())}

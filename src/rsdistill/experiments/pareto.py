@@ -9,6 +9,7 @@ epochs and seeds, so the two differ by the teacher alone. Every cell lives in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -17,10 +18,11 @@ import yaml
 
 from rsdistill.data.module import DataConfig
 from rsdistill.errors import ConfigError
+from rsdistill.experiments.backends import BackendConfig, TrialBatch, run_trials
 from rsdistill.experiments.grid import SweepConfig
 from rsdistill.experiments.records import check_resume
 from rsdistill.experiments.stats import SCORE_KEYS, mean_std
-from rsdistill.experiments.sweep import run_sweep
+from rsdistill.experiments.sweep import sweep_plan
 from rsdistill.io import atomic_write_text, read_json
 from rsdistill.losses import MethodConfig, check_alpha
 from rsdistill.runtime.rundir import PARETO_FILE, SWEEP_RESULTS
@@ -64,9 +66,11 @@ def cell_dir(out: Path, model: str, size: int) -> Path:
 
 
 def run_pareto(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, cfg: ParetoConfig,
-               *, progress: bool = True, jobs: int = 0) -> list[dict]:
+               *, progress: bool = True, jobs: int = 0,
+               backend: BackendConfig | None = None) -> list[dict]:
     """Trains every cell (finished ones are read, interrupted ones resumed); returns one row
-    per (student, size, kind) with accuracy mean ± std over seeds."""
+    per (student, size, kind) with accuracy mean ± std over seeds. Every cell's seeds are
+    trials of one batch, so a backend runs seeds of several cells side by side."""
     out = Path(out)
     cfg.validate()
     record = {"kind": "pareto", "data": asdict(data_cfg), "train": asdict(train_cfg),
@@ -79,15 +83,20 @@ def run_pareto(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, cf
                      ignore={"model", "image_size"}, hint="; use another --out")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / PARETO_FILE, yaml.safe_dump(record, sort_keys=False))
-    rows = []
-    for model, size in cfg.cells():
-        where = cell_dir(out, model, size)
-        log.info("Pareto cell %s at %d px: scratch and α = %g, %d seed(s)", model, size,
-                 cfg.method.alpha, cfg.seeds)
-        summary = run_sweep(where, replace(data_cfg, image_size=size),
-                            replace(train_cfg, model=model), cfg.cell_sweep(cfg.teacher),
-                            resume=True, progress=progress, jobs=jobs)
-        rows += cell_rows(where, model, size, summary, cfg)
+    with contextlib.ExitStack() as cells:
+        plans = []
+        for model, size in cfg.cells():
+            log.info("Pareto cell %s at %d px: scratch and α = %g, %d seed(s)", model, size,
+                     cfg.method.alpha, cfg.seeds)
+            plans.append((model, size, cells.enter_context(sweep_plan(
+                cell_dir(out, model, size), replace(data_cfg, image_size=size),
+                replace(train_cfg, model=model), cfg.cell_sweep(cfg.teacher), resume=True,
+                progress=progress, jobs=jobs, label=f"{model}@{size}", keep_prepared=False))))
+        run_trials(TrialBatch([t for *_, plan in plans for t in plan.trials], out, jobs,
+                              train_cfg.precision, train_cfg.device, progress), backend)
+        rows = []
+        for model, size, plan in plans:
+            rows += cell_rows(cell_dir(out, model, size), model, size, plan.summarize(), cfg)
     return rows
 
 

@@ -15,6 +15,7 @@ import yaml
 from rsdistill.config import from_dict
 from rsdistill.data.module import DataConfig, prepare_data
 from rsdistill.errors import ConfigError
+from rsdistill.experiments.backends import BackendConfig
 from rsdistill.experiments.assistant import AssistantConfig, train_assistant
 from rsdistill.experiments.grid import GRID_KEYS, SweepConfig, parse_alphas, parse_betas
 from rsdistill.experiments.procedures import run_training
@@ -176,10 +177,11 @@ def describe_locations(cfg: StudyConfig) -> str:
             f"{cache.absolute()}")
 
 
-def run_study(cfg: StudyConfig, progress: bool = True, overwrite: bool = False) -> Path:
-    """Checks the data, trains the teacher and the sweep; returns the sweep directory
-    (to report on). The data stage (download included) ends before anything is written
-    to the study directory or trained."""
+def run_study(cfg: StudyConfig, progress: bool = True, overwrite: bool = False,
+              backend: BackendConfig | None = None) -> Path:
+    """Checks the data, trains the teacher and the sweep (its seeds on ``backend``);
+    returns the sweep directory (to report on). The data stage (download included) ends
+    before anything is written to the study directory or trained."""
     cfg = resolve_data_root(cfg)
     sweep = study_sweep(cfg)
     sweep.validate()
@@ -215,5 +217,5 @@ def run_study(cfg: StudyConfig, progress: bool = True, overwrite: bool = False) 
         log.info("stage 3/4: α sweep of %s (%d α × %d β × %d seeds)", cfg.student.model,
                  len(sweep.alphas), len(sweep.betas), sweep.seeds)
         run_sweep(out / "sweep", cfg.data, cfg.student, sweep, resume=True, progress=progress,
-                  jobs=cfg.sweep.jobs)
+                  jobs=cfg.sweep.jobs, backend=backend)
     return out / "sweep"

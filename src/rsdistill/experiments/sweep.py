@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable, Iterator
 
 import yaml
 
@@ -20,7 +21,7 @@ from rsdistill.errors import ConfigError
 from rsdistill.experiments.grid import SweepConfig, beta_label, member_name, upgrade_sweep_record
 from rsdistill.experiments.procedures import prepare_teacher_and_data, resolve_settings
 from rsdistill.experiments.records import check_resume, refuse_other_files, run_record
-from rsdistill.experiments.seeds import default_jobs, fit_seeds_in_parallel
+from rsdistill.experiments.backends import BackendConfig, Trial, TrialBatch, run_trials
 from rsdistill.experiments.stats import SCORE_KEYS, mean_std, write_csv
 from rsdistill.experiments.teacher import teacher_summary
 from rsdistill.io import atomic_write_text, read_json, write_json
@@ -47,10 +48,36 @@ SWEEP_SECTIONS = {"data": DataConfig, "train": TrainConfig, "sweep": SweepConfig
                   "method": MethodConfig}
 
 
+@dataclass
+class SweepPlan:
+    """A sweep set up in its (locked) directory: its seeds as trials, and what writes the
+    results once they are done."""
+    out: Path
+    trials: list[Trial]
+    summarize: Callable[[], dict]
+
+
 def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: SweepConfig,
               *, resume: bool = False, progress: bool = True, jobs: int = 0,
-              overwrite: bool = False) -> dict:
-    """Train every seed's fused pass (``jobs`` seeds at a time, 0 = one per core)."""
+              overwrite: bool = False, backend: BackendConfig | None = None) -> dict:
+    """Train every seed's fused pass (``jobs`` seeds at a time, 0 = one per core, on the
+    local backend) and summarize."""
+    with sweep_plan(out, data_cfg, train_cfg, sweep, resume=resume, progress=progress,
+                    jobs=jobs, overwrite=overwrite) as plan:
+        run_trials(TrialBatch(plan.trials, plan.out, jobs, train_cfg.precision,
+                              train_cfg.device, progress), backend)
+        return plan.summarize()
+
+
+@contextlib.contextmanager
+def sweep_plan(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
+               sweep: SweepConfig, *, resume: bool = False, progress: bool = True,
+               jobs: int = 0, overwrite: bool = False, label: str = "",
+               keep_prepared: bool = True) -> Iterator[SweepPlan]:
+    """Checks and locks ``out``, writes sweep.yaml and prepares the teacher and data (so
+    caches exist before any trial starts); yields one trial per seed. ``keep_prepared``:
+    trials run in this process reuse what was prepared (False frees it: a Pareto grid
+    holds many cells at once)."""
     sweep.validate()
     if jobs < 0:
         raise ConfigError(f"--jobs must be >= 0 (0 = one per core on a CPU), got {jobs}")
@@ -65,19 +92,20 @@ def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, swe
             atomic_write_text(out / SWEEP_FILE, yaml.safe_dump(record, sort_keys=False))
 
         prepared = prepare_teacher_and_data(data_cfg, sweep.teacher, progress)
+        described = prepared[2].describe()
         members, owner = sweep.members()
         names = [member_name(a, b) for a, b in members]
-        todo = [seed for seed in range(sweep.seeds)
-                if not all((seed_dir(out, seed) / n / METRICS_FILE).is_file() for n in names)]
-        jobs = min(jobs or default_jobs(sweep.seeds, train_cfg.device), max(1, len(todo)))
-        fit = functools.partial(fit_seed, out, data_cfg, train_cfg, sweep, resume=resume)
-        if jobs > 1:
-            fit_seeds_in_parallel(functools.partial(fit, progress=False), todo, jobs,
-                                  train_cfg.precision, train_cfg.device)
-        else:
-            for seed in todo:
-                fit(seed, progress=progress, prepared=prepared)
-        return summarize(out, sweep, owner, train_cfg, record, prepared[2].describe())
+        local = {"prepared": prepared} if keep_prepared else {}
+        del prepared
+        # resume=True: the directory was checked above, so a seed's last.pt is this
+        # sweep's, and a retried trial continues it.
+        trials = [Trial(f"{label + ' ' if label else ''}seed {seed}", seed_dir(out, seed),
+                        tuple(seed_dir(out, seed) / n / METRICS_FILE for n in names),
+                        functools.partial(fit_seed, out, data_cfg, train_cfg, sweep, seed,
+                                          resume=True), local)
+                  for seed in range(sweep.seeds)]
+        yield SweepPlan(out, trials, functools.partial(summarize, out, sweep, owner, train_cfg,
+                                                       record, described))
 
 
 def check_sweep_dir(out: Path, record: dict, resume: bool, overwrite: bool) -> None:

@@ -56,6 +56,9 @@ INT8_ONNX_FILE = "model.int8.onnx"  # rsdistill quantize's default output
 
 # Held while a process writes into the directory (runtime/locks.py).
 LOCK_FILE = ".rsdistill.lock"
+# Written by a grid's driver while a cluster runs its trials: each trial reads it back to
+# prove its node sees the same --out (shared storage).
+CLUSTER_TOKEN_FILE = ".rsdistill-cluster-token"
 
 # Any of these says a directory holds something rsdistill wrote.
 RUN_MARKERS = (STATE_FILE, CONFIG_FILE, MODEL_FILE, SWEEP_FILE, COMPARE_FILE, STUDY_FILE)
@@ -67,7 +70,7 @@ _PROJECT_FILES = frozenset({
     SWEEP_FILE, SWEEP_RESULTS, SWEEP_ROWS_CSV, SWEEP_AGGREGATE_CSV, SPEED_FILE, REPORT_MD,
     REPORT_HTML, COMPARE_FILE, COMPARE_RESULTS, COMPARE_CSV, COMPARE_RUNS_CSV, COMPARE_MD,
     COMPARE_HTML, STUDY_FILE, INT8_FILE, ONNX_FILE, INT8_ONNX_FILE, LOCK_FILE, PARETO_FILE,
-    PARETO_RESULTS, PARETO_CSV, PARETO_MD, PARETO_HTML,
+    PARETO_RESULTS, PARETO_CSV, PARETO_MD, PARETO_HTML, CLUSTER_TOKEN_FILE,
 })
 _PEER_FILE = re.compile(r"peer\d+\.pt")
 # Sub-runs: seeds, born-again generations, sweep members, a study's teacher and sweep, a
