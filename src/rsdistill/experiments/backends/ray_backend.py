@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -52,7 +53,10 @@ def _ray_trial(trial: Trial, cpus: int, token: StorageToken, log_level: int) -> 
     logging.basicConfig(level=log_level, format=f"rsdistill: {trial.label}: %(message)s",
                         stream=sys.stderr, force=True)
     torch.set_num_threads(cpus)
-    return execute_trial(trial, thread_budget=lambda: cpus, token=token)
+    result = execute_trial(trial, thread_budget=lambda: cpus, token=token)
+    # Several Ray nodes may share a host name (or a machine): name the node too.
+    node = import_ray().get_runtime_context().get_node_id()[:8]
+    return replace(result, node=f"{result.node}/{node}")
 
 
 def _connect(ray, cfg: BackendConfig) -> bool:
