@@ -146,11 +146,19 @@ def _plan_and_run(out: Path, data: DataConfig, teacher, cfg: BackendConfig, epoc
     return results
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, teacher, tiny_tree3, tiny_cache) -> dict:
+    """The metrics of one seed trained 5 epochs without interruption (local backend)."""
+    out = tmp_path_factory.mktemp("ray-whole") / "whole"
+    run_sweep(out, data_cfg(tiny_tree3, tiny_cache), train_cfg(epochs=5),
+              sweep_cfg(teacher, seeds=1), progress=False, jobs=1)
+    return exact_metrics(out)
+
+
 def test_a_killed_worker_is_retried_from_its_last_checkpoint(ray_instance, teacher, tmp_path,
-                                                             tiny_tree3, tiny_cache):
+                                                             tiny_tree3, tiny_cache,
+                                                             uninterrupted):
     data = data_cfg(tiny_tree3, tiny_cache)
-    run_sweep(tmp_path / "whole", data, train_cfg(epochs=5), sweep_cfg(teacher, seeds=1),
-              progress=False, jobs=1)
     killer = _when_epoch_one_is_saved(tmp_path / "killed" / "seed0",
                                       lambda pid: os.kill(pid, signal.SIGKILL))
     results = _plan_and_run(tmp_path / "killed", data, teacher, RAY, epochs=5)
@@ -158,14 +166,12 @@ def test_a_killed_worker_is_retried_from_its_last_checkpoint(ray_instance, teach
     assert killer.seen["pid"] != os.getpid()  # a Ray worker, not this process
     assert [r.resumed for r in results] == [True]  # the retry found the killed one's last.pt
     assert results[0].pid != killer.seen["pid"]
-    assert exact_metrics(tmp_path / "killed") == exact_metrics(tmp_path / "whole")
+    assert exact_metrics(tmp_path / "killed") == uninterrupted
 
 
 def test_ctrl_c_stops_the_trials_and_a_rerun_continues(ray_instance, teacher, tmp_path,
-                                                       tiny_tree3, tiny_cache):
+                                                       tiny_tree3, tiny_cache, uninterrupted):
     data = data_cfg(tiny_tree3, tiny_cache)
-    run_sweep(tmp_path / "whole", data, train_cfg(epochs=5), sweep_cfg(teacher, seeds=1),
-              progress=False, jobs=1)
     ctrl_c = _when_epoch_one_is_saved(tmp_path / "cut" / "seed0",
                                       lambda pid: os.kill(os.getpid(), signal.SIGINT))
     with pytest.raises(KeyboardInterrupt):
@@ -179,7 +185,7 @@ def test_ctrl_c_stops_the_trials_and_a_rerun_continues(ray_instance, teacher, tm
     assert not (tmp_path / "cut" / "seed0" / "alpha0.50_beta0" / METRICS_FILE).exists()
     results = _plan_and_run(tmp_path / "cut", data, teacher, RAY, epochs=5)
     assert [r.resumed for r in results] == [True]
-    assert exact_metrics(tmp_path / "cut") == exact_metrics(tmp_path / "whole")
+    assert exact_metrics(tmp_path / "cut") == uninterrupted
 
 
 def _alive(pid: int) -> bool:

@@ -68,7 +68,8 @@ def _connect(ray, cfg: BackendConfig) -> bool:
         if cfg.address:
             ray.init(address=cfg.address, **options)
         else:
-            ray.init(num_cpus=usable_cores(), num_gpus=torch.cuda.device_count(), **options)
+            # The cores this process may use (taskset); Ray finds the GPUs itself.
+            ray.init(num_cpus=usable_cores(), **options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"at {cfg.address}" if cfg.address else "on this machine"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

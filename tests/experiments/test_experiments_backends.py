@@ -1,0 +1,76 @@
+"""Trials and the local backend without training: finished trials are skipped, each one
+that finishes is reported on one line, and the backend options reach every grid command."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+
+import pytest
+
+from rsdistill.cli.main import build_parser
+from rsdistill.cli.backend_options import backend_config
+from rsdistill.experiments.backends import BackendConfig, Trial, TrialBatch, run_trials
+from rsdistill.io import write_json
+from rsdistill.runtime.rundir import METRICS_FILE, STATE_FILE
+
+
+def _write_metrics(paths, accuracy, calls, **kwargs):
+    calls.append(kwargs)
+    for path in paths:
+        write_json(path, {"accuracy": accuracy})
+
+
+def _trial(root, label, accuracy, calls, members=("a",)):
+    paths = tuple(root / label / m / METRICS_FILE for m in members)
+    for p in paths:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    return Trial(label, root / label, paths,
+                 functools.partial(_write_metrics, paths, accuracy, calls))
+
+
+def test_finished_trials_are_skipped_and_each_new_one_is_one_line(tmp_path, caplog):
+    calls = []
+    done = _trial(tmp_path, "seed0", 0.5, calls)
+    write_json(done.results[0], {"accuracy": 0.5})
+    fused = _trial(tmp_path, "seed1", 0.75, calls, members=("alpha0.00", "alpha0.50"))
+    (fused.run_dir / STATE_FILE).write_bytes(b"an interrupted attempt's checkpoint")
+    with caplog.at_level(logging.INFO, logger="rsdistill"):
+        results = run_trials(TrialBatch([done, fused], tmp_path, jobs=1, progress=False))
+    assert len(calls) == 1 and calls[0]["announce"] is True  # only seed1 trained
+    assert [r.label for r in results] == ["seed1"] and results[0].resumed
+    assert results[0].pid == os.getpid()  # jobs=1: in this process
+    lines = [r.getMessage() for r in caplog.records]
+    assert "seed0: finished earlier, not retrained" in lines
+    line = next(m for m in lines if m.startswith("seed1: "))
+    assert line.startswith("seed1: accuracy alpha0.00 0.7500, alpha0.50 0.7500 in ")
+    assert f"(pid {os.getpid()}, resumed from its last.pt) -> {fused.run_dir}" in line
+    assert run_trials(TrialBatch([done, fused], tmp_path, jobs=1, progress=False)) == []
+
+
+def test_cpus_per_trial_fix_a_local_trials_threads(tmp_path, monkeypatch):
+    import torch
+    seen = []
+    trial = Trial("t", tmp_path / "t", (tmp_path / "t.json",),
+                  lambda **kw: seen.append(torch.get_num_threads()) or write_json(
+                      tmp_path / "t.json", {"accuracy": 1.0}))
+    before = torch.get_num_threads()
+    try:
+        run_trials(TrialBatch([trial], tmp_path, jobs=1, progress=False),
+                   BackendConfig(cpus_per_trial=2))
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [2]
+
+
+@pytest.mark.parametrize("command", [
+    ["sweep", "--teacher", "t", "--student", "resnet8", "--out", "o"],
+    ["pareto", "--teacher", "t", "--out", "o"],
+    ["compare", "--student", "resnet8", "--out", "o"],
+    ["run"],
+])
+def test_every_grid_command_takes_the_backend_options(command):
+    args = build_parser().parse_args([*command, "--backend", "local", "--cpus-per-trial", "2",
+                                      "--max-retries", "1", "--gpus-per-trial", "0.5"])
+    assert backend_config(args) == BackendConfig("local", None, 2, 0.5, 1)
