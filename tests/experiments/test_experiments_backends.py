@@ -12,6 +12,7 @@ import pytest
 from rsdistill.cli.main import build_parser
 from rsdistill.cli.backend_options import backend_config
 from rsdistill.experiments.backends import BackendConfig, Trial, TrialBatch, run_trials
+from rsdistill.errors import ConfigError
 from rsdistill.io import write_json
 from rsdistill.runtime.rundir import METRICS_FILE, STATE_FILE
 
@@ -74,3 +75,16 @@ def test_every_grid_command_takes_the_backend_options(command):
     args = build_parser().parse_args([*command, "--backend", "local", "--cpus-per-trial", "2",
                                       "--max-retries", "1", "--gpus-per-trial", "0.5"])
     assert backend_config(args) == BackendConfig("local", None, 2, 0.5, 1)
+
+
+def test_an_unreachable_ray_address_is_one_line_at_once(tmp_path):
+    pytest.importorskip("ray")
+    import socket
+    with socket.socket() as s:  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    trial = Trial("t", tmp_path / "t", (tmp_path / "x",), dict)
+    with pytest.raises(ConfigError, match=f"cannot start or reach a Ray cluster at "
+                                          f"127.0.0.1:{port} .*ray start --head"):
+        run_trials(TrialBatch([trial], tmp_path, progress=False),
+                   BackendConfig("ray", address=f"127.0.0.1:{port}"))

@@ -11,6 +11,7 @@ sees every results file a trial wrote. Ray is optional (``pip install 'rsdistill
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 import time
 from dataclasses import replace
@@ -38,6 +39,7 @@ INSTALL_HINT = "--backend ray needs Ray: pip install 'rsdistill[ray]'"
 # A results file a trial wrote on another node may take a moment to show on NFS (its
 # attribute cache); after this long, the driver calls --out not shared.
 VISIBLE_WAIT_S = 10.0
+REACH_TIMEOUT_S = 5.0
 
 
 def import_ray():
@@ -66,6 +68,7 @@ def _connect(ray, cfg: BackendConfig) -> bool:
     options = dict(include_dashboard=False, logging_level=logging.WARNING)
     try:
         if cfg.address:
+            _check_reachable(cfg.address)
             ray.init(address=cfg.address, **options)
         else:
             # The cores this process may use (taskset); Ray finds the GPUs itself.
@@ -77,6 +80,18 @@ def _connect(ray, cfg: BackendConfig) -> bool:
                           "with 'ray start --head' (see docs/cluster.md) or leave out "
                           "--ray-address to use this machine alone") from None
     return True
+
+
+def _check_reachable(address: str) -> None:
+    """Ray retries an unreachable HOST:PORT for minutes; a refused TCP connection is known
+    at once."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto" or a ray:// client address: Ray answers those quickly itself
+    try:
+        socket.create_connection((host, int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {address}: {exc.strerror or exc}") from None
 
 
 def _check_fits(ray, cpus: int, gpus: float) -> None:
