@@ -254,3 +254,26 @@ def test_a_trial_no_node_can_hold_is_refused_not_left_waiting(ray_instance, tmp_
     with pytest.raises(ConfigError, match="no node of the Ray cluster has 64 CPU"):
         run_trials(TrialBatch([trial], tmp_path, progress=False),
                    BackendConfig("ray", cpus_per_trial=64))
+
+
+def test_the_sweep_command_on_ray_reports_each_trial_on_one_line(ray_instance, teacher, tmp_path,
+                                                                   tiny_tree3, tiny_cache, caplog):
+    import logging
+    import re
+    out = tmp_path / "cli"
+    with caplog.at_level(logging.INFO, logger="rsdistill"):
+        assert main(["sweep", "--teacher", str(teacher), "--student", "resnet8", "--dataset",
+                     "folder", "--data-root", str(tiny_tree3), "--cache-dir", str(tiny_cache),
+                     "--image-size", "16", "--workers", "1", "--epochs", "1", "--batch-size",
+                     "8", "--latency-runs", "2", "--device", "cpu", "--alphas", "0,0.5",
+                     "--seeds", "2", "--no-progress", "--backend", "ray", "--out",
+                     str(out)]) == 0
+    lines = [r.getMessage() for r in caplog.records
+             if re.match(r"seed \d: accuracy ", r.getMessage())]
+    assert len(lines) == 2, lines
+    for line in lines:
+        seed = line[5]
+        assert re.fullmatch(rf"seed {seed}: accuracy alpha0.00_beta0 [01]\.\d{{4}}, "
+                            rf"alpha0.50_beta0 [01]\.\d{{4}} in \d+\.\d s on \S+/[0-9a-f]{{8}} "
+                            rf"\(pid \d+\) -> {re.escape(str(out))}/seed{seed}", line), line
+    assert (out / "results.json").is_file()
