@@ -314,8 +314,8 @@ def test_bare_run_is_the_ucmerced_study_and_first_says_where_it_reads_and_writes
         monkeypatch, tmp_path, caplog):
     seen = {}
 
-    def fake_run_study(cfg, progress=True, overwrite=False):
-        seen["cfg"] = cfg
+    def fake_run_study(cfg, progress=True, overwrite=False, backend=None):
+        seen["cfg"], seen["backend"] = cfg, backend
         return tmp_path / "sweep"
 
     monkeypatch.setattr(run_cmd, "run_study", fake_run_study)
@@ -326,6 +326,7 @@ def test_bare_run_is_the_ucmerced_study_and_first_says_where_it_reads_and_writes
     assert main(["run"]) == 0
     cfg, default = seen["cfg"], StudyConfig()
     assert cfg.out == "runs/ucmerced"
+    assert seen["backend"].name == "local"  # the default backend
     assert (cfg.data, cfg.teacher, cfg.student, cfg.sweep) == \
         (default.data, default.teacher, default.student, default.sweep)
     first = messages(caplog)[0]
