@@ -135,9 +135,10 @@ def test_sweep_command_trains_reports_and_refuses_to_overwrite(teacher_dir, tmp_
 def test_sweep_command_passes_its_options(teacher_dir, monkeypatch, tmp_path, capsys):
     seen = {}
 
-    def fake_run_sweep(out, data_cfg, train_cfg, sweep, *, resume, progress, jobs, overwrite):
+    def fake_run_sweep(out, data_cfg, train_cfg, sweep, *, resume, progress, jobs, overwrite,
+                       backend):
         seen.update(out=out, data=data_cfg, train=train_cfg, sweep=sweep, resume=resume,
-                    progress=progress, jobs=jobs, overwrite=overwrite)
+                    progress=progress, jobs=jobs, overwrite=overwrite, backend=backend)
         return {"aggregate": []}
 
     monkeypatch.setattr(sweep_cmd, "run_sweep", fake_run_sweep)
@@ -154,6 +155,7 @@ def test_sweep_command_passes_its_options(teacher_dir, monkeypatch, tmp_path, ca
     assert seen["resume"] and not seen["progress"]
     assert seen["jobs"] == 0  # default: one seed per core on a CPU
     assert seen["overwrite"] is False
+    assert seen["backend"].name == "local" and seen["backend"].max_retries == 3
 
 
 @pytest.mark.parametrize("flag, value, needle", [
@@ -263,7 +265,7 @@ def test_run_again_completes_without_retraining(study, monkeypatch, capsys):
 def test_run_command_line_overrides_the_config(tmp_path, monkeypatch, capsys):
     seen = {}
 
-    def fake_run_study(cfg, progress=True, overwrite=False):
+    def fake_run_study(cfg, progress=True, overwrite=False, backend=None):
         seen.update(cfg=cfg, progress=progress, overwrite=overwrite)
         return tmp_path / "sweep"
 
