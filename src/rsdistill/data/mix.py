@@ -31,7 +31,10 @@ class MixParams:
     box: tuple[float, float, float, float] | None  # CutMix region (top, left, bottom, right) in [0, 1]
 
 
-def check_mix(mode: str, alpha: float) -> None:
+def check_mix(mode: str, alpha: float, prob: float = 1.0) -> None:
+    if not (math.isfinite(prob) and 0.0 <= prob <= 1.0):
+        raise ConfigError(f"--mix-prob must be a number in [0, 1] (the share of images that "
+                          f"get a partner), got {prob!r}")
     if mode not in MIX_MODES:
         raise ConfigError(f"--mix must be one of {', '.join(MIX_MODES)}, got {mode!r}")
     if mode != "none" and not (math.isfinite(alpha) and alpha > 0):
@@ -48,9 +51,12 @@ def _pixels(box: tuple[float, float, float, float], h: int, w: int) -> tuple[int
 class BatchMix:
     mode: str = "none"
     alpha: float = 1.0
+    # Share of the images that get a partner; the others stay whole (their partner is
+    # themselves). Below 1 keeps most views close to real scenes, milder for small inputs.
+    prob: float = 1.0
 
     def __post_init__(self) -> None:
-        check_mix(self.mode, self.alpha)
+        check_mix(self.mode, self.alpha, self.prob)
 
     @property
     def enabled(self) -> bool:
@@ -58,6 +64,9 @@ class BatchMix:
 
     def sample(self, n: int, generator: torch.Generator) -> MixParams:
         perm = torch.randperm(n, generator=generator)
+        if self.prob < 1.0:  # drawn only then: runs at prob 1 keep their random stream
+            whole = torch.rand(n, generator=generator) >= self.prob
+            perm = torch.where(whole, torch.arange(n), perm)
         # torch has no seeded Beta sampler; a numpy one seeded from the run's generator
         # keeps the draw inside the run's single random stream.
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
