@@ -106,3 +106,20 @@ def test_a_killed_build_continues_at_the_first_missing_round(tmp_path):
     # A damaged round is never trusted: labelled again.
     round_path(tmp_path, "k" * 32, 1).write_bytes(b"not a tensor file")
     assert build_bank(*args, label, progress=False).computed == 1
+
+
+def test_a_transfer_set_is_labelled_into_the_bank_and_taught_by_the_teacher_only(
+        teacher16, tmp_path, tiny_tree3):
+    from tests.conftest import write_class_tree
+
+    extra = write_class_tree(tmp_path / "extra", ["x"], per_class=6, seed=9)
+    cache = tmp_path / "cache"
+    args = ["distill", "--teacher", str(teacher16), "--student", "resnet8", "--cache-dir",
+            str(cache), "--transfer-set", str(extra), *TRAIN]
+    assert main([*args, *BANK, "--out", str(tmp_path / "bank")]) == 0
+    entry = load_tensors_only(_rounds(cache)[0])
+    views = ViewRecipes.from_dict(entry["recipes"])
+    assert len(views) == 21 + 6 and int(views.rows.max()) == 36 + 6 - 1  # 21 train + 6
+    # Live teaching takes it as well; a loss that ignores the teacher cannot use it.
+    assert main([*args, "--method", "kd", "--alpha", "1", "--out", str(tmp_path / "live")]) == 0
+    assert main([*args, "--method", "kd", "--alpha", "0", "--out", str(tmp_path / "no")]) == 2

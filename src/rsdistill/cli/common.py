@@ -74,6 +74,14 @@ def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True,
                        help="same: the teacher sees exactly the student's augmented view "
                             "(default, consistent teaching); independent: the teacher's view "
                             "gets its own flip, rotation and crop")
+    if student:
+        g.add_argument("--transfer-set", metavar="PATH|DATASET",
+                       help="unlabelled images the teacher labels and the student learns from "
+                            "(soft targets only): a folder or zip, class-per-folder or flat, or "
+                            "a dataset name read from --data-root, e.g. aid; refused if one is "
+                            "an image of the test split")
+        g.add_argument("--transfer-limit", type=int,
+                       help="use a fixed random subset of this many transfer images")
     g.add_argument("--workers", type=int, help="processes for the first decode (default: cores)")
 
 

@@ -47,6 +47,13 @@ def _pixels(box: tuple[float, float, float, float], h: int, w: int) -> tuple[int
     return (int(round(top * h)), int(round(left * w)), int(round(bottom * h)), int(round(right * w)))
 
 
+def label_rows(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """One-hot rows (float32 N×K); an unlabelled image (label < 0, a transfer set's) gets a
+    row of zeros: its share of a mix carries no label."""
+    known = labels >= 0
+    return F.one_hot(labels.clamp_min(0), num_classes).float().mul_(known.unsqueeze(1))
+
+
 @dataclass(frozen=True)
 class BatchMix:
     mode: str = "none"
@@ -100,5 +107,5 @@ class BatchMix:
                 size: tuple[int, int]) -> torch.Tensor:
         """Label distributions of the mixed images (rows sum to 1), float32 N×K."""
         lam = self.weight(p, size)
-        one_hot = F.one_hot(labels, num_classes).float()
+        one_hot = label_rows(labels, num_classes)
         return one_hot.mul(lam).add_(one_hot[p.perm.to(labels.device)], alpha=1.0 - lam)

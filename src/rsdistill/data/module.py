@@ -14,7 +14,8 @@ from rsdistill.data.dataset import SceneDataset, load_dataset_sizes
 from rsdistill.data.loader import Normalizer, TensorBatches
 from rsdistill.data.mix import BatchMix, check_mix
 from rsdistill.data.specs import DATASETS
-from rsdistill.data.views import ViewKey, upsampled_view, view_key
+from rsdistill.data.transfer import load_transfer, refuse_test_images, with_transfer
+from rsdistill.data.views import ViewKey, resize_uint8, upsampled_view, view_key
 from rsdistill.data.splits import (
     Split, find_split_files, parse_fractions, split_from_files, split_problem, stratified_split,
     suggest_fractions,
@@ -72,6 +73,10 @@ class DataConfig:
     # fine-tuned on what a low-resolution student sees.
     source_size: int | None = None
     workers: int | None = None
+    # Unlabelled images the teacher labels for the student (data/transfer.py): a folder or
+    # zip (class-per-folder or flat) or a dataset name; at most transfer_limit of them.
+    transfer_set: str | None = None
+    transfer_limit: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -194,6 +199,8 @@ def check_data_config(cfg: DataConfig) -> None:
         if getattr(cfg, name) not in allowed:
             raise ConfigError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, "
                               f"got {getattr(cfg, name)!r}")
+    if cfg.transfer_limit is not None and cfg.transfer_limit < 1:
+        raise ConfigError(f"--transfer-limit must be >= 1, got {cfg.transfer_limit}")
     if cfg.source_size is not None:
         if cfg.source_size < 1:
             raise ConfigError(f"--source-size must be >= 1, got {cfg.source_size}")
@@ -227,10 +234,35 @@ def prepare_data(cfg: DataConfig, extra_views: tuple[ViewKey, ...] = (), progres
         split = stratified_split(ds.labels, fractions, cfg.split_seed)
     _check_split(cfg, ds, split, strict=check_splits)
     normalizer = input_normalizer(cfg, ds.images[split.train])
+    if cfg.transfer_set:
+        views, split = _add_transfer(cfg, views, keys, split, progress)
+        ds = views[keys[0]]
     augment = BatchAugment(hflip=cfg.hflip, vflip=cfg.vflip, rot90=cfg.rot90, crop=cfg.crop,
                            pad_fraction=cfg.crop_pad)
     return PreparedData(cfg, ds, split, normalizer, augment, views,
                         BatchMix(cfg.mix, cfg.mix_alpha, cfg.mix_prob))
+
+
+def _add_transfer(cfg: DataConfig, views: dict, keys: tuple, split: Split, progress: bool):
+    """Every view with the transfer set appended (unlabelled) and the training split with
+    its images; refused if one of them is an image of the test split."""
+    transfer = load_transfer(cfg.transfer_set, cfg.data_root,
+                             tuple(dict.fromkeys(src or size for size, src in keys)),
+                             cache_dir=cfg.cache_dir, workers=cfg.workers, progress=progress,
+                             limit=cfg.transfer_limit)
+    student = views[keys[0]]
+    size, src = keys[0]
+    at_student = transfer.images[size] if src is None else resize_uint8(transfer.images[src], size)
+    refuse_test_images(transfer, size, at_student, student.images[split.test],
+                       [student.files[i] for i in split.test.tolist()])
+    n, extra = len(student), len(transfer)
+    log.info("transfer set: %d unlabelled image(s) from %s join the training split",
+             extra, transfer.where)
+    grown = {(s, src): with_transfer(ds, transfer.images[s] if src is None else
+                                     resize_uint8(transfer.images[src], s), transfer.fingerprint)
+             for (s, src), ds in views.items()}
+    train = torch.cat([split.train, torch.arange(n, n + extra)])
+    return grown, Split(train, split.val, split.test)
 
 
 def _check_split(cfg: DataConfig, ds: SceneDataset, split: Split, strict: bool) -> None:

@@ -18,11 +18,10 @@ from typing import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rsdistill.data.augment import AugmentParams, BatchAugment
 from rsdistill.data.loader import Batch, Normalizer
-from rsdistill.data.mix import BatchMix, _pixels
+from rsdistill.data.mix import BatchMix, _pixels, label_rows
 
 
 @dataclass(frozen=True)
@@ -124,8 +123,8 @@ def mixed_targets(labels: torch.Tensor, recipes: ViewRecipes, positions: torch.T
                   size: int, num_classes: int) -> torch.Tensor:
     """Label distributions of the views (rows sum to 1), the live batch's rule per view."""
     w = own_weight(recipes, positions, size).unsqueeze(1)
-    own = F.one_hot(labels[recipes.rows[positions]], num_classes).float()
-    other = F.one_hot(labels[recipes.rows[recipes.partner[positions]]], num_classes).float()
+    own = label_rows(labels[recipes.rows[positions]], num_classes)
+    other = label_rows(labels[recipes.rows[recipes.partner[positions]]], num_classes)
     return own.mul(w).add_(other.mul(1.0 - w))
 
 

@@ -108,6 +108,14 @@ class Trainer:
                               f"at least {world} over")
 
     def _check_mix(self) -> None:
+        if self.data.config.transfer_set:
+            # Its images have no label: only a teacher's soft targets can teach them.
+            unfit = sorted({m.distiller.method_name for m in self.members
+                            if not (m.distiller.needs_teacher and m.distiller.soft_labels)})
+            if unfit:
+                raise ConfigError(f"--transfer-set images have no labels and are taught by the "
+                                  f"teacher, which {', '.join(unfit)} (at this --alpha) does "
+                                  f"not use; distil with --method fm or kd --alpha > 0")
         if not self.data.mix.enabled:
             return
         if distributed.is_distributed():
