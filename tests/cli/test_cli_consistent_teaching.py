@@ -8,27 +8,17 @@ import torch
 import yaml
 
 from rsdistill.cli.main import main
+from tests.cli.test_cli_compare import data_args, one_error_line
 
 TRAIN = ["--epochs", "1", "--batch-size", "8", "--latency-runs", "2", "--device", "cpu",
          "--no-progress"]
-
-
-def _data(tree, cache) -> list[str]:
-    return ["--dataset", "folder", "--data-root", str(tree), "--image-size", "16",
-            "--cache-dir", str(cache), "--workers", "1"]
-
-
-def one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("rsdistill: error: "), err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory, tiny_tree3, tiny_cache):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("ct-teacher") / "teacher"
-    assert main(["train", *_data(tiny_tree3, tiny_cache), "--model", "resnet8", *TRAIN,
+    assert main(["train", *data_args(tiny_tree3, tiny_cache), "--model", "resnet8", *TRAIN,
                  "--out", str(out)]) == 0
     return out
 
