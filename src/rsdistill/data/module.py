@@ -249,7 +249,7 @@ def _add_transfer(cfg: DataConfig, views: dict, keys: tuple, split: Split, progr
     transfer = load_transfer(cfg.transfer_set, cfg.data_root,
                              tuple(dict.fromkeys(src or size for size, src in keys)),
                              cache_dir=cfg.cache_dir, workers=cfg.workers, progress=progress,
-                             limit=cfg.transfer_limit)
+                             limit=cfg.transfer_limit, skip_corrupt=cfg.skip_corrupt)
     student = views[keys[0]]
     size, src = keys[0]
     at_student = transfer.images[size] if src is None else resize_uint8(transfer.images[src], size)

@@ -47,7 +47,7 @@ class TransferSet:
 
 def load_transfer(spec: str, data_root: str | None, sizes: tuple[int, ...], *,
                   cache_dir: str | None, workers: int | None, progress: bool,
-                  limit: int | None = None) -> TransferSet:
+                  limit: int | None = None, skip_corrupt: bool = False) -> TransferSet:
     """The images of ``spec`` (a path, else a dataset name) at ``sizes``; ``limit``: a
     fixed random subset of that many."""
     path = Path(spec).expanduser()
@@ -59,9 +59,9 @@ def load_transfer(spec: str, data_root: str | None, sizes: tuple[int, ...], *,
         if auto_root(images) is None or any("/" not in p for p in images):
             t = _flat(source, images, sizes, workers, progress)
         else:
-            t = _dataset("folder", str(path), sizes, cache_dir, workers, progress)
+            t = _dataset("folder", str(path), sizes, cache_dir, workers, progress, skip_corrupt)
     elif spec in DATASETS and not DATASETS.get(spec).is_generic:
-        t = _dataset(spec, data_root, sizes, cache_dir, workers, progress)
+        t = _dataset(spec, data_root, sizes, cache_dir, workers, progress, skip_corrupt)
     else:
         raise DataError(f"--transfer-set {spec} is neither a folder or zip of images nor a "
                         f"dataset name ({', '.join(n for n in DATASETS.names() if n != 'folder')})")
@@ -72,9 +72,11 @@ def load_transfer(spec: str, data_root: str | None, sizes: tuple[int, ...], *,
     return t
 
 
-def _dataset(name: str, root: str | None, sizes, cache_dir, workers, progress) -> TransferSet:
-    decoded = load_dataset_sizes(name, root, sizes, cache_dir=cache_dir, skip_corrupt=True,
-                                 workers=workers, progress=progress)
+def _dataset(name: str, root: str | None, sizes, cache_dir, workers, progress,
+             skip_corrupt: bool) -> TransferSet:
+    # The run's --skip-corrupt, so a dataset's decoded cache is shared with its own runs.
+    decoded = load_dataset_sizes(name, root, sizes, cache_dir=cache_dir,
+                                 skip_corrupt=skip_corrupt, workers=workers, progress=progress)
     first = decoded[sizes[0]]
     return TransferSet(first.source, [f"{first.source}/{f}" for f in first.files],
                        {s: d.images for s, d in decoded.items()}, first.fingerprint)
