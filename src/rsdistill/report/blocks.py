@@ -80,3 +80,32 @@ def to_html(blocks: list[Block]) -> str:
              "img{max-width:100%}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>rsdistill report</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def paired_cell(p: dict | None) -> str:
+    """A paired difference (``stats.paired_difference``) as ``+1.20 ± 2.10`` pt; the mean
+    alone for one seed."""
+    if p is None or p.get("mean") is None:
+        return "–"
+    if p["std"] is None:
+        return f"{100 * p['mean']:+.2f}"
+    return f"{100 * p['mean']:+.2f} ± {100 * p['std']:.2f}"
+
+
+def verdict_cell(p: dict | None) -> str:
+    """Whether a paired difference stands out of the seed noise, in words."""
+    if p is None or p.get("mean") is None:
+        return "–"
+    if p["distinguishable"] is None:
+        return "one seed: cannot tell"
+    if not p["distinguishable"]:
+        return f"no (within ± {100 * p['ci95']:.2f})"
+    return f"yes, {'better' if p['mean'] > 0 else 'worse'} (± {100 * p['ci95']:.2f})"
+
+
+PAIRED_NOTE = ("Paired Δ: accuracy of the distilled student minus that of the scratch "
+               "student trained with the same seed (same split, batches and schedule), "
+               "mean ± std over the seeds, in points. “Beyond noise”: whether the 95 % "
+               "confidence interval of that mean (Student's t, half-width in brackets) "
+               "excludes 0; “no” means the difference is not distinguishable from seed "
+               "noise with these seeds.")

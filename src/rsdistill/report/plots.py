@@ -146,3 +146,32 @@ def pareto(rows: list[dict], teacher: dict | None, path: Path) -> Path:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def epoch_panels(panels: list[tuple[str, list[tuple[str, dict]]]], path: Path) -> Path:
+    """Small multiples of validation accuracy per epoch: one panel per setting, each
+    series its mean with a ±1 std band; the first series (scratch) in grey."""
+    n = len(panels)
+    cols = min(3, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False,
+                             sharey=True)
+    colours = ["tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
+    for ax, (title, series) in zip(axes.flat, panels):
+        for k, (label, b) in enumerate(series):
+            mean, std = np.asarray(b["mean"]) * 100, np.asarray(b["std"]) * 100
+            colour = colours[k % len(colours)]
+            ax.plot(b["epochs"], mean, color=colour, linewidth=1.2,
+                    label=f"{label} ({b['seeds']} seed{'s' if b['seeds'] != 1 else ''})")
+            if b["seeds"] > 1:
+                ax.fill_between(b["epochs"], mean - std, mean + std, color=colour, alpha=0.2,
+                                linewidth=0)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("validation accuracy (%)")
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    return _save(fig, path)
