@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rsdistill.io import atomic_write_bytes  # noqa: E402
@@ -122,16 +123,24 @@ def method_accuracy(methods: list[dict], path: Path, teacher: dict | None = None
     return _save(fig, path)
 
 
-def pareto(rows: list[dict], teacher: dict | None, path: Path) -> Path:
-    """Accuracy (mean ± std) vs batch-1 latency, scratch and distilled, the front joined."""
-    fig, ax = plt.subplots(figsize=(7.2, 4.8))
-    for kind, marker in (("scratch", "s"), ("distilled", "o")):
-        rs = [r for r in rows if r["kind"] == kind]
-        ax.errorbar([r["latency_ms"] for r in rs], [100 * r["accuracy_mean"] for r in rs],
-                    yerr=[100 * r["accuracy_std"] for r in rs], fmt=marker, capsize=3,
-                    label=kind, alpha=0.85)
-        for r in rs:
-            ax.annotate(f"{r['model']}@{r['image_size']}", (r["latency_ms"], 100 * r["accuracy_mean"]),
+def pareto(rows: list[dict], teacher: dict | None, path: Path,
+           budgets: list[float] | None = None) -> Path:
+    """Accuracy (mean ± std) vs batch-1 latency, scratch and distilled, the front joined;
+    students started from ImageNet weights hollow; latency budgets as dotted lines, the
+    axis labelled in plain milliseconds."""
+    fig, ax = plt.subplots(figsize=(8.0, 5.2))
+    for kind, marker, colour in (("scratch", "s", "tab:gray"), ("distilled", "o", "tab:blue")):
+        for pretrained in (False, True):
+            rs = [r for r in rows if r["kind"] == kind and bool(r.get("pretrained")) == pretrained]
+            if not rs:
+                continue
+            ax.errorbar([r["latency_ms"] for r in rs], [100 * r["accuracy_mean"] for r in rs],
+                        yerr=[100 * r["accuracy_std"] for r in rs], fmt=marker, capsize=3,
+                        color=colour, mfc="white" if pretrained else colour, alpha=0.9,
+                        label=f"{kind}{', ImageNet start' if pretrained else ''}")
+        for r in (r for r in rows if r["kind"] == kind):
+            ax.annotate(f"{r['model'].removeprefix('timm:')}@{r['image_size']}",
+                        (r["latency_ms"], 100 * r["accuracy_mean"]),
                         fontsize=6, xytext=(3, 3), textcoords="offset points")
     front = sorted((r for r in rows if r.get("on_front")), key=lambda r: r["latency_ms"])
     if front:
@@ -140,8 +149,16 @@ def pareto(rows: list[dict], teacher: dict | None, path: Path) -> Path:
     if teacher and "accuracy" in teacher:
         ax.plot([teacher["latency_ms"]], [100 * teacher["accuracy"]], marker="*", markersize=12,
                 color="black", linestyle="none", label=f"teacher {teacher.get('model', '')}")
+    for b in budgets or []:
+        ax.axvline(b, color="tab:red", linestyle=":", linewidth=0.8, alpha=0.6)
     ax.set_xscale("log")
-    ax.set_xlabel("batch-1 latency, ONNX Runtime (ms, log scale)")
+    ticks = sorted({*(budgets or []), *(t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100))})
+    lo, hi = ax.get_xlim()
+    ax.set_xticks([t for t in ticks if lo <= t <= hi])
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlim(lo, hi)
+    ax.set_xlabel("batch-1 latency, ONNX Runtime (ms, log scale; dotted: latency budgets)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
