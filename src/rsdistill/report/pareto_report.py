@@ -169,7 +169,8 @@ def write_pareto_report(out: Path, result: dict, data_name: str, epochs: int) ->
              for r in sorted(rows, key=lambda r: r["latency_ms"])]
     if teacher:
         table.append([f"teacher {teacher.get('model', '')}", str(teacher.get("image_size") or "–"),
-                      "reference", "–", "–", f"{teacher.get('params', 0):,}",
+                      "reference", "–", "–",
+                      f"{teacher['params']:,}" if teacher.get("params") else "–",
                       f"{teacher['latency_ms']:.3f}",
                       pct(teacher["accuracy"]) if "accuracy" in teacher else "–", "–", "–", ""])
     load = (f"{timing['load_before']:.2f} before, {timing['load_after']:.2f} after"

@@ -138,10 +138,15 @@ def pareto(rows: list[dict], teacher: dict | None, path: Path,
                         yerr=[100 * r["accuracy_std"] for r in rs], fmt=marker, capsize=3,
                         color=colour, mfc="white" if pretrained else colour, alpha=0.9,
                         label=f"{kind}{', ImageNet start' if pretrained else ''}")
-        for r in (r for r in rows if r["kind"] == kind):
-            ax.annotate(f"{r['model'].removeprefix('timm:')}@{r['image_size']}",
-                        (r["latency_ms"], 100 * r["accuracy_mean"]),
-                        fontsize=6, xytext=(3, 3), textcoords="offset points")
+    # One label per cell (scratch and distilled share its latency), above its higher point.
+    cells: dict[str, dict] = {}
+    for r in rows:
+        key = f"{r['model'].removeprefix('timm:')}@{r['image_size']}"
+        if key not in cells or r["accuracy_mean"] > cells[key]["accuracy_mean"]:
+            cells[key] = r
+    for key, r in cells.items():
+        ax.annotate(key, (r["latency_ms"], 100 * r["accuracy_mean"]), fontsize=6,
+                    xytext=(3, 4), textcoords="offset points")
     front = sorted((r for r in rows if r.get("on_front")), key=lambda r: r["latency_ms"])
     if front:
         ax.step([r["latency_ms"] for r in front], [100 * r["accuracy_mean"] for r in front],
@@ -152,8 +157,12 @@ def pareto(rows: list[dict], teacher: dict | None, path: Path,
     for b in budgets or []:
         ax.axvline(b, color="tab:red", linestyle=":", linewidth=0.8, alpha=0.6)
     ax.set_xscale("log")
-    ticks = sorted({*(budgets or []), *(t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100))})
-    lo, hi = ax.get_xlim()
+    # Room on both sides, so the budgets around the students' latencies are labelled.
+    xs = [r["latency_ms"] for r in rows] + list(budgets or [])
+    if teacher:
+        xs.append(teacher["latency_ms"])
+    lo, hi = min(xs) / 1.4, max(xs) * 1.4
+    ticks = sorted({*(budgets or []), 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500})
     ax.set_xticks([t for t in ticks if lo <= t <= hi])
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
@@ -178,13 +187,17 @@ def epoch_panels(panels: list[tuple[str, list[tuple[str, dict]]]], path: Path) -
         for k, (label, b) in enumerate(series):
             mean, std = np.asarray(b["mean"]) * 100, np.asarray(b["std"]) * 100
             colour = colours[k % len(colours)]
+            # Markers where there are few epochs, so a short run still shows its points.
             ax.plot(b["epochs"], mean, color=colour, linewidth=1.2,
+                    marker="o" if len(mean) <= 30 else None, markersize=3,
                     label=f"{label} ({b['seeds']} seed{'s' if b['seeds'] != 1 else ''})")
             if b["seeds"] > 1:
                 ax.fill_between(b["epochs"], mean - std, mean + std, color=colour, alpha=0.2,
                                 linewidth=0)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch")
+        ax.set_xlim(0.5, max(len(b["epochs"]) for _, b in series) + 0.5)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     for ax in axes[:, 0]:
