@@ -30,6 +30,13 @@ def test_teacher_data_takes_its_size_and_source():
         study_from_dict({"teacher_source_size": "small"})
 
 
+def test_the_teacher_section_may_hold_its_view():
+    cfg = study_from_dict({"teacher": {"model": "resnet8", "image_size": 64, "source_size": 32}})
+    assert (cfg.teacher_image_size, cfg.teacher_source_size, cfg.teacher.model) == (64, 32, "resnet8")
+    with pytest.raises(ConfigError, match="given twice"):
+        study_from_dict({"teacher": {"source_size": 32}, "teacher_source_size": 16})
+
+
 def test_run_teaches_the_teacher_on_the_students_view(tmp_path, tiny_tree3, tiny_cache):
     torch.set_num_threads(1)
     config = tmp_path / "view.yaml"

@@ -111,6 +111,22 @@ def teacher_data(cfg: StudyConfig) -> DataConfig:
     return replace(cfg.data, image_size=size, source_size=source)
 
 
+def _move_teacher_view_keys(raw: dict) -> dict:
+    """``teacher: {image_size: 128, source_size: 32}`` is read as ``teacher_image_size``
+    and ``teacher_source_size`` (the view belongs to the data, the section to training)."""
+    teacher = raw.get("teacher")
+    if not isinstance(teacher, dict) or not {"image_size", "source_size"} & set(teacher):
+        return raw
+    teacher, moved = dict(teacher), {}
+    for key in ("image_size", "source_size"):
+        if key in teacher:
+            if f"teacher_{key}" in raw:
+                raise ConfigError(f"the teacher's {key} is given twice (teacher.{key} and "
+                                  f"teacher_{key}); keep one")
+            moved[f"teacher_{key}"] = teacher.pop(key)
+    return {**raw, "teacher": teacher, **moved}
+
+
 def study_from_dict(raw: dict) -> StudyConfig:
     if not isinstance(raw, dict):
         raise ConfigError("a study config must be a mapping with sections "
@@ -119,7 +135,7 @@ def study_from_dict(raw: dict) -> StudyConfig:
     if unknown:
         raise ConfigError(f"unknown section(s) in study config: {', '.join(unknown)}; "
                           f"allowed: out, {', '.join(_SIZE_KEYS)}, {', '.join(SECTIONS)}")
-    raw = _move_legacy_method_keys(raw)
+    raw = _move_teacher_view_keys(_move_legacy_method_keys(raw))
     cfg = StudyConfig()
     if "out" in raw:
         if not isinstance(raw["out"], str):
