@@ -109,3 +109,16 @@ PAIRED_NOTE = ("Paired Δ: accuracy of the distilled student minus that of the s
                "confidence interval of that mean (Student's t, half-width in brackets) "
                "excludes 0; “no” means the difference is not distinguishable from seed "
                "noise with these seeds.")
+
+
+def split_noise_note(n_test: int, accuracy: float) -> str:
+    """What one test image weighs and the binomial standard error of an accuracy on the
+    split: the resolution of every accuracy the report gives."""
+    if n_test < 1:
+        return ""
+    se = (accuracy * (1 - accuracy) / n_test) ** 0.5
+    return (f"The test split holds {n_test} images: one image is {100 / n_test:.2f} pt, and "
+            f"an accuracy near {100 * accuracy:.0f} % carries a sampling standard error of "
+            f"± {100 * se:.1f} pt about the accuracy on new scenes. Every student here is "
+            "tested on the same split, so the paired differences are not blurred by it, "
+            "but a lead smaller than that is a lead on these images only.")

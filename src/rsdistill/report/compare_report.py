@@ -21,6 +21,7 @@ from rsdistill.report.blocks import (
     paired_cell,
     pm_of,
     seeds_text,
+    split_noise_note,
     to_html,
     to_markdown,
     verdict_cell,
@@ -96,7 +97,7 @@ def build_compare_report(out_dir: Path) -> list[Block]:
         "params: parameters trained beyond the student (FitNet's regressor, dml's other "
         "peers); the deployed model has the student's size in every row. dml reports peer 0; "
         "self born-again its last generation, with the time of all generations. "
-        + PAIRED_NOTE)))
+        + PAIRED_NOTE + " " + split_noise_note(sp["test"], methods[0]["accuracy_mean"]))))
     plots.method_accuracy(methods, out_dir / "figures" / FIGURE, teacher)
     blocks.append(Block("h2", "Figures"))
     blocks.append(Block("img", f"figures/{FIGURE}", header=["test accuracy per method"]))

@@ -19,6 +19,7 @@ from rsdistill.report.blocks import (
     pct,
     pm_of,
     seeds_text,
+    split_noise_note,
     to_html,
     to_markdown,
     verdict_cell,
@@ -86,7 +87,8 @@ def paired_vs_scratch(rows: list[dict], setting: dict, base: dict | None) -> dic
                              by_seed(_runs(rows, base["alpha"], base["beta"])))
 
 
-def paired_blocks(agg: list[dict], rows: list[dict], base: dict | None) -> list[Block]:
+def paired_blocks(agg: list[dict], rows: list[dict], base: dict | None, n_test: int
+                  ) -> list[Block]:
     """Every distilled setting minus the scratch student of the same seed."""
     distilled = sorted((r for r in agg if r["alpha"] > 0), key=lambda r: (r["beta"], r["alpha"]))
     if base is None or not distilled:
@@ -99,7 +101,7 @@ def paired_blocks(agg: list[dict], rows: list[dict], base: dict | None) -> list[
     return [Block("h2", "Distilled − scratch, paired by seed"),
             Block("table", header=["α", "β", "seeds", "paired Δ accuracy (pt)",
                                    "beyond noise (95 % CI)"], rows=table),
-            Block("p", PAIRED_NOTE)]
+            Block("p", f"{PAIRED_NOTE} {split_noise_note(n_test, base['accuracy_mean'])}")]
 
 
 def sweep_curve_panels(sweep_dir: Path, agg: list[dict], rows: list[dict], base: dict | None
@@ -175,7 +177,7 @@ def build_report(sweep_dir: Path) -> list[Block]:
         f"Best setting: **α = {best['alpha']:g}, β = {best['beta']}** with accuracy "
         f"{pm_of(best, 'accuracy')} % ({seeds_text(best['seeds'])}). "
         + lead_verdict(best, base, paired_vs_scratch(rows, best, base)))))
-    blocks += paired_blocks(agg, rows, base)
+    blocks += paired_blocks(agg, rows, base, sp["test"])
     speed = _read_speed(sweep_dir)
     if speed is not None:
         blocks += speed_blocks(speed)
