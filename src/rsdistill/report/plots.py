@@ -192,7 +192,8 @@ def epoch_panels(panels: list[tuple[str, list[tuple[str, dict]]]], path: Path) -
                     marker="o" if len(mean) <= 30 else None, markersize=3,
                     label=f"{label} ({b['seeds']} seed{'s' if b['seeds'] != 1 else ''})")
             if b["seeds"] > 1:
-                ax.fill_between(b["epochs"], mean - std, mean + std, color=colour, alpha=0.2,
+                ax.fill_between(b["epochs"], np.clip(mean - std, 0, 100),
+                                np.clip(mean + std, 0, 100), color=colour, alpha=0.2,
                                 linewidth=0)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch")
