@@ -72,3 +72,17 @@ def test_the_size_gets_its_own_teacher_and_the_report_says_which_cells_are_pretr
     lines = [ln for ln in md.splitlines() if ln.startswith(f"| {LITE0} |")]
     assert len(lines) == 2 and all("| ImageNet |" in ln for ln in lines)
     assert "(ImageNet start)" in md  # its panel of the accuracy-per-epoch figure
+
+
+def test_a_student_never_inherits_its_teachers_source_size(front):
+    import argparse
+
+    from rsdistill.cli.train_cmd import distill_data_config
+
+    teacher = front / "teacher_src16"
+    assert yaml.safe_load((teacher / "config.yaml").read_text())["data"]["source_size"] == 16
+    data = distill_data_config(argparse.Namespace(teacher=str(teacher), dataset=None))
+    assert data.source_size is None and data.image_size == 32  # the rest is the teacher's
+    given = distill_data_config(argparse.Namespace(teacher=str(teacher), dataset=None,
+                                                   source_size=8, image_size=16))
+    assert (given.source_size, given.image_size) == (8, 16)
