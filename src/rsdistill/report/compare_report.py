@@ -15,17 +15,8 @@ from rsdistill.io import atomic_write_text, read_json
 from rsdistill.runtime.locks import run_dir_lock
 from rsdistill.runtime.rundir import COMPARE_HTML, COMPARE_MD, COMPARE_RESULTS
 from rsdistill.report import plots
-from rsdistill.report.blocks import (
-    PAIRED_NOTE,
-    Block,
-    paired_cell,
-    pm_of,
-    seeds_text,
-    split_noise_note,
-    to_html,
-    to_markdown,
-    verdict_cell,
-)
+from rsdistill.report.blocks import PAIRED_NOTE, Block, paired_cell, pm_of, seeds_text
+from rsdistill.report.blocks import split_noise_note, to_html, to_markdown, verdict_cell
 from rsdistill.report.curves import curve_blocks
 
 HEADER = ["method", "accuracy %", "macro F1 %", "training s/epoch", "extra trainable params",
