@@ -217,6 +217,10 @@ def distill_data_config(args: argparse.Namespace) -> DataConfig:
     base = teacher_data_config(args.teacher)
     if base is None and not args.dataset:
         raise ConfigError(f"the teacher {args.teacher} has no config.yaml beside it; pass --dataset")
+    if base:
+        # The teacher's --source-size describes the view it was taught on, which it reads
+        # again from its own model file; the student's images are not reduced with it.
+        base = {**base, "source_size": None}
     return data_config(args, from_dict(DataConfig, base, "teacher data") if base else None)
 
 
