@@ -143,3 +143,23 @@ def test_changed_settings_are_refused(comparison, teacher_dir, capsys):
     args[args.index("--epochs") + 1] = "3"
     assert main(args) == 2
     assert "train.epochs: 2 -> 3" in one_error_line(capsys.readouterr().err)
+
+
+def test_every_method_is_paired_with_scratch_by_seed_and_drawn_per_epoch(comparison):
+    res = json.loads((comparison / "comparison.json").read_text())
+    acc = {(r["method"], r["seed"]): r["accuracy"] for r in res["rows"]}
+    table = markdown_table((comparison / "comparison.md").read_text())
+    for r in res["methods"]:
+        if r["method"] == "scratch":
+            assert r["paired_vs_scratch_mean"] is None and table["scratch"][8:] == ["–", "–"]
+            continue
+        diffs = [acc[(r["method"], s)] - acc[("scratch", s)] for s in (0, 1)]
+        assert r["paired_vs_scratch_mean"] == pytest.approx(sum(diffs) / 2)
+        assert r["paired_vs_scratch_std"] == pytest.approx(abs(diffs[0] - diffs[1]) / 2 ** 0.5)
+        assert r["paired_vs_scratch_seeds"] == 2
+        assert table[r["method"]][8] == f"{100 * r['paired_vs_scratch_mean']:+.2f} ± " \
+                                        f"{100 * r['paired_vs_scratch_std']:.2f}"
+        assert table[r["method"]][9].startswith(("no (within", "yes, "))
+    md = (comparison / "comparison.md").read_text()
+    assert "figures/epoch_curves.png" in md and "| kd vs scratch | scratch | 2 |" in md
+    assert (comparison / "figures" / "epoch_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -86,9 +86,33 @@ def test_a_rerun_trains_nothing_new(pareto, teacher, capsys):
     assert stamps == {p: p.stat().st_mtime_ns for p in pareto.glob("*/seed*/*/model.pt")}
 
 
+def test_the_report_has_paired_differences_and_the_epoch_curves(pareto):
+    result = json.loads((pareto / "pareto.json").read_text())
+    md = (pareto / "pareto.md").read_text()
+    assert "| paired Δ vs scratch (pt) | beyond noise (95 % CI) |" in md
+    for r in result["rows"]:
+        assert r["pretrained"] is None and r["epochs"] == 1 and len(r["runs"].split(";")) == 2
+        if r["kind"] == "scratch":
+            assert r["paired_mean"] is None
+            continue
+        cell = json.loads((pareto / f"{r['model']}_{r['image_size']}" / "results.json").read_text())
+        acc = {(x["alpha"], x["seed"]): x["accuracy"] for x in cell["rows"]}
+        diffs = [acc[(0.5, s)] - acc[(0.0, s)] for s in (0, 1)]
+        assert r["paired_mean"] == pytest.approx(sum(diffs) / 2)
+        assert r["paired_std"] == pytest.approx(abs(diffs[0] - diffs[1]) / 2 ** 0.5)
+    assert "| random |" in md and "ImageNet |" not in md
+    assert (pareto / "figures" / "epoch_curves.png").read_bytes()[:8] == PNG
+    assert "## The pick per latency budget" in md or \
+        max(r["latency_ms"] for r in result["rows"]) < 0.25
+
+
 @pytest.mark.parametrize("args, needle", [(["--alpha", "0"], "--alpha"),
                                           (["--sizes", "a,b"], "--sizes"),
-                                          (["--seeds", "0"], "--seeds")])
+                                          (["--seeds", "0"], "--seeds"),
+                                          (["--pretrained", "imagenet"], "--student-pretrained"),
+                                          (["--student-pretrained", "imagenet"], "timm:"),
+                                          (["--teacher-at", "48=x"], "--teacher-at"),
+                                          (["--teacher-at", "32"], "SIZE=PATH")])
 def test_bad_options_are_one_line_errors(teacher, tmp_path, capsys, args, needle):
     assert main(["pareto", "--teacher", str(teacher), *args, *TRAIN,
                  "--out", str(tmp_path / "p")]) == 2

@@ -117,7 +117,7 @@ def test_missing_package_is_one_line_naming_what_to_install(monkeypatch):
 
 
 def test_a_weights_file_that_is_not_the_shipped_one_is_refused(monkeypatch):
-    monkeypatch.setattr(imagenet, "LITE0_SHA256", "0" * 64)
+    monkeypatch.setitem(imagenet.WHEEL_SHA256, "tf_efficientnet_lite0", "0" * 64)
     with pytest.raises(CheckpointError, match="sha256") as info:
         build_model(LITE0, num_classes=21, pretrained="imagenet")
     one_line(info.value)

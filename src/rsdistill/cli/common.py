@@ -53,12 +53,18 @@ def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True,
     for flag in ("hflip", "vflip", "rot90", "crop"):
         g.add_argument(f"--no-{flag}", dest=flag, action="store_false", default=None,
                        help=f"disable the {flag} training augmentation")
+    g.add_argument("--crop-pad", type=float,
+                   help="random crop strength: reflect padding as a fraction of the side, the "
+                        f"largest shift (default {_D.crop_pad} = 4 px at 32 px; 0.0625 is milder)")
     g.add_argument("--mix", choices=MIX_MODES,
                    help="mix training batches: mixup or cutmix (default none); with a teacher at "
                         "--alpha 1 the target is the teacher's prediction on the mixed image "
                         "(function matching)")
     g.add_argument("--mix-alpha", type=float,
                    help=f"Beta(a, a) of the mixing weight (default {_D.mix_alpha})")
+    g.add_argument("--mix-prob", type=float,
+                   help="share of training images that get a mixing partner, the rest stay "
+                        f"whole (default {_D.mix_prob}; 0.5 is milder for small inputs)")
     if student:
         g.add_argument("--teacher-view", choices=TEACHER_VIEWS,
                        help="own: a teacher of another resolution reads the scene at its own "
@@ -68,6 +74,14 @@ def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True,
                        help="same: the teacher sees exactly the student's augmented view "
                             "(default, consistent teaching); independent: the teacher's view "
                             "gets its own flip, rotation and crop")
+    if student:
+        g.add_argument("--transfer-set", metavar="PATH|DATASET",
+                       help="unlabelled images the teacher labels and the student learns from "
+                            "(soft targets only): a folder or zip, class-per-folder or flat, or "
+                            "a dataset name read from --data-root, e.g. aid; refused if one is "
+                            "an image of the test split")
+        g.add_argument("--transfer-limit", type=int,
+                       help="use a fixed random subset of this many transfer images")
     g.add_argument("--workers", type=int, help="processes for the first decode (default: cores)")
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rsdistill.cli.backend_options import add_backend_arguments, backend_config
 from rsdistill.cli.common import add_data_args
+from rsdistill.cli.pareto_students import add_student_start_args, student_start_settings
 from rsdistill.cli.train_cmd import (
     add_method_args,
     add_train_args,
@@ -44,6 +45,7 @@ def register(sub) -> None:
     g.add_argument("--timing-threads", type=int, default=1,
                    help="intra-op threads of the side-by-side timing (default 1)")
     add_method_args(g)
+    add_student_start_args(g)
     add_backend_arguments(p)
     p.set_defaults(func=cmd_pareto)
 
@@ -63,7 +65,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         ParetoConfig().students
     method = MethodConfig(alpha=args.alpha, temperature=args.temperature, **method_settings(args))
     cfg = ParetoConfig(teacher=args.teacher, students=students, sizes=_ints(args.sizes, "--sizes"),
-                       seeds=args.seeds, method=method)
+                       seeds=args.seeds, method=method, **student_start_settings(args))
     cfg.validate()
     backend = backend_config(args)
     args.model = students[0]
@@ -74,7 +76,8 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     result = build_pareto(rows, args.teacher, args.timing_threads)
     report = write_pareto_report(Path(args.out), result, data_cfg.dataset, train_cfg.epochs)
     for r in sorted(result["rows"], key=lambda r: r["latency_ms"]):
-        print(f"{r['model']:>18}@{r['image_size']:<4} {r['kind']:>9} "
+        print(f"{r['model']:>18}@{r['image_size']:<4} {r['kind']:>9}"
+              f"{'/imagenet' if r.get('pretrained') else '':<9} "
               f"{pm_of(r, 'accuracy'):>14} "
               f"{r['latency_ms']:8.3f} ms{'  front' if r['on_front'] else ''}")
     print(f"wrote {report}")

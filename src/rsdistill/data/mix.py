@@ -31,7 +31,10 @@ class MixParams:
     box: tuple[float, float, float, float] | None  # CutMix region (top, left, bottom, right) in [0, 1]
 
 
-def check_mix(mode: str, alpha: float) -> None:
+def check_mix(mode: str, alpha: float, prob: float = 1.0) -> None:
+    if not (math.isfinite(prob) and 0.0 <= prob <= 1.0):
+        raise ConfigError(f"--mix-prob must be a number in [0, 1] (the share of images that "
+                          f"get a partner), got {prob!r}")
     if mode not in MIX_MODES:
         raise ConfigError(f"--mix must be one of {', '.join(MIX_MODES)}, got {mode!r}")
     if mode != "none" and not (math.isfinite(alpha) and alpha > 0):
@@ -44,13 +47,23 @@ def _pixels(box: tuple[float, float, float, float], h: int, w: int) -> tuple[int
     return (int(round(top * h)), int(round(left * w)), int(round(bottom * h)), int(round(right * w)))
 
 
+def label_rows(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """One-hot rows (float32 N×K); an unlabelled image (label < 0, a transfer set's) gets a
+    row of zeros: its share of a mix carries no label."""
+    known = labels >= 0
+    return F.one_hot(labels.clamp_min(0), num_classes).float().mul_(known.unsqueeze(1))
+
+
 @dataclass(frozen=True)
 class BatchMix:
     mode: str = "none"
     alpha: float = 1.0
+    # Share of the images that get a partner; the others stay whole (their partner is
+    # themselves). Below 1 keeps most views close to real scenes, milder for small inputs.
+    prob: float = 1.0
 
     def __post_init__(self) -> None:
-        check_mix(self.mode, self.alpha)
+        check_mix(self.mode, self.alpha, self.prob)
 
     @property
     def enabled(self) -> bool:
@@ -58,6 +71,9 @@ class BatchMix:
 
     def sample(self, n: int, generator: torch.Generator) -> MixParams:
         perm = torch.randperm(n, generator=generator)
+        if self.prob < 1.0:  # drawn only then: runs at prob 1 keep their random stream
+            whole = torch.rand(n, generator=generator) >= self.prob
+            perm = torch.where(whole, torch.arange(n), perm)
         # torch has no seeded Beta sampler; a numpy one seeded from the run's generator
         # keeps the draw inside the run's single random stream.
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
@@ -91,5 +107,5 @@ class BatchMix:
                 size: tuple[int, int]) -> torch.Tensor:
         """Label distributions of the mixed images (rows sum to 1), float32 N×K."""
         lam = self.weight(p, size)
-        one_hot = F.one_hot(labels, num_classes).float()
+        one_hot = label_rows(labels, num_classes)
         return one_hot.mul(lam).add_(one_hot[p.perm.to(labels.device)], alpha=1.0 - lam)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from rsdistill.data.dataset import SceneDataset, load_dataset_sizes
 from rsdistill.data.loader import Normalizer, TensorBatches
 from rsdistill.data.mix import BatchMix, check_mix
 from rsdistill.data.specs import DATASETS
-from rsdistill.data.views import ViewKey, upsampled_view, view_key
+from rsdistill.data.transfer import load_transfer, refuse_test_images, with_transfer
+from rsdistill.data.views import ViewKey, resize_uint8, upsampled_view, view_key
 from rsdistill.data.splits import (
     Split, find_split_files, parse_fractions, split_from_files, split_problem, stratified_split,
     suggest_fractions,
@@ -52,9 +54,14 @@ class DataConfig:
     vflip: bool = True
     rot90: bool = True
     crop: bool = True
+    # Reflect padding of the random crop as a fraction of the side: the largest shift
+    # (0.125 = 4 px at 32 px, the CIFAR recipe; 0.0625 is milder).
+    crop_pad: float = 0.125
     # Mixup/CutMix of training batches ("none", "mixup", "cutmix") and its Beta(a, a).
     mix: str = "none"
     mix_alpha: float = 1.0
+    # Share of the training images that get a mixing partner (the rest stay whole).
+    mix_prob: float = 1.0
     # Distillation only: "same" feeds the teacher exactly the student's augmented view
     # (consistent teaching); "independent" gives the teacher's view its own draw.
     teacher_augment: str = "same"
@@ -66,6 +73,10 @@ class DataConfig:
     # fine-tuned on what a low-resolution student sees.
     source_size: int | None = None
     workers: int | None = None
+    # Unlabelled images the teacher labels for the student (data/transfer.py): a folder or
+    # zip (class-per-folder or flat) or a dataset name; at most transfer_limit of them.
+    transfer_set: str | None = None
+    transfer_limit: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -180,11 +191,16 @@ def input_normalizer(cfg: DataConfig, train_images: torch.Tensor) -> Normalizer:
 
 def check_data_config(cfg: DataConfig) -> None:
     """The data options that need no decoding, checked before anything is read."""
-    check_mix(cfg.mix, cfg.mix_alpha)
+    check_mix(cfg.mix, cfg.mix_alpha, cfg.mix_prob)
+    if not (math.isfinite(cfg.crop_pad) and 0.0 <= cfg.crop_pad <= 0.5):
+        raise ConfigError(f"--crop-pad must be a fraction of the side in [0, 0.5] (the largest "
+                          f"crop shift), got {cfg.crop_pad!r}")
     for name, allowed in (("teacher_augment", TEACHER_AUGMENT), ("teacher_view", TEACHER_VIEWS)):
         if getattr(cfg, name) not in allowed:
             raise ConfigError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, "
                               f"got {getattr(cfg, name)!r}")
+    if cfg.transfer_limit is not None and cfg.transfer_limit < 1:
+        raise ConfigError(f"--transfer-limit must be >= 1, got {cfg.transfer_limit}")
     if cfg.source_size is not None:
         if cfg.source_size < 1:
             raise ConfigError(f"--source-size must be >= 1, got {cfg.source_size}")
@@ -218,8 +234,35 @@ def prepare_data(cfg: DataConfig, extra_views: tuple[ViewKey, ...] = (), progres
         split = stratified_split(ds.labels, fractions, cfg.split_seed)
     _check_split(cfg, ds, split, strict=check_splits)
     normalizer = input_normalizer(cfg, ds.images[split.train])
-    augment = BatchAugment(hflip=cfg.hflip, vflip=cfg.vflip, rot90=cfg.rot90, crop=cfg.crop)
-    return PreparedData(cfg, ds, split, normalizer, augment, views, BatchMix(cfg.mix, cfg.mix_alpha))
+    if cfg.transfer_set:
+        views, split = _add_transfer(cfg, views, keys, split, progress)
+        ds = views[keys[0]]
+    augment = BatchAugment(hflip=cfg.hflip, vflip=cfg.vflip, rot90=cfg.rot90, crop=cfg.crop,
+                           pad_fraction=cfg.crop_pad)
+    return PreparedData(cfg, ds, split, normalizer, augment, views,
+                        BatchMix(cfg.mix, cfg.mix_alpha, cfg.mix_prob))
+
+
+def _add_transfer(cfg: DataConfig, views: dict, keys: tuple, split: Split, progress: bool):
+    """Every view with the transfer set appended (unlabelled) and the training split with
+    its images; refused if one of them is an image of the test split."""
+    transfer = load_transfer(cfg.transfer_set, cfg.data_root,
+                             tuple(dict.fromkeys(src or size for size, src in keys)),
+                             cache_dir=cfg.cache_dir, workers=cfg.workers, progress=progress,
+                             limit=cfg.transfer_limit, skip_corrupt=cfg.skip_corrupt)
+    student = views[keys[0]]
+    size, src = keys[0]
+    at_student = transfer.images[size] if src is None else resize_uint8(transfer.images[src], size)
+    refuse_test_images(transfer, size, at_student, student.images[split.test],
+                       [student.files[i] for i in split.test.tolist()])
+    n, extra = len(student), len(transfer)
+    log.info("transfer set: %d unlabelled image(s) from %s join the training split",
+             extra, transfer.where)
+    grown = {(s, src): with_transfer(ds, transfer.images[s] if src is None else
+                                     resize_uint8(transfer.images[src], s), transfer.fingerprint)
+             for (s, src), ds in views.items()}
+    train = torch.cat([split.train, torch.arange(n, n + extra)])
+    return grown, Split(train, split.val, split.test)
 
 
 def _check_split(cfg: DataConfig, ds: SceneDataset, split: Split, strict: bool) -> None:

@@ -28,7 +28,14 @@ from rsdistill.experiments.records import (
     config_diffs,
     refuse_other_files,
 )
-from rsdistill.experiments.stats import SCORE_KEYS, difference_std, mean_std, write_csv
+from rsdistill.experiments.stats import (
+    SCORE_KEYS,
+    by_seed,
+    difference_std,
+    mean_std,
+    paired_difference,
+    write_csv,
+)
 from rsdistill.experiments.teacher import teacher_summary
 from rsdistill.io import atomic_write_text, read_json, write_json
 from rsdistill.losses import METHODS
@@ -203,7 +210,18 @@ def summarize(rows: list[dict], order: list[str]) -> list[dict]:
             row[f"delta_accuracy_vs_{ref}"] = (row["accuracy_mean"] - base["accuracy_mean"]
                                                if base is not None and base is not row else None)
         row["lead_over_kd_exceeds_std"] = lead_exceeds_std(row, refs.get(REFERENCE))
+        row.update(paired_columns(by_method[row["method"]], by_method.get(SCRATCH)))
     return table
+
+
+def paired_columns(runs: list[dict], scratch: list[dict] | None) -> dict:
+    """The method's accuracy minus scratch's of the same seed (``stats.paired_difference``),
+    flat for the CSV; all None for scratch itself or without a scratch row."""
+    keys = ("mean", "std", "ci95", "distinguishable")
+    p = paired_difference(by_seed(runs), by_seed(scratch)) \
+        if scratch and runs[0]["method"] != SCRATCH else {}
+    return {f"paired_vs_scratch_{k}": p.get(k) for k in keys} | \
+        {"paired_vs_scratch_seeds": p.get("seeds", 0)}
 
 
 def lead_exceeds_std(row: dict, kd: dict | None) -> bool | None:

@@ -5,6 +5,14 @@ Each (student, input size) is one fused sweep with α ∈ {0, α}: the α = 0 me
 student trained from scratch and the α member the distilled one, on the same batches,
 epochs and seeds, so the two differ by the teacher alone. Every cell lives in
 ``<out>/<student>_<size>/`` laid out like any sweep (resumable, reportable).
+
+``student_pretrained: imagenet`` starts every ``timm:`` student from its ImageNet weights
+(fed their own normalisation, trained with the fine-tuning recipe for the options the
+command line left out): its scratch member is then the pretrained student fine-tuned
+without a teacher, its distilled member the same plus the teacher. ``size_teachers``
+gives the cells of one input size their own teacher, e.g. one fine-tuned on that size's
+view (``train --source-size``), which the student can follow better than a teacher that
+reads the scene at its own resolution (docs/pareto_students.md).
 """
 
 from __future__ import annotations
@@ -21,10 +29,12 @@ from rsdistill.errors import ConfigError
 from rsdistill.experiments.backends import BackendConfig, TrialBatch, run_trials
 from rsdistill.experiments.grid import SweepConfig
 from rsdistill.experiments.records import check_resume
-from rsdistill.experiments.stats import SCORE_KEYS, mean_std
+from rsdistill.experiments.stats import SCORE_KEYS, by_seed, mean_std, paired_difference
 from rsdistill.experiments.sweep import sweep_plan
 from rsdistill.io import atomic_write_text, read_json
 from rsdistill.losses import MethodConfig, check_alpha
+from rsdistill.models.common import TIMM_PREFIX
+from rsdistill.models.imagenet import IMAGENET
 from rsdistill.runtime.rundir import PARETO_FILE, SWEEP_RESULTS
 from rsdistill.training.config import TrainConfig
 
@@ -40,6 +50,26 @@ class ParetoConfig:
     seeds: int = 3
     # The distilled students' method; α is the distilled member's weight (scratch is α 0).
     method: MethodConfig = field(default_factory=MethodConfig)
+    # "imagenet": timm students start from their ImageNet weights; None: every student
+    # starts from random weights.
+    student_pretrained: str | None = None
+    # The training options a pretrained cell takes from the fine-tuning recipe (those the
+    # command line left out); the other cells keep the run's.
+    fine_tune: dict = field(default_factory=dict)
+    # input size -> the teacher of that size's cells (default: teacher).
+    size_teachers: dict[int, str] = field(default_factory=dict)
+
+    def pretrained_for(self, model: str) -> str | None:
+        """The start of ``model``'s cells: ImageNet weights for a timm student when asked."""
+        return self.student_pretrained if model.startswith(TIMM_PREFIX) else None
+
+    def cell_train(self, train_cfg: TrainConfig, model: str) -> TrainConfig:
+        pretrained = self.pretrained_for(model)
+        extra = self.fine_tune if pretrained else {}
+        return replace(train_cfg, model=model, pretrained=pretrained, **extra)
+
+    def cell_teacher(self, size: int) -> str:
+        return self.size_teachers.get(size, self.teacher)
 
     def validate(self) -> None:
         if not self.students or not self.sizes:
@@ -51,6 +81,16 @@ class ParetoConfig:
         if check_alpha(self.method.alpha) == 0:
             raise ConfigError("--alpha must be > 0: α = 0 is the scratch student every cell "
                               "trains anyway")
+        if self.student_pretrained not in (None, IMAGENET):
+            raise ConfigError(f"--student-pretrained takes {IMAGENET} (timm students start "
+                              f"from their ImageNet weights), got {self.student_pretrained!r}")
+        if self.student_pretrained and not any(m.startswith(TIMM_PREFIX) for m in self.students):
+            raise ConfigError("--student-pretrained imagenet applies to timm: students and "
+                              "--students names none; add e.g. timm:tf_efficientnet_lite0")
+        stray = sorted(set(self.size_teachers) - set(self.sizes))
+        if stray:
+            raise ConfigError(f"--teacher-at names size(s) {', '.join(map(str, stray))} that "
+                              f"are not in --sizes {','.join(map(str, self.sizes))}")
         self.cell_sweep("").validate()
 
     def cell_sweep(self, teacher: str) -> SweepConfig:
@@ -86,12 +126,14 @@ def run_pareto(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, cf
     with contextlib.ExitStack() as cells:
         plans = []
         for model, size in cfg.cells():
-            log.info("Pareto cell %s at %d px: scratch and α = %g, %d seed(s)", model, size,
+            log.info("Pareto cell %s at %d px%s: scratch and α = %g, %d seed(s)", model, size,
+                     " from ImageNet weights" if cfg.pretrained_for(model) else "",
                      cfg.method.alpha, cfg.seeds)
             plans.append((model, size, cells.enter_context(sweep_plan(
                 cell_dir(out, model, size), replace(data_cfg, image_size=size),
-                replace(train_cfg, model=model), cfg.cell_sweep(cfg.teacher), resume=True,
-                progress=progress, jobs=jobs, label=f"{model}@{size}", keep_prepared=False))))
+                cfg.cell_train(train_cfg, model), cfg.cell_sweep(cfg.cell_teacher(size)),
+                resume=True, progress=progress, jobs=jobs, label=f"{model}@{size}",
+                keep_prepared=False))))
         run_trials(TrialBatch([t for *_, plan in plans for t in plan.trials], out, jobs,
                               train_cfg.precision, train_cfg.device, progress), backend)
         rows = []
@@ -101,16 +143,26 @@ def run_pareto(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, cf
 
 
 def cell_rows(where: Path, model: str, size: int, summary: dict, cfg: ParetoConfig) -> list[dict]:
+    """The cell's scratch and distilled rows; the distilled one with its accuracy minus
+    the scratch student's of the same seed (``paired_*``, None on the scratch row)."""
     rows = []
+    scratch = [r for r in summary["rows"] if r["alpha"] == 0.0]
+    train = summary["config"]["train"]
     for kind, alpha in (("scratch", 0.0), ("distilled", cfg.method.alpha)):
         runs = [r for r in summary["rows"] if r["alpha"] == alpha]
         row = {"model": model, "image_size": size, "kind": kind, "alpha": alpha,
+               "pretrained": train.get("pretrained"), "epochs": train["epochs"],
+               "teacher": summary["config"]["sweep"]["teacher"],
                "seeds": len(runs), "params": summary["student"]["params"],
                "flops": summary["student"]["flops"],
                # Any seed's weights time alike; the first is the file the timing loads.
-               "run": str(where / runs[0]["run"])}
+               "run": str(where / runs[0]["run"]),
+               "runs": ";".join(str(where / r["run"]) for r in runs)}
         for key in SCORE_KEYS:
             row[f"{key}_mean"], row[f"{key}_std"] = mean_std([r[key] for r in runs])
+        p = paired_difference(by_seed(runs), by_seed(scratch)) if kind == "distilled" else {}
+        for key in ("mean", "std", "ci95", "distinguishable"):
+            row[f"paired_{key}"] = p.get(key)
         rows.append(row)
     return rows
 

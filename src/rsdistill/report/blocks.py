@@ -80,3 +80,45 @@ def to_html(blocks: list[Block]) -> str:
              "img{max-width:100%}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>rsdistill report</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def paired_cell(p: dict | None) -> str:
+    """A paired difference (``stats.paired_difference``) as ``+1.20 ± 2.10`` pt; the mean
+    alone for one seed."""
+    if p is None or p.get("mean") is None:
+        return "–"
+    if p["std"] is None:
+        return f"{100 * p['mean']:+.2f}"
+    return f"{100 * p['mean']:+.2f} ± {100 * p['std']:.2f}"
+
+
+def verdict_cell(p: dict | None) -> str:
+    """Whether a paired difference stands out of the seed noise, in words."""
+    if p is None or p.get("mean") is None:
+        return "–"
+    if p["distinguishable"] is None:
+        return "one seed: cannot tell"
+    if not p["distinguishable"]:
+        return f"no (within ± {100 * p['ci95']:.2f})"
+    return f"yes, {'better' if p['mean'] > 0 else 'worse'} (± {100 * p['ci95']:.2f})"
+
+
+PAIRED_NOTE = ("Paired Δ: accuracy of the distilled student minus that of the scratch "
+               "student trained with the same seed (same split, batches and schedule), "
+               "mean ± std over the seeds, in points. “Beyond noise”: whether the 95 % "
+               "confidence interval of that mean (Student's t, half-width in brackets) "
+               "excludes 0; “no” means the difference is not distinguishable from seed "
+               "noise with these seeds.")
+
+
+def split_noise_note(n_test: int, accuracy: float) -> str:
+    """What one test image weighs and the binomial standard error of an accuracy on the
+    split: the resolution of every accuracy the report gives."""
+    if n_test < 1:
+        return ""
+    se = (accuracy * (1 - accuracy) / n_test) ** 0.5
+    return (f"The test split holds {n_test} images: one image is {100 / n_test:.2f} pt, and "
+            f"an accuracy near {100 * accuracy:.0f} % carries a sampling standard error of "
+            f"± {100 * se:.1f} pt about the accuracy on new scenes. Every student here is "
+            "tested on the same split, so the paired differences are not blurred by it, "
+            "but a lead smaller than that is a lead on these images only.")

@@ -10,14 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from rsdistill.errors import RsdistillError
+from rsdistill.experiments.compare import SCRATCH
 from rsdistill.io import atomic_write_text, read_json
 from rsdistill.runtime.locks import run_dir_lock
 from rsdistill.runtime.rundir import COMPARE_HTML, COMPARE_MD, COMPARE_RESULTS
 from rsdistill.report import plots
-from rsdistill.report.blocks import Block, pm_of, seeds_text, to_html, to_markdown
+from rsdistill.report.blocks import PAIRED_NOTE, Block, paired_cell, pm_of, seeds_text
+from rsdistill.report.blocks import split_noise_note, to_html, to_markdown, verdict_cell
+from rsdistill.report.curves import curve_blocks
 
 HEADER = ["method", "accuracy %", "macro F1 %", "training s/epoch", "extra trainable params",
-          "Δ accuracy vs kd (pt)", "Δ accuracy vs scratch (pt)", "lead over kd > 1 std"]
+          "Δ accuracy vs kd (pt)", "Δ accuracy vs scratch (pt)", "lead over kd > 1 std",
+          "paired Δ vs scratch (pt)", "beyond noise (95 % CI)"]
 FIGURE = "compare_accuracy.png"
 
 
@@ -34,7 +38,16 @@ def table_row(r: dict) -> list[str]:
     return [r["method"], pm_of(r, "accuracy"), pm_of(r, "f1_macro"),
             f"{r['seconds_per_epoch_mean']:.3f}",
             f"{r['extra_trainable_params']:,}", signed_points(r["delta_accuracy_vs_kd"]),
-            signed_points(r["delta_accuracy_vs_scratch"]), yes_no(r["lead_over_kd_exceeds_std"])]
+            signed_points(r["delta_accuracy_vs_scratch"]), yes_no(r["lead_over_kd_exceeds_std"]),
+            paired_cell(_paired(r)), verdict_cell(_paired(r))]
+
+
+def _paired(r: dict) -> dict | None:
+    """The row's paired difference to scratch; None for results written before it was."""
+    if r.get("paired_vs_scratch_mean") is None:
+        return None
+    return {k: r[f"paired_vs_scratch_{k}"] for k in ("seeds", "mean", "std", "ci95",
+                                                      "distinguishable")}
 
 
 def build_compare_report(out_dir: Path) -> list[Block]:
@@ -74,11 +87,24 @@ def build_compare_report(out_dir: Path) -> list[Block]:
         "√(s² + s_kd²) (– for kd itself, without a kd row, or with one seed). Extra trainable "
         "params: parameters trained beyond the student (FitNet's regressor, dml's other "
         "peers); the deployed model has the student's size in every row. dml reports peer 0; "
-        "self born-again its last generation, with the time of all generations.")))
+        "self born-again its last generation, with the time of all generations. "
+        + PAIRED_NOTE + " " + split_noise_note(sp["test"], methods[0]["accuracy_mean"]))))
     plots.method_accuracy(methods, out_dir / "figures" / FIGURE, teacher)
     blocks.append(Block("h2", "Figures"))
     blocks.append(Block("img", f"figures/{FIGURE}", header=["test accuracy per method"]))
+    blocks += curve_blocks(compare_curve_panels(out_dir, res["rows"]), out_dir / "figures")
     return blocks
+
+
+def compare_curve_panels(out_dir: Path, rows: list[dict]
+                         ) -> list[tuple[str, list[tuple[str, list[Path]]]]]:
+    """One panel per method: its students and the scratch students, every seed."""
+    runs: dict[str, list[Path]] = {}
+    for r in rows:
+        runs.setdefault(r["method"], []).append(out_dir / r["run"])
+    scratch = runs.get(SCRATCH, [])
+    return [(f"{method} vs {SCRATCH}", [(SCRATCH, scratch), (method, dirs)])
+            for method, dirs in runs.items() if method != SCRATCH]
 
 
 def write_compare_report(out_dir: Path, int8: bool = False) -> Path:

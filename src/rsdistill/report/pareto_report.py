@@ -18,7 +18,18 @@ from rsdistill.export.formats import EXPORT_FORMATS
 from rsdistill.io import atomic_write_text, write_json
 from rsdistill.models import count_flops, count_parameters, load_model
 from rsdistill.report import plots
-from rsdistill.report.blocks import Block, pct, pm, seeds_text, to_html, to_markdown
+from rsdistill.report.blocks import (
+    PAIRED_NOTE,
+    Block,
+    paired_cell,
+    pct,
+    pm,
+    seeds_text,
+    to_html,
+    to_markdown,
+    verdict_cell,
+)
+from rsdistill.report.curves import curve_blocks
 from rsdistill.runtime.environment import cpu_name, machine_load
 from rsdistill.runtime.precision import resolve_precision
 from rsdistill.runtime.rundir import (
@@ -33,6 +44,9 @@ from rsdistill.runtime.rundir import (
 log = logging.getLogger(__name__)
 
 TEACHER = "teacher"
+# The latency budgets a deployer asks about (ms); the report lists those within the
+# students' range.
+BUDGETS_MS = (0.25, 0.5, 1, 2, 3, 4, 6, 10, 20, 50)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -89,37 +103,100 @@ def build_pareto(rows: list[dict], teacher: str | None, threads: int = 1) -> dic
     return {"rows": rows, "teacher": ref, "timing": timing}
 
 
+def _paired(r: dict) -> dict | None:
+    if r.get("paired_mean") is None:
+        return None
+    return {k: r[f"paired_{k}"] for k in ("mean", "std", "ci95", "distinguishable")}
+
+
+def _start(r: dict) -> str:
+    return "ImageNet" if r.get("pretrained") else "random"
+
+
+def _acc(r: dict) -> str:
+    return pm(r["accuracy_mean"], r["accuracy_std"]) if r["seeds"] > 1 else pct(r["accuracy_mean"])
+
+
+def budgets(rows: list[dict]) -> list[float]:
+    """The budgets from the fastest student's latency up to the first at or above the
+    slowest one's."""
+    lat = [r["latency_ms"] for r in rows]
+    inside = [b for b in BUDGETS_MS if min(lat) <= b < max(lat)]
+    above = [b for b in BUDGETS_MS if b >= max(lat)][:1]
+    return inside + above
+
+
+def budget_blocks(rows: list[dict]) -> list[Block]:
+    """For each latency budget: the most accurate student within it (the deployer's pick)."""
+    table = []
+    for b in budgets(rows):
+        fits = [r for r in rows if r["latency_ms"] <= b]
+        if not fits:
+            continue
+        r = max(fits, key=lambda r: (r["accuracy_mean"], -r["latency_ms"]))
+        table.append([f"≤ {b:g}", f"{r['model']}@{r['image_size']}", r["kind"], _start(r),
+                      _acc(r), f"{r['latency_ms']:.3f}"])
+    if not table:
+        return []
+    return [Block("h2", "The pick per latency budget"),
+            Block("table", header=["budget ms", "student", "training", "start", "accuracy %",
+                                   "latency ms"], rows=table),
+            Block("p", "The most accurate student whose batch-1 latency fits the budget "
+                       "(mean test accuracy; see the paired Δ above before preferring a "
+                       "distilled student to its scratch twin).")]
+
+
+def pareto_curve_panels(rows: list[dict]) -> list[tuple[str, list[tuple[str, list[Path]]]]]:
+    cells: dict[str, dict[str, list[Path]]] = {}
+    for r in rows:
+        title = f"{r['model']}@{r['image_size']}" + (" (ImageNet start)" if r.get("pretrained") else "")
+        cells.setdefault(title, {})[r["kind"]] = [Path(p) for p in r.get("runs", r["run"]).split(";")]
+    return [(title, [(k, kinds[k]) for k in ("scratch", "distilled") if k in kinds])
+            for title, kinds in cells.items()]
+
+
 def write_pareto_report(out: Path, result: dict, data_name: str, epochs: int) -> Path:
     out = Path(out)
     rows, teacher, timing = result["rows"], result["teacher"], result["timing"]
     write_json(out / PARETO_RESULTS, result)
     write_csv(out / PARETO_CSV, rows)
-    plots.pareto(rows, teacher, out / FIGURES_DIR / "pareto.png")
+    plots.pareto(rows, teacher, out / FIGURES_DIR / "pareto.png", budgets(rows))
     seeds = max(r["seeds"] for r in rows)
-    table = [[r["model"], str(r["image_size"]), r["kind"], f"{r['params']:,}",
-              f"{r['latency_ms']:.3f}",
-              pm(r["accuracy_mean"], r["accuracy_std"]) if r["seeds"] > 1 else pct(r["accuracy_mean"]),
+    table = [[r["model"], str(r["image_size"]), r["kind"], _start(r), str(r.get("epochs", epochs)),
+              f"{r['params']:,}", f"{r['latency_ms']:.3f}", _acc(r),
+              paired_cell(_paired(r)), verdict_cell(_paired(r)),
               "yes" if r["on_front"] else ""]
              for r in sorted(rows, key=lambda r: r["latency_ms"])]
     if teacher:
         table.append([f"teacher {teacher.get('model', '')}", str(teacher.get("image_size") or "–"),
-                      "reference", f"{teacher.get('params', 0):,}", f"{teacher['latency_ms']:.3f}",
-                      pct(teacher["accuracy"]) if "accuracy" in teacher else "–", ""])
+                      "reference", "–", "–",
+                      f"{teacher['params']:,}" if teacher.get("params") else "–",
+                      f"{teacher['latency_ms']:.3f}",
+                      pct(teacher["accuracy"]) if "accuracy" in teacher else "–", "–", "–", ""])
     load = (f"{timing['load_before']:.2f} before, {timing['load_after']:.2f} after"
             if timing["load_before"] is not None else "unknown")
+    teachers = sorted({r["teacher"] for r in rows if r.get("teacher")})
     blocks = [
         Block("h1", f"Accuracy vs latency: {data_name}"),
-        Block("p", (f"Every student trained {epochs} epochs from scratch (α = 0) and distilled "
-                    f"(same batches, epochs and seeds; test accuracy, {seeds_text(seeds)}). "
-                    "Latency: batch 1, ONNX Runtime, "
+        Block("p", (f"Every student trained from scratch (α = 0) and distilled, each pair with "
+                    f"the same batches, epochs and seeds (test accuracy, {seeds_text(seeds)}). "
+                    "Start “ImageNet”: the student began from its ImageNet weights, so its "
+                    "scratch member is the pretrained student fine-tuned without a teacher; "
+                    "“random”: trained from random weights. Latency: batch 1, ONNX Runtime, "
                     f"{timing['threads']} thread{'s' if timing['threads'] > 1 else ''}, every "
                     f"model timed in one process in {timing['rounds']} interleaved rounds on "
                     f"{timing['cpu']} (load {load}). On the front: no other student is both "
                     "faster and more accurate.")),
-        Block("table", header=["model", "input px", "training", "parameters",
-                               "latency ms (ORT, batch 1)", "accuracy %", "on the front"],
+        Block("table", header=["model", "input px", "training", "start", "epochs", "parameters",
+                               "latency ms (ORT, batch 1)", "accuracy %",
+                               "paired Δ vs scratch (pt)", "beyond noise (95 % CI)",
+                               "on the front"],
               rows=table),
+        Block("p", PAIRED_NOTE + (" Teachers: " + "; ".join(teachers) + "." if len(teachers) > 1
+                                  else "")),
+        *budget_blocks(rows),
         Block("img", f"{FIGURES_DIR}/pareto.png", header=["accuracy vs batch-1 latency"]),
+        *curve_blocks(pareto_curve_panels(rows), out / FIGURES_DIR),
     ]
     atomic_write_text(out / PARETO_MD, to_markdown(blocks))
     atomic_write_text(out / PARETO_HTML, to_html(blocks))

@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rsdistill.io import atomic_write_bytes  # noqa: E402
@@ -122,17 +123,30 @@ def method_accuracy(methods: list[dict], path: Path, teacher: dict | None = None
     return _save(fig, path)
 
 
-def pareto(rows: list[dict], teacher: dict | None, path: Path) -> Path:
-    """Accuracy (mean ± std) vs batch-1 latency, scratch and distilled, the front joined."""
-    fig, ax = plt.subplots(figsize=(7.2, 4.8))
-    for kind, marker in (("scratch", "s"), ("distilled", "o")):
-        rs = [r for r in rows if r["kind"] == kind]
-        ax.errorbar([r["latency_ms"] for r in rs], [100 * r["accuracy_mean"] for r in rs],
-                    yerr=[100 * r["accuracy_std"] for r in rs], fmt=marker, capsize=3,
-                    label=kind, alpha=0.85)
-        for r in rs:
-            ax.annotate(f"{r['model']}@{r['image_size']}", (r["latency_ms"], 100 * r["accuracy_mean"]),
-                        fontsize=6, xytext=(3, 3), textcoords="offset points")
+def pareto(rows: list[dict], teacher: dict | None, path: Path,
+           budgets: list[float] | None = None) -> Path:
+    """Accuracy (mean ± std) vs batch-1 latency, scratch and distilled, the front joined;
+    students started from ImageNet weights hollow; latency budgets as dotted lines, the
+    axis labelled in plain milliseconds."""
+    fig, ax = plt.subplots(figsize=(8.0, 5.2))
+    for kind, marker, colour in (("scratch", "s", "tab:gray"), ("distilled", "o", "tab:blue")):
+        for pretrained in (False, True):
+            rs = [r for r in rows if r["kind"] == kind and bool(r.get("pretrained")) == pretrained]
+            if not rs:
+                continue
+            ax.errorbar([r["latency_ms"] for r in rs], [100 * r["accuracy_mean"] for r in rs],
+                        yerr=[100 * r["accuracy_std"] for r in rs], fmt=marker, capsize=3,
+                        color=colour, mfc="white" if pretrained else colour, alpha=0.9,
+                        label=f"{kind}{', ImageNet start' if pretrained else ''}")
+    # One label per cell (scratch and distilled share its latency), above its higher point.
+    cells: dict[str, dict] = {}
+    for r in rows:
+        key = f"{r['model'].removeprefix('timm:')}@{r['image_size']}"
+        if key not in cells or r["accuracy_mean"] > cells[key]["accuracy_mean"]:
+            cells[key] = r
+    for key, r in cells.items():
+        ax.annotate(key, (r["latency_ms"], 100 * r["accuracy_mean"]), fontsize=6,
+                    xytext=(3, 4), textcoords="offset points")
     front = sorted((r for r in rows if r.get("on_front")), key=lambda r: r["latency_ms"])
     if front:
         ax.step([r["latency_ms"] for r in front], [100 * r["accuracy_mean"] for r in front],
@@ -140,9 +154,55 @@ def pareto(rows: list[dict], teacher: dict | None, path: Path) -> Path:
     if teacher and "accuracy" in teacher:
         ax.plot([teacher["latency_ms"]], [100 * teacher["accuracy"]], marker="*", markersize=12,
                 color="black", linestyle="none", label=f"teacher {teacher.get('model', '')}")
+    for b in budgets or []:
+        ax.axvline(b, color="tab:red", linestyle=":", linewidth=0.8, alpha=0.6)
     ax.set_xscale("log")
-    ax.set_xlabel("batch-1 latency, ONNX Runtime (ms, log scale)")
+    # Room on both sides, so the budgets around the students' latencies are labelled.
+    xs = [r["latency_ms"] for r in rows] + list(budgets or [])
+    if teacher:
+        xs.append(teacher["latency_ms"])
+    lo, hi = min(xs) / 1.4, max(xs) * 1.4
+    ticks = sorted({*(budgets or []), 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500})
+    ax.set_xticks([t for t in ticks if lo <= t <= hi])
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlim(lo, hi)
+    ax.set_xlabel("batch-1 latency, ONNX Runtime (ms, log scale; dotted: latency budgets)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def epoch_panels(panels: list[tuple[str, list[tuple[str, dict]]]], path: Path) -> Path:
+    """Small multiples of validation accuracy per epoch: one panel per setting, each
+    series its mean with a ±1 std band; the first series (scratch) in grey."""
+    n = len(panels)
+    cols = min(3, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False,
+                             sharey=True)
+    colours = ["tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
+    for ax, (title, series) in zip(axes.flat, panels):
+        for k, (label, b) in enumerate(series):
+            mean, std = np.asarray(b["mean"]) * 100, np.asarray(b["std"]) * 100
+            colour = colours[k % len(colours)]
+            # Markers where there are few epochs, so a short run still shows its points.
+            ax.plot(b["epochs"], mean, color=colour, linewidth=1.2,
+                    marker="o" if len(mean) <= 30 else None, markersize=3,
+                    label=f"{label} ({b['seeds']} seed{'s' if b['seeds'] != 1 else ''})")
+            if b["seeds"] > 1:
+                ax.fill_between(b["epochs"], np.clip(mean - std, 0, 100),
+                                np.clip(mean + std, 0, 100), color=colour, alpha=0.2,
+                                linewidth=0)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_xlim(0.5, max(len(b["epochs"]) for _, b in series) + 0.5)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("validation accuracy (%)")
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
     return _save(fig, path)

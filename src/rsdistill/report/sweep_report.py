@@ -9,10 +9,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from rsdistill.errors import RsdistillError
-from rsdistill.experiments.stats import difference_std
+from rsdistill.experiments.stats import by_seed, difference_std, paired_difference
 from rsdistill.io import atomic_write_text, read_json, write_json
 from rsdistill.report import plots
-from rsdistill.report.blocks import Block, pct, pm_of, seeds_text, to_html, to_markdown
+from rsdistill.report.blocks import (
+    PAIRED_NOTE,
+    Block,
+    paired_cell,
+    pct,
+    pm_of,
+    seeds_text,
+    split_noise_note,
+    to_html,
+    to_markdown,
+    verdict_cell,
+)
+from rsdistill.report.curves import curve_blocks
 from rsdistill.runtime.locks import run_dir_lock
 from rsdistill.runtime.rundir import (
     EPOCHS_FILE,
@@ -40,7 +52,9 @@ def _baseline(aggregate: list[dict]) -> dict | None:
         next((r for r in aggregate if r["alpha"] == 0), None)
 
 
-def lead_verdict(best: dict, base: dict | None) -> str:
+def lead_verdict(best: dict, base: dict | None, paired: dict | None = None) -> str:
+    """The best setting's lead over α = 0, judged on the seeds' paired differences when
+    ``paired`` is given (``stats.paired_difference``), else on the two aggregates."""
     if base is None:
         return "α = 0 is not in the sweep, so the lead over training without distillation is unknown."
     if best["alpha"] == 0:
@@ -49,10 +63,63 @@ def lead_verdict(best: dict, base: dict | None) -> str:
     if best["seeds"] < 2:
         return (f"Its lead over α = 0 is {100 * diff:+.2f} pt with one seed, so seed noise "
                 "cannot be judged; run more seeds.")
+    if paired is not None and paired["distinguishable"] is not None:
+        verdict = ("is distinguishable from seed noise" if paired["distinguishable"] else
+                   "is **not distinguishable from seed noise**")
+        return (f"Its lead over α = 0, paired by seed, is {100 * paired['mean']:+.2f} ± "
+                f"{100 * paired['std']:.2f} pt over {paired['seeds']} seeds (95 % interval "
+                f"± {100 * paired['ci95']:.2f} pt), which {verdict}.")
     noise = difference_std(best["accuracy_std"], base["accuracy_std"])
     verdict = "exceeds" if diff > noise else "does not exceed"
     return (f"Its lead over α = 0 is {100 * diff:+.2f} pt, which {verdict} the seed noise "
             f"(std of the difference ≈ {100 * noise:.2f} pt over {best['seeds']} seeds).")
+
+
+def _runs(rows: list[dict], alpha: float, beta: str) -> list[dict]:
+    return [r for r in rows if r["alpha"] == alpha and r["beta"] == beta]
+
+
+def paired_vs_scratch(rows: list[dict], setting: dict, base: dict | None) -> dict | None:
+    """``setting``'s accuracy minus the α = 0 student's, paired by seed."""
+    if base is None:
+        return None
+    return paired_difference(by_seed(_runs(rows, setting["alpha"], setting["beta"])),
+                             by_seed(_runs(rows, base["alpha"], base["beta"])))
+
+
+def paired_blocks(agg: list[dict], rows: list[dict], base: dict | None, n_test: int
+                  ) -> list[Block]:
+    """Every distilled setting minus the scratch student of the same seed."""
+    distilled = sorted((r for r in agg if r["alpha"] > 0), key=lambda r: (r["beta"], r["alpha"]))
+    if base is None or not distilled:
+        return []
+    table = []
+    for r in distilled:
+        p = paired_vs_scratch(rows, r, base)
+        table.append([f"{r['alpha']:g}", r["beta"], str(p["seeds"]), paired_cell(p),
+                      verdict_cell(p)])
+    return [Block("h2", "Distilled − scratch, paired by seed"),
+            Block("table", header=["α", "β", "seeds", "paired Δ accuracy (pt)",
+                                   "beyond noise (95 % CI)"], rows=table),
+            Block("p", f"{PAIRED_NOTE} {split_noise_note(n_test, base['accuracy_mean'])}")]
+
+
+def sweep_curve_panels(sweep_dir: Path, agg: list[dict], rows: list[dict], base: dict | None
+                       ) -> list[tuple[str, list[tuple[str, list[Path]]]]]:
+    """Per β: the scratch student (α = 0) and the most accurate distilled α."""
+    if base is None:
+        return []
+    scratch = [sweep_dir / r["run"] for r in _runs(rows, base["alpha"], base["beta"])]
+    panels = []
+    for beta in dict.fromkeys(r["beta"] for r in agg):
+        distilled = [r for r in agg if r["beta"] == beta and r["alpha"] > 0]
+        if distilled:
+            top = _best(distilled)
+            panels.append((f"best distilled vs scratch, β = {beta}",
+                           [("scratch α = 0", scratch),
+                            (f"α = {top['alpha']:g}", [sweep_dir / r["run"]
+                                                       for r in _runs(rows, top["alpha"], beta)])]))
+    return panels
 
 
 def build_report(sweep_dir: Path) -> list[Block]:
@@ -109,7 +176,8 @@ def build_report(sweep_dir: Path) -> list[Block]:
     blocks.append(Block("p", (
         f"Best setting: **α = {best['alpha']:g}, β = {best['beta']}** with accuracy "
         f"{pm_of(best, 'accuracy')} % ({seeds_text(best['seeds'])}). "
-        + lead_verdict(best, base))))
+        + lead_verdict(best, base, paired_vs_scratch(rows, best, base)))))
+    blocks += paired_blocks(agg, rows, base, sp["test"])
     speed = _read_speed(sweep_dir)
     if speed is not None:
         blocks += speed_blocks(speed)
@@ -151,6 +219,7 @@ def build_report(sweep_dir: Path) -> list[Block]:
                           ("training_curves.png", "training curves"),
                           ("accuracy_latency.png", "accuracy vs batch-1 latency")):
         blocks.append(Block("img", f"figures/{name}", header=[caption]))
+    blocks += curve_blocks(sweep_curve_panels(sweep_dir, agg, rows, base), figs)
     return blocks
 
 

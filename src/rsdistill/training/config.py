@@ -12,7 +12,7 @@ from rsdistill.runtime.optim import OPTIMIZERS, SCHEDULES
 from rsdistill.runtime.precision import PRECISIONS
 
 
-TEACHER_CACHE = ("auto", "off")
+TEACHER_CACHE = ("auto", "off", "bank")
 
 # The fine-tuning recipe for ImageNet-pretrained weights, chosen on the validation split
 # of UC Merced at 128 px (bench/RESULTS.md): what `--pretrained imagenet` uses for the
@@ -60,11 +60,15 @@ class TrainConfig:
     # (no crops, no mixing), the teacher's logits for all of them are computed once
     # instead of once per batch (training/teacher_cache.py); "off": always online.
     teacher_cache: str = "auto"
+    # --teacher-cache bank: the teacher labels this many rounds of augmented views once
+    # (training/view_bank.py), drawn from this seed; epoch e trains on round e mod R.
+    bank_rounds: int = 8
+    bank_seed: int = 0
 
     def validate(self) -> None:
         if self.inference_threads < 0:
             raise ConfigError(f"--inference-threads must be >= 0, got {self.inference_threads}")
-        for name in ("epochs", "batch_size", "latency_runs"):
+        for name in ("epochs", "batch_size", "latency_runs", "bank_rounds"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):

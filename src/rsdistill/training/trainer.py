@@ -108,6 +108,14 @@ class Trainer:
                               f"at least {world} over")
 
     def _check_mix(self) -> None:
+        if self.data.config.transfer_set:
+            # Its images have no label: only a teacher's soft targets can teach them.
+            unfit = sorted({m.distiller.method_name for m in self.members
+                            if not (m.distiller.needs_teacher and m.distiller.soft_labels)})
+            if unfit:
+                raise ConfigError(f"--transfer-set images have no labels and are taught by the "
+                                  f"teacher, which {', '.join(unfit)} (at this --alpha) does "
+                                  f"not use; distil with --method fm or kd --alpha > 0")
         if not self.data.mix.enabled:
             return
         if distributed.is_distributed():
@@ -225,11 +233,15 @@ class Trainer:
         seen = 0
         parallel = distributed.is_distributed()
         view = self.teacher.view
-        batches = self.data.batches("train", self.cfg.batch_size, train=True,
-                                    generator=self.generator, device=self.precision.device,
-                                    shard=distributed.shard(),
-                                    teacher_view=self.teacher.view_key(),
-                                    teacher_normalizer=view.normalizer if view else None)
+        if self.teacher.bank is not None:  # stored views and logits: no teacher pass
+            batches = self.teacher.bank_batches(self.epoch, self.cfg.batch_size, self.generator,
+                                                self.precision.device)
+        else:
+            batches = self.data.batches("train", self.cfg.batch_size, train=True,
+                                        generator=self.generator, device=self.precision.device,
+                                        shard=distributed.shard(),
+                                        teacher_view=self.teacher.view_key(),
+                                        teacher_normalizer=view.normalizer if view else None)
         bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", leave=False,
                    disable=None if self.progress and distributed.is_main() else True)
         with self._members_side_by_side() as each:
@@ -306,7 +318,7 @@ class Trainer:
         callbacks = self.callbacks if main else []
         val_labels = self.data.dataset.labels[self.data.split.val]
         if self.cfg.teacher_cache != "off" and self.epoch < self.cfg.epochs:
-            self.teacher.build_cache()
+            self.teacher.build_cache(self.cfg, self.progress and main)
         try:
             for cb in callbacks:
                 cb.on_fit_start(self)
