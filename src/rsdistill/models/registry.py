@@ -68,5 +68,5 @@ def build_model(
     else:
         model = MODELS.get(name)(num_classes, image_size, in_chans)
     if pretrained is not None:
-        load_pretrained(model, pretrained)
+        load_pretrained(model, pretrained, name)
     return model
