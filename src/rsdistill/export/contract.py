@@ -21,6 +21,7 @@ from rsdistill import __version__
 from rsdistill.data.decode import COLOR_MODE, RESAMPLE
 from rsdistill.data.loader import Normalizer
 from rsdistill.errors import CheckpointError, ConfigError
+from rsdistill.export.contract_check import check_values
 
 CONTRACT_VERSION = "2"
 INPUT_NAME = "input"
@@ -127,6 +128,7 @@ def read_contract(props: dict[str, str], source: str) -> dict:
         meta["preprocessing"] = {k: props[k] for k in PREPROCESSING if k in props}
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{source}: malformed rsdistill metadata: {exc}") from None
+    check_values(meta, source)
     return meta
 
 
