@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from rsdistill.errors import CheckpointError
+from rsdistill.errors import CheckpointError, ConfigError
 from rsdistill.io import load_failure_reason
+from rsdistill.models.profile import classifier_layer
 from rsdistill.runtime.checkpoint import load_tensors_only
 
 # Training checkpoints often wrap the weights; these are the keys we look under.
@@ -76,16 +77,15 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def _classifier_keys(model: nn.Module) -> set[str]:
-    # Every model here (the registry's and timm's CNNs) ends in one Linear classifier:
-    # the only part a new class count may replace.
-    last = None
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            last = name, module
-    if last is None:
+    """The state-dict names of the classifier: the only part a new class count replaces."""
+    try:
+        head = classifier_layer(model)
+    except ConfigError:  # no classifier found: every tensor must then be covered
         return set()
-    name, module = last
-    return {f"{name}.{k}" if name else k for k in module.state_dict()}
+    name = next((n for n, m in model.named_modules() if m is head), None)
+    if name is None:
+        return set()
+    return {f"{name}.{k}" if name else k for k in head.state_dict()}
 
 
 def _counter(key: str) -> bool:

@@ -97,7 +97,8 @@ class SharedTeacher:
                 self.data.dataset.fingerprint, view.key if view else self.data.view,
                 normalizer, self.data.split.train.tolist(), (a.hflip, a.vflip, a.rot90),
                 self.precision.name, str(self.precision.device), torch.__version__])
-            self.cache = load_cached(self.cache_dir, key)
+            self.cache = load_cached(self.cache_dir, key, images.shape[0],
+                                     self.data.num_classes, self.data.split.train)
             if self.cache is not None:
                 log.info("teacher logits of every view read from %s", self.cache_dir / CACHE_SUBDIR)
                 return
