@@ -160,6 +160,15 @@ class RunDirectory:
                               "damaged: restore it, or train the run again")
         return record
 
+    def read_sections(self, *names: str) -> tuple[dict, list[dict]]:
+        """config.yaml and its sections ``names``, each of which must be a mapping."""
+        record = self.read_config()
+        for name in names:
+            if not isinstance(record.get(name), dict):
+                raise ConfigError(f"{self.file(CONFIG_FILE)} has no '{name}' section, so it is "
+                                  "not the record of a run; restore it, or train the run again")
+        return record, [record[name] for name in names]
+
     def write_history(self, history: list[dict]) -> None:
         if not history:
             return
