@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from rsdistill.errors import CheckpointError, ConfigError
 from rsdistill.io import load_failure_reason
-from rsdistill.models.profile import classifier_layer
+from rsdistill.models.common import classifier_layer
 from rsdistill.runtime.checkpoint import load_tensors_only
 
 # Training checkpoints often wrap the weights; these are the keys we look under.
