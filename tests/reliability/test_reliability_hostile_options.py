@@ -6,29 +6,8 @@ from __future__ import annotations
 
 import errno
 import os
-from pathlib import Path
 
 import pytest
-import torch
-
-from rsdistill.cli.main import main
-
-
-def data_args(tree, cache) -> list[str]:
-    return ["--dataset", "folder", "--data-root", str(tree), "--cache-dir", str(cache),
-            "--image-size", "16", "--workers", "1"]
-
-
-TRAIN = ["--epochs", "1", "--batch-size", "8", "--latency-runs", "1", "--no-progress"]
-
-
-@pytest.fixture(scope="module")
-def teacher(tmp_path_factory, tiny_tree3, tiny_cache) -> Path:
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("hostile-options") / "teacher"
-    assert main(["train", *data_args(tiny_tree3, tiny_cache), "--model", "resnet8", *TRAIN,
-                 "--out", str(out)]) == 0
-    return out
 
 
 @pytest.mark.parametrize("fractions", ["nan/20/20", "60/nan/20", "inf/20/20", "60/20/-inf"])
@@ -63,23 +42,23 @@ def test_study_config_merge_keys_are_not_duplicates(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["train", "distill", "sweep"])
-def test_resume_of_a_directory_that_is_not_there_is_refused(command, teacher, tiny_tree3,
-                                                            tiny_cache, tmp_path, cli):
+def test_resume_of_a_directory_that_is_not_there_is_refused(command, finished_run, tiny_tree3,
+                                                            tiny_cache, tmp_path, cli, kit):
     out = tmp_path / "typo" / "run"
-    argv = {"train": ["train", *data_args(tiny_tree3, tiny_cache), "--model", "resnet8"],
-            "distill": ["distill", "--teacher", teacher, "--student", "resnet8"],
-            "sweep": ["sweep", "--teacher", teacher, "--student", "resnet8", "--alphas", "0",
+    argv = {"train": ["train", *kit.tiny_data(tiny_tree3, tiny_cache), "--model", "resnet8"],
+            "distill": ["distill", "--teacher", finished_run, "--student", "resnet8"],
+            "sweep": ["sweep", "--teacher", finished_run, "--student", "resnet8", "--alphas", "0",
                       "--jobs", "1"]}[command]
-    result = cli(*argv, *TRAIN, "--out", out, "--resume")
+    result = cli(*argv, *kit.TINY_TRAIN, "--out", out, "--resume")
     assert result.rc == 2
     result.error_line(f"--resume: {out} does not exist", "leave out --resume")
     assert not (tmp_path / "typo").exists()
 
 
-def test_pareto_checks_every_student_before_training_one(teacher, tmp_path, cli):
+def test_pareto_checks_every_student_before_training_one(finished_run, tmp_path, cli, kit):
     out = tmp_path / "pareto"
-    result = cli("pareto", "--teacher", teacher, "--students", "resnet8,notamodel", "--sizes",
-                 "16", "--seeds", "1", "--jobs", "1", *TRAIN, "--out", out)
+    result = cli("pareto", "--teacher", finished_run, "--students", "resnet8,notamodel", "--sizes",
+                 "16", "--seeds", "1", "--jobs", "1", *kit.TINY_TRAIN, "--out", out)
     assert result.rc == 2
     result.error_line("--students: unknown model notamodel", "resnet8x4", "timm:<name>")
     assert not out.exists()

@@ -19,23 +19,6 @@ import torch
 from rsdistill.cli.main import main
 
 
-def data_args(tree, cache) -> list[str]:
-    return ["--dataset", "folder", "--data-root", str(tree), "--cache-dir", str(cache),
-            "--image-size", "16", "--workers", "1"]
-
-
-TRAIN = ["--epochs", "1", "--batch-size", "8", "--latency-runs", "1", "--no-progress"]
-
-
-@pytest.fixture(scope="module")
-def teacher(tmp_path_factory, tiny_tree3, tiny_cache) -> Path:
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("hostile-run-files") / "teacher"
-    assert main(["train", *data_args(tiny_tree3, tiny_cache), "--model", "resnet8", *TRAIN,
-                 "--out", str(out)]) == 0
-    return out
-
-
 # ------------------------------------------------------------------ config.yaml (item 3)
 # case -> (config.yaml text, words the one error line must hold); {marker} is a file the
 # python tag would create if anything ran it.
@@ -53,26 +36,26 @@ CONFIG_CASES = [(case, which) for case in sorted(CONFIGS) for which in COMMANDS
                 if (case, which) != ("no_data_section", "train --resume")]
 
 
-def command(name: str, run: Path, tree: Path, cache: Path, tmp: Path) -> list:
+def command(name: str, run: Path, tree: Path, cache: Path, tmp: Path, kit) -> list:
     if name == "evaluate":
         return ["evaluate", run, "--latency-runs", "1"]
     if name == "distill --teacher":
-        return ["distill", "--teacher", run, "--student", "resnet8", *TRAIN, "--out",
+        return ["distill", "--teacher", run, "--student", "resnet8", *kit.TINY_TRAIN, "--out",
                 tmp / "student"]
-    return ["train", *data_args(tree, cache), "--model", "resnet8", *TRAIN, "--out", run,
-            "--resume"]
+    return ["train", *kit.tiny_data(tree, cache), "--model", "resnet8", *kit.TINY_TRAIN, "--out",
+            run, "--resume"]
 
 
 @pytest.mark.parametrize(("case", "which"), CONFIG_CASES)
-def test_hostile_config_yaml_is_one_line(case, which, teacher, tiny_tree3, tiny_cache, tmp_path,
-                                         cli, kit):
+def test_hostile_config_yaml_is_one_line(case, which, finished_run, tiny_tree3, tiny_cache,
+                                         tmp_path, cli, kit):
     run = tmp_path / "run"
-    shutil.copytree(teacher, run)
+    shutil.copytree(finished_run, run)
     marker = tmp_path / "PWNED"
     text, words = CONFIGS[case]
     (run / "config.yaml").write_text(text.replace("{marker}", str(marker)))
     before = kit.snapshot(run)
-    result = cli(*command(which, run, tiny_tree3, tiny_cache, tmp_path))
+    result = cli(*command(which, run, tiny_tree3, tiny_cache, tmp_path, kit))
     assert result.rc == 2
     result.error_line(str(run / "config.yaml"), words)
     assert not marker.exists()
@@ -126,10 +109,11 @@ def test_inconsistent_dataset_cache_is_rebuilt(case, make_tree, cli, kit, tmp_pa
 
 # ------------------------------------------------------------------ teacher logits (item 4)
 @pytest.mark.parametrize("damage", ["fewer_images", "fewer_classes", "nan_rows"])
-def test_teacher_logits_of_another_shape_are_computed_again(damage, teacher, tmp_path, caplog):
+def test_teacher_logits_of_another_shape_are_computed_again(damage, finished_run, tmp_path, kit,
+                                                           caplog):
     cache = tmp_path / "cache"
-    args = ["distill", "--teacher", str(teacher), "--student", "resnet8", "--no-crop",
-            "--cache-dir", str(cache), *TRAIN]
+    args = ["distill", "--teacher", str(finished_run), "--student", "resnet8", "--no-crop",
+            "--cache-dir", str(cache), *kit.TINY_TRAIN]
     assert main([*args, "--out", str(tmp_path / "first")]) == 0
     (kept,) = (cache / "teacher-logits").glob("*.pt")
     logits = torch.load(kept, weights_only=True)["logits"]
