@@ -9,7 +9,10 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from pathlib import Path
 from typing import Any, TypeVar
+
+import yaml
 
 from rsdistill.errors import ConfigError
 
@@ -85,3 +88,51 @@ def from_dict(cls: type[T], data: dict | None, section: str) -> T:
 
 def to_dict(obj: Any) -> dict:
     return dataclasses.asdict(obj)
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: object, line: int) -> None:
+        super().__init__(f"duplicate key {key}")
+        self.key, self.line = key, line
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (plain data only: a ``!!python`` tag is an error, never
+    code), refusing a key given twice in one mapping, where PyYAML keeps the last."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    raise _DuplicateKey(key, key_node.start_mark.line + 1)
+                seen.add(key)
+            except TypeError:  # an unhashable key: PyYAML's own error says so
+                break
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The plain data of a YAML file; anything else is a one-line :class:`ConfigError`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text file (not UTF-8); expected YAML") from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{path} gives the key '{exc.key}' twice (line {exc.line}); keep "
+                          "one of them") from None
+    except yaml.constructor.ConstructorError as exc:
+        # e.g. !!python/object tags: refused without constructing anything.
+        raise ConfigError(f"{path} holds {exc.problem.split(' for ')[-1]}, which is not plain "
+                          "YAML data; refused (nothing in it was run)") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path} is not valid YAML{where}: "
+                          f"{getattr(exc, 'problem', None) or 'unreadable'}") from None

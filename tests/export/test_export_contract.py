@@ -81,7 +81,7 @@ def sample(ucm, every: int = 35) -> list[int]:
 
 def test_the_metadata_alone_reproduces_the_cached_tensors(ucm, exported, shared_datasets):
     props, _ = exported
-    assert props["rsdistill_contract"] == "2"
+    assert props["rsdistill_contract"] == "3"
     with zipfile.ZipFile(shared_datasets / "ucmerced.zip") as zf:
         for i in sample(ucm):
             pixels, x = from_metadata(props, zf.read(UCM_ROOT + ucm.dataset.files[i]))

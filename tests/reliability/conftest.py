@@ -206,6 +206,15 @@ def read_only(monkeypatch, folder: Path, from_write: int = 1) -> None:
     monkeypatch.setattr(os, "mkdir", mkdir)
 
 
+# One epoch of resnet8 on the tiny trees at 16 px (tests/conftest.py's tiny_tree3).
+TINY_TRAIN = ["--epochs", "1", "--batch-size", "8", "--latency-runs", "1", "--no-progress"]
+
+
+def tiny_data(tree: Path, cache: Path) -> list[str]:
+    return ["--dataset", "folder", "--data-root", str(tree), "--cache-dir", str(cache),
+            "--image-size", "16", "--workers", "1"]
+
+
 class Kit:
     """Helpers a test reaches through the ``kit`` fixture (conftest modules are not
     importable under --import-mode=importlib)."""
@@ -215,6 +224,8 @@ class Kit:
     read_only = staticmethod(read_only)
 
     write_images = staticmethod(write_images)
+    tiny_data = staticmethod(tiny_data)
+    TINY_TRAIN = TINY_TRAIN
     snapshot = staticmethod(snapshot)
     env = staticmethod(cli_env)
 
@@ -233,6 +244,21 @@ class Kit:
 @pytest.fixture
 def kit() -> type[Kit]:
     return Kit
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, tiny_tree3, tiny_cache) -> Path:
+    """A finished one-epoch resnet8 run on ``tiny_tree3``, shared read-only (copy it to
+    change it): a teacher, a run to evaluate or resume."""
+    import torch
+
+    from rsdistill.cli.main import main
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("finished-run") / "teacher"
+    assert main(["train", *tiny_data(tiny_tree3, tiny_cache), "--model", "resnet8",
+                 *TINY_TRAIN, "--out", str(out)]) == 0
+    return out
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
 from rsdistill.data.mix import MIX_MODES
 from rsdistill.data.module import TEACHER_AUGMENT, TEACHER_VIEWS, DataConfig
@@ -135,3 +136,14 @@ def parse_layers(text: str | None, flag: str) -> list[str] | None:
     if not names:
         raise ConfigError(f"{flag} needs one or more comma-separated layer names, got {text!r}")
     return names
+
+
+def check_resume_target(args: argparse.Namespace) -> None:
+    """``--resume`` continues a run that is there; a mistyped --out used to start a new
+    run from scratch and exit 0. (Studies and comparisons resume their own sub-runs,
+    which may not exist yet: this is a check on what the user asked for.)"""
+    out = Path(args.out).expanduser()
+    if args.resume and not out.is_dir():
+        what = "does not exist" if not out.exists() else "is not a directory"
+        raise ConfigError(f"--resume: {out} {what}, so there is no run to continue; check "
+                          "--out, or leave out --resume to start a new run")

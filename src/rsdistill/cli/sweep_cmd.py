@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rsdistill.cli.backend_options import add_backend_arguments, backend_config
-from rsdistill.cli.common import add_data_args
+from rsdistill.cli.common import add_data_args, check_resume_target
 from rsdistill.cli.train_cmd import (
     add_assistant_args,
     add_method_args,
@@ -51,6 +51,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                         method=MethodConfig(temperature=args.temperature, **method_settings(args)))
     sweep.validate()  # before an assistant trains
     backend = backend_config(args)
+    check_resume_target(args)
     data_cfg = distill_data_config(args)
     sweep.teacher = assistant_teacher(args, data_cfg)
     summary = run_sweep(args.out, data_cfg, train_config(args), sweep,

@@ -8,7 +8,8 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from rsdistill.cli.common import add_data_args, data_config, parse_layers, parse_method_options
+from rsdistill.cli.common import (add_data_args, check_resume_target, data_config, parse_layers,
+                                  parse_method_options)
 from rsdistill.config import from_dict
 from rsdistill.data.module import DataConfig
 from rsdistill.errors import ConfigError
@@ -201,6 +202,7 @@ def _print_summary(metrics: dict, out: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    check_resume_target(args)
     metrics = run_training(args.out, data_config(args), train_config(args),
                            resume=args.resume, progress=args.progress, overwrite=args.overwrite)
     _print_summary(metrics, args.out)
@@ -229,6 +231,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
                             temperature=args.temperature, nuclear_beta=args.nuclear_beta,
                             **method_settings(args))
     distill.validate()  # before an assistant trains
+    check_resume_target(args)
     data_cfg = distill_data_config(args)
     distill.teacher = assistant_teacher(args, data_cfg)
     metrics = run_training(args.out, data_cfg, train_config(args), distill,

@@ -13,6 +13,7 @@ import json
 import logging
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -27,7 +28,7 @@ from rsdistill.io import (
 )
 
 log = logging.getLogger(__name__)
-
+_ENTRY_KEYS = {"images", "labels", "files", "classes", "skipped"}
 
 
 def cache_key(spec: DatasetSpec, source: ImageSource, root: str, classes: list[str],
@@ -58,18 +59,49 @@ def clean_cache_dir(cache_dir: Path) -> None:
                  len(removed), cache_dir)
 
 
-def read_cache(path: Path) -> dict | None:
-    """The cached entry, or None when it is absent or unusable (then it is rebuilt)."""
+def entry_problem(entry, size: int, classes: list[str], listed: int) -> str | None:
+    """Why a loaded entry cannot be the cache of these ``listed`` files of ``classes`` at
+    ``size`` px, or None. A file that loads is not yet trusted: a damaged or foreign one
+    (fewer labels than images, a label past the classes, float images) used to end in an
+    IndexError deep in training."""
+    if not isinstance(entry, dict) or not _ENTRY_KEYS <= entry.keys():
+        return "it is not a cache entry of this version"
+    images, labels, files = entry["images"], entry["labels"], entry["files"]
+    if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8
+            and images.dim() == 4 and tuple(images.shape[1:]) == (3, size, size)):
+        return f"its images are not uint8 3×{size}×{size}"
+    n = images.shape[0]
+    if not (isinstance(labels, torch.Tensor) and labels.dtype == torch.int64
+            and tuple(labels.shape) == (n,)):
+        return f"it does not hold one integer label for each of its {n} images"
+    if n and not (0 <= int(labels.min()) and int(labels.max()) < len(classes)):
+        return f"its labels are not all within the {len(classes)} classes"
+    if list(entry["classes"]) != list(classes):
+        return "its classes are not the dataset's"
+    if not (isinstance(files, list) and len(files) == n and isinstance(entry["skipped"], list)
+            and n + len(entry["skipped"]) == listed):
+        return f"its file lists do not account for the {listed} files of the dataset"
+    return None
+
+
+def read_cache(path: Path, check: Callable[[dict], str | None] | None = None) -> dict | None:
+    """The cached entry, or None when it is absent or unusable (then it is rebuilt):
+    unreadable, or loaded but refused by ``check`` (which says why)."""
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols on stderr
             warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            entry = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         return None
     except Exception as exc:  # a damaged cache is rebuilt, never trusted
         _, reason = load_failure_reason(exc)
         log.warning("cache %s is unusable (%s); rebuilding it", path, reason)
         return None
+    problem = check(entry) if check is not None else None
+    if problem is not None:
+        log.warning("cache %s is unusable (%s); rebuilding it", path, problem)
+        return None
+    return entry
 
 
 def write_cache(path: Path, entry: dict) -> bool:

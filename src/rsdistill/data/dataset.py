@@ -7,6 +7,7 @@ atomically; later loads read only the cache file.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from tqdm import tqdm
 
 from rsdistill.data import decode as decode_mod
 from rsdistill.data.cache import (
-    cache_key, cache_path_for, clean_cache_dir, read_cache, write_cache,
+    cache_key, cache_path_for, clean_cache_dir, entry_problem, read_cache, write_cache,
 )
 from rsdistill.data.download import download_dataset
 from rsdistill.data.pixels import NOTE_EXTRA_BANDS, NOTE_FLOAT_CLIPPED
@@ -219,7 +220,8 @@ def load_dataset_sizes(name: str, data_root: str | Path | None = None,
     todo = []
     for s in sizes:
         path = cache_path_for(cache_dir, spec.name, s, key)
-        cached = read_cache(path) if use_cache else None
+        cached = read_cache(path, functools.partial(entry_problem, size=s, classes=classes,
+                                                    listed=len(files))) if use_cache else None
         if cached is not None:
             out[s] = SceneDataset(
                 name=spec.name, classes=list(cached["classes"]), images=cached["images"],

@@ -33,6 +33,15 @@ from PIL import Image
 NOTE_EXTRA_BANDS = "extra_bands"
 NOTE_FLOAT_CLIPPED = "float_clipped"
 
+# The rules above as the deployment contract states them (export/contract.py writes
+# them into every exported file, so a deployer can feed 16-bit and float files alike).
+RULE_8BIT = "8-bit samples (and palette, grey, CMYK, alpha) as Image.convert('RGB') gives them"
+RULE_INTEGER = ("integer samples wider than 8 bits keep the top 8 bits of their type's full "
+                "range: v >> (bits - 8) (16-bit: v >> 8); signed types add 2^(bits-1) first")
+RULE_FLOAT = "float samples taken as 0..1: round(clip(v, 0, 1) * 255), NaN -> 0"
+RULE_BANDS = ("1 band (grey): repeated as R, G, B; more than 3 bands: bands 1-3 as R, G, B; "
+              "alpha dropped")
+
 _HIGH_DEPTH_MODES = {"I;16": "<u2", "I;16L": "<u2", "I;16B": ">u2", "I;16N": "=u2"}
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 # Samples of one pixel's colour per TIFF photometric interpretation (the rest are

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -32,8 +33,11 @@ def parse_fractions(text: str | tuple) -> tuple[float, float, float]:
         parts = tuple(float(x) for x in (text.split("/") if isinstance(text, str) else text))
     except ValueError:
         parts = ()
-    if len(parts) != 3 or any(p < 0 for p in parts) or parts[0] <= 0:
-        raise DataError(f"--split-fractions must be three non-negative numbers like 60/20/20, got {text!r}")
+    # float() also reads "nan" and "inf", which no comparison below would catch.
+    if len(parts) != 3 or not all(math.isfinite(p) and p >= 0 for p in parts) or parts[0] <= 0:
+        shown = text if isinstance(text, str) else "/".join(str(p) for p in text)
+        raise DataError(f"--split-fractions must be three finite non-negative numbers with a "
+                        f"training share above 0, like 60/20/20; got {shown}")
     total = sum(parts)
     return tuple(p / total for p in parts)  # type: ignore[return-value]
 

@@ -35,6 +35,7 @@ from rsdistill.io import atomic_write_text, read_json
 from rsdistill.losses import MethodConfig, check_alpha
 from rsdistill.models.common import TIMM_PREFIX
 from rsdistill.models.imagenet import IMAGENET
+from rsdistill.models import check_model_name
 from rsdistill.runtime.rundir import PARETO_FILE, SWEEP_RESULTS
 from rsdistill.training.config import TrainConfig
 
@@ -74,6 +75,8 @@ class ParetoConfig:
     def validate(self) -> None:
         if not self.students or not self.sizes:
             raise ConfigError("a Pareto study needs at least one student and one input size")
+        for name in self.students:  # all of them before the first cell trains
+            check_model_name(name, "--students")
         if self.seeds < 1:
             raise ConfigError(f"--seeds must be >= 1, got {self.seeds}")
         if any(s < 8 for s in self.sizes):

@@ -131,9 +131,9 @@ def check_run_dir(out: Path, record: dict, resume: bool, overwrite: bool = False
 
 def load_run_config(run_dir: Path) -> tuple[DataConfig, TrainConfig, DistillConfig | None]:
     """The sections of a run's config.yaml, as config objects."""
-    record = RunDirectory(run_dir).read_config()
-    data_cfg = from_dict(DataConfig, record["data"], "data")
-    train_cfg = from_dict(TrainConfig, record["train"], "train")
+    record, (data, train) = RunDirectory(run_dir).read_sections("data", "train")
+    data_cfg = from_dict(DataConfig, data, "data")
+    train_cfg = from_dict(TrainConfig, train, "train")
     distill = record.get("distill")
     distill_cfg = None
     if distill:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from rsdistill.config import from_dict
+from rsdistill.config import from_dict, read_yaml
 from rsdistill.data.module import DataConfig, prepare_data
 from rsdistill.data.views import view_key
 from rsdistill.errors import ConfigError
@@ -163,12 +163,7 @@ def load_study_config(path: str | Path) -> StudyConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    raw = read_yaml(path)
     if raw is None or raw == {}:
         # Not the full default study: an empty file is far more likely a mistake.
         raise ConfigError(f"config file {path} is empty; copy one of the configs in configs/ "

@@ -41,7 +41,7 @@ def teacher_data_config(path: str) -> dict | None:
     model_file = resolve_model_path(path)
     if not (model_file.parent / CONFIG_FILE).is_file():
         return None
-    return RunDirectory(model_file.parent).read_config().get("data")
+    return RunDirectory(model_file.parent).read_sections("data")[1][0]
 
 
 def teacher_summary(teacher: str) -> dict | None:

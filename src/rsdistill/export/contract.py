@@ -11,6 +11,10 @@ conversion, resize filter and its antialiasing, aspect handling, layout, dtype):
 deployer who resized with another filter got another top-1 on 7 of 24 images. The
 values come from the data layer's own constants, so the file cannot describe a
 resize that training did not do. Version 1 files (without these keys) still load.
+
+Version 3 adds how samples of other bit depths become 8-bit (``samples_*``, ``bands``):
+following ``convert('RGB')`` alone, a 16-bit grey PNG clipped to white and a float32
+TIFF came out black, and another class won than the one ``rsdistill predict`` gives.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ import json
 
 from rsdistill import __version__
 from rsdistill.data.decode import COLOR_MODE, RESAMPLE
+from rsdistill.data.pixels import RULE_8BIT, RULE_BANDS, RULE_FLOAT, RULE_INTEGER
 from rsdistill.data.loader import Normalizer
 from rsdistill.errors import CheckpointError, ConfigError
+from rsdistill.export.contract_check import check_values
 
-CONTRACT_VERSION = "2"
+CONTRACT_VERSION = "3"
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 SCALE = "1/255"
@@ -30,11 +36,16 @@ SCALE = "1/255"
 # Keys every exported file must carry; ``read_contract`` refuses a file without them.
 REQUIRED = ("rsdistill_contract", "input_size", "scale", "mean", "std", "classes", "model")
 
-# How a decoded image becomes the model's input (contract version 2). Pillow's resize
+# How an image file becomes the model's input (contract versions 2 and 3). Pillow's resize
 # widens its filter by the downscale factor, i.e. it antialiases; torchvision's tensor
 # resize and OpenCV do not by default, which is why the filter alone is not enough.
 PREPROCESSING = {
     "decoder": "Pillow",
+    # Before the colour conversion, by the sample type of the file (version 3).
+    "samples_8bit": RULE_8BIT,
+    "samples_integer": RULE_INTEGER,
+    "samples_float": RULE_FLOAT,
+    "bands": RULE_BANDS,
     "color_mode": COLOR_MODE,  # Image.convert(COLOR_MODE): palette, grey, CMYK, alpha -> RGB
     "channel_order": "RGB",
     "resize_library": "Pillow",
@@ -50,6 +61,8 @@ PREPROCESSING = {
     "value_range": "[0, 1]",
 }
 PREPROCESSING_RECIPE = (
+    "samples to 8 bits (16-bit: v >> 8; float: round(clip(v, 0, 1) * 255), NaN -> 0; "
+    "1 band repeated, bands 1-3 of more as RGB), then "
     f"Image.open(f).convert('{COLOR_MODE}').resize((S, S), Image.Resampling.{RESAMPLE.name}) with Pillow "
     "(antialiased, aspect not kept, no crop); uint8 HWC -> float32 * 1/255; "
     "(x - mean) / std per channel unless mean/std are null; HWC -> CHW; stack to NCHW")
@@ -127,6 +140,7 @@ def read_contract(props: dict[str, str], source: str) -> dict:
         meta["preprocessing"] = {k: props[k] for k in PREPROCESSING if k in props}
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{source}: malformed rsdistill metadata: {exc}") from None
+    check_values(meta, source)
     return meta
 
 

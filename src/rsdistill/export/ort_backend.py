@@ -15,6 +15,7 @@ import torch
 from rsdistill.runtime.precision import Precision
 from rsdistill.errors import ConfigError
 from rsdistill.export.contract import read_contract
+from rsdistill.export.contract_check import check_graph
 
 
 def import_optional(name: str):
@@ -49,6 +50,8 @@ class OnnxRuntimeBackend:
             raise ConfigError(f"cannot load ONNX model {label}: {first[:200]}") from None
         self.input_name = self.session.get_inputs()[0].name
         self.meta = read_contract(self.session.get_modelmeta().custom_metadata_map, label)
+        check_graph(self.meta, list(self.session.get_inputs()[0].shape),
+                    list(self.session.get_outputs()[0].shape), label)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(x.detach().cpu().float().numpy())

@@ -3,10 +3,10 @@
 Importing this package registers every family in :data:`MODELS`.
 """
 
-from rsdistill.models.registry import MODELS, build_model, list_model_names
+from rsdistill.models.registry import MODELS, build_model, check_model_name, list_model_names
 from rsdistill.models import mobilenetv2, resnet_small, wrn  # noqa: F401  (registers families)
+from rsdistill.models.common import classifier_layer
 from rsdistill.models.profile import (
-    classifier_layer,
     count_flops,
     count_parameters,
     describe_models,
@@ -17,6 +17,7 @@ from rsdistill.models.loading import load_model
 __all__ = [
     "MODELS",
     "build_model",
+    "check_model_name",
     "list_model_names",
     "count_parameters",
     "count_flops",

@@ -6,6 +6,8 @@ from typing import Callable
 
 import torch.nn as nn
 
+from rsdistill.errors import ConfigError
+
 # Model names handed to timm carry this prefix (``timm:resnet18``).
 TIMM_PREFIX = "timm:"
 
@@ -29,3 +31,14 @@ def init_weights(model: nn.Module) -> None:
         elif isinstance(module, nn.BatchNorm2d):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
+
+
+def classifier_layer(model: nn.Module) -> nn.Module:
+    """The layer that maps features to class logits: timm's ``get_classifier()``, the
+    ``fc`` of this package's families."""
+    if hasattr(model, "get_classifier"):
+        return model.get_classifier()
+    if isinstance(getattr(model, "fc", None), nn.Module):
+        return model.fc
+    raise ConfigError(f"{type(model).__name__} has no classifier rsdistill can find "
+                      "(get_classifier() or fc)")

@@ -52,17 +52,6 @@ def first_weight_layer(model: nn.Module) -> tuple[str, nn.Module]:
     raise ConfigError(f"{type(model).__name__} has no Conv2d or Linear layer")
 
 
-def classifier_layer(model: nn.Module) -> nn.Module:
-    """The layer that maps features to class logits: timm's ``get_classifier()``, the
-    ``fc`` of this package's families."""
-    if hasattr(model, "get_classifier"):
-        return model.get_classifier()
-    if isinstance(getattr(model, "fc", None), nn.Module):
-        return model.fc
-    raise ConfigError(f"{type(model).__name__} has no classifier rsdistill can find "
-                      "(get_classifier() or fc)")
-
-
 def describe_models(names: Iterable[str], image_size: int, num_classes: int) -> list[dict]:
     """``[{"name", "params", "flops"}, ...]`` for the given model names, in order."""
     from rsdistill.models.registry import build_model

@@ -29,6 +29,20 @@ def list_model_names() -> list[str]:
     return MODELS.names()
 
 
+def check_model_name(name: str, flag: str = "--model") -> None:
+    """A one-line error unless ``name`` is a registered model or a timm model, checked
+    without building it (a list of students is checked before the first one trains)."""
+    if name.startswith(TIMM_PREFIX):
+        import timm
+
+        if timm.is_model(name[len(TIMM_PREFIX):]):
+            return
+    elif name in MODELS:
+        return
+    raise ConfigError(f"{flag}: unknown model {name}; choose one of {', '.join(MODELS.names())} "
+                      "or timm:<name> (any timm model)")
+
+
 def _check_positive(**values: int) -> None:
     for key, value in values.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -68,5 +82,5 @@ def build_model(
     else:
         model = MODELS.get(name)(num_classes, image_size, in_chans)
     if pretrained is not None:
-        load_pretrained(model, pretrained)
+        load_pretrained(model, pretrained, name)
     return model

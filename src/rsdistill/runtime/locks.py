@@ -81,8 +81,14 @@ def _acquire(directory: Path, flag: str | None) -> int | None:
         if not same:  # the holder removed it as we opened it: take the current one
             os.close(fd)
             continue
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:  # a full disk: os's error names no file
+            _release(directory, fd)
+            where = f"choose another {flag}" if flag else "choose another folder"
+            raise WriteError(f"cannot write the lock file {lock_file}: "
+                             f"{describe_os_error(exc)}; make room there or {where}") from exc
         return fd
     raise _busy(directory, lock_file, flag)
 

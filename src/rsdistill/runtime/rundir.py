@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from rsdistill.config import read_yaml
+from rsdistill.errors import ConfigError
 from rsdistill.io import atomic_write_text, is_temp_file_name, read_json
 
 # One training run.
@@ -151,8 +153,24 @@ class RunDirectory:
         atomic_write_text(self.file(CONFIG_FILE), yaml.safe_dump(config, sort_keys=False))
 
     def read_config(self) -> dict:
-        with open(self.file(CONFIG_FILE)) as fh:
-            return yaml.safe_load(fh)
+        """config.yaml as a mapping; an empty, damaged or foreign one is a one-line error
+        (a ``!!python`` tag is refused, never constructed)."""
+        path = self.file(CONFIG_FILE)
+        record = read_yaml(path)
+        if not isinstance(record, dict) or not record:
+            what = "is empty" if record in (None, {}) else f"holds a {type(record).__name__}"
+            raise ConfigError(f"{path} {what}, not the record of a run; it was edited or "
+                              "damaged: restore it, or train the run again")
+        return record
+
+    def read_sections(self, *names: str) -> tuple[dict, list[dict]]:
+        """config.yaml and its sections ``names``, each of which must be a mapping."""
+        record = self.read_config()
+        for name in names:
+            if not isinstance(record.get(name), dict):
+                raise ConfigError(f"{self.file(CONFIG_FILE)} has no '{name}' section, so it is "
+                                  "not the record of a run; restore it, or train the run again")
+        return record, [record[name] for name in names]
 
     def write_history(self, history: list[dict]) -> None:
         if not history:

@@ -114,13 +114,35 @@ def cache_key(teacher_file: Path, parts: list[object]) -> str:
     return h.hexdigest()[:32]
 
 
-def load_cached(folder: Path, key: str) -> TeacherLogitCache | None:
-    """A stored entry, or None (absent or unreadable: then it is computed again)."""
+def logits_problem(logits, images: int, classes: int, rows: torch.Tensor) -> str | None:
+    """Why stored logits cannot be this teacher's for ``images`` dataset rows, or None.
+    The file is named by a hash, but its content is only what the disk holds: a wrong
+    shape used to end in an IndexError in the middle of training."""
+    expected = (VIEWS, images, classes)
+    if not isinstance(logits, torch.Tensor) or logits.dtype != torch.float32 \
+            or tuple(logits.shape) != expected:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else "none"
+        return f"its logits are {shape}, not float32 {expected}"
+    if rows.numel() and not torch.isfinite(logits[0, rows]).all():
+        return "it lacks logits of some training images"
+    return None
+
+
+def load_cached(folder: Path, key: str, images: int, classes: int, rows: torch.Tensor
+                ) -> TeacherLogitCache | None:
+    """A stored entry, or None (absent, unreadable or not of this shape: then it is
+    computed again)."""
+    path = Path(folder) / CACHE_SUBDIR / f"{key}.pt"
     try:
-        entry = load_tensors_only(Path(folder) / CACHE_SUBDIR / f"{key}.pt")
-        return TeacherLogitCache(entry["logits"], 0.0)
+        entry = load_tensors_only(path)
+        logits = entry["logits"]
     except Exception:  # absent, damaged or foreign: never trusted, recomputed
         return None
+    problem = logits_problem(logits, images, classes, rows)
+    if problem is not None:
+        log.warning("teacher logits cache %s is unusable (%s); computing it again", path, problem)
+        return None
+    return TeacherLogitCache(logits, 0.0)
 
 
 def store(folder: Path, key: str, cache: TeacherLogitCache) -> None:

@@ -119,7 +119,8 @@ class SharedTeacher:
         a = self.data.augment
         key = self._key([(a.hflip, a.vflip, a.rot90)])
         if key is not None:
-            self.cache = load_cached(self.cache_dir, key)
+            self.cache = load_cached(self.cache_dir, key, images.shape[0],
+                                     self.data.num_classes, self.data.split.train)
             if self.cache is not None:
                 log.info("teacher logits of every view read from %s", self.cache_dir / CACHE_SUBDIR)
                 return
