@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 
 from rsdistill.data.mix import MIX_MODES
 from rsdistill.data.module import TEACHER_AUGMENT, TEACHER_VIEWS, DataConfig
 from rsdistill.data.specs import DATASETS
 from rsdistill.errors import ConfigError
+from rsdistill.experiments.locate import run_dir
+
+log = logging.getLogger(__name__)
 
 _D = DataConfig()
 
@@ -121,3 +125,14 @@ def parse_layers(text: str | None, flag: str) -> list[str] | None:
     if not names:
         raise ConfigError(f"{flag} needs one or more comma-separated layer names, got {text!r}")
     return names
+
+
+RUN_HELP = "run directory, or a study or sweep folder (its best student)"
+
+
+def chosen_run(path: str) -> str:
+    """``path``, or for a study or sweep folder its best student's run (said in one line)."""
+    chosen, note = run_dir(path)
+    if note:
+        log.info("%s", note)
+    return str(chosen)

@@ -11,7 +11,10 @@ from rsdistill.data.specs import DATASETS
 from rsdistill.experiments.study import (
     StudyConfig, describe_locations, load_study_config, run_study,
 )
+from rsdistill.experiments.locate import headline
+from rsdistill.io import read_json
 from rsdistill.report.sweep_report import write_report
+from rsdistill.runtime.rundir import SWEEP_RESULTS
 
 log = logging.getLogger(__name__)
 
@@ -67,5 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     sweep_dir = run_study(cfg, progress=args.progress, overwrite=args.overwrite)
     log.info("stage 4/4: report")
     report = write_report(sweep_dir, int8=args.int8)
+    for line in headline(read_json(sweep_dir / SWEEP_RESULTS)):
+        print(line)
     print(f"wrote {report}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import math
 import statistics
@@ -31,3 +32,10 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buf.getvalue())
+
+
+def eta_text(seconds_left: float, what: str) -> str:
+    """``"sweep done at about 14:31 UTC (~12 min)"`` for a log line."""
+    end = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds_left)
+    left = f"~{seconds_left / 60:.0f} min" if seconds_left >= 90 else f"~{seconds_left:.0f} s"
+    return f"{what} done at about {end:%H:%M} UTC ({left})"

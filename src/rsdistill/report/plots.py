@@ -8,6 +8,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.cm  # noqa: E402
+import matplotlib.colors  # noqa: E402
+import matplotlib.lines  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -70,20 +74,68 @@ def confusion(matrix: list[list[int]], classes: list[str], title: str, path: Pat
     return _save(fig, path)
 
 
-def training_curves(runs: dict[str, Path], path: Path) -> Path:
-    """Validation accuracy per epoch for each labelled run's epochs.csv."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for label, csv_path in runs.items():
+def training_curves(runs: list[tuple[float, str, Path]], path: Path) -> Path:
+    """Validation accuracy per epoch of each (α, β, epochs.csv): the colour is α (one
+    colour map, so a dozen lines never share a colour), the line style is β."""
+    fig, ax = plt.subplots(figsize=(7.0, 4.4))
+    alphas = sorted({a for a, _, _ in runs})
+    norm = matplotlib.colors.Normalize(min(alphas), max(alphas) if len(alphas) > 1 else min(alphas) + 1)
+    cmap = matplotlib.colormaps["viridis"]
+    betas = list(dict.fromkeys(b for _, b, _ in runs))
+    styles = dict(zip(betas, ("-", "--", ":", "-.")))
+    for alpha, beta, csv_path in runs:
         with open(csv_path) as fh:
             rows = list(csv.DictReader(fh))
         ax.plot([int(r["epoch"]) for r in rows], [100 * float(r["val_accuracy"]) for r in rows],
-                label=label, linewidth=1)
+                color=cmap(norm(alpha)), linestyle=styles.get(beta, "-"), linewidth=1.2)
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="α",
+                 ticks=alphas if len(alphas) <= 11 else None)
+    ax.legend(handles=[matplotlib.lines.Line2D([], [], color="gray", linestyle=styles.get(b, "-"),
+                                               label=_beta_title(b)) for b in betas],
+              fontsize=8, loc="lower right")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title("training curves (seed 0)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
     return _save(fig, path)
+
+
+def _plain_log_ticks(ax, values: list[float]) -> None:
+    """Log-scale x ticks at the data's own values (2 significant digits, plain numbers),
+    thinned so that neighbours are at least 15 % apart; no "3×10⁻¹" labels."""
+    ticks: list[float] = []
+    for v in sorted(float(f"{v:.2g}") for v in values if v > 0):
+        if not ticks or v > 1.15 * ticks[-1]:
+            ticks.append(v)
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    lo, hi = min(ticks + values), max(ticks + values)
+    ax.set_xlim(lo / 1.25, hi * 1.6)  # room for a label right of the last point
+
+
+def _label_points(ax, points: list[tuple[str, float, float]], fontsize: int = 7) -> None:
+    """Labels beside (x, y) points, moved apart vertically where they would overlap
+    (with a thin leader line to their point when moved)."""
+    fig = ax.figure
+    fig.tight_layout()  # the layout _save keeps, so pixel distances hold
+    fig.canvas.draw()
+    to_px = ax.transData.transform
+    height = fontsize * fig.dpi / 72 * 1.25
+    placed: list[tuple[float, float, float]] = []  # x0, x1, y of each placed label (pixels)
+    for label, x, y in sorted(points, key=lambda p: -p[2]):
+        px, py = to_px((x, y))
+        width = 0.6 * fontsize * fig.dpi / 72 * len(label)
+        x0, x1, ty = px + 8, px + 8 + width, py
+        while any(a < x1 and x0 < b and abs(ty - c) < height for a, b, c in placed):
+            ty -= height / 2
+        placed.append((x0, x1, ty))
+        moved = abs(ty - py) > 1
+        ax.annotate(label, (x, y), xytext=(8, ty - py), textcoords="offset pixels",
+                    fontsize=fontsize, va="center",
+                    bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8},
+                    arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5} if moved else None)
 
 
 def accuracy_vs_latency(points: list[tuple[str, float, float]], path: Path) -> Path:
@@ -91,13 +143,13 @@ def accuracy_vs_latency(points: list[tuple[str, float, float]], path: Path) -> P
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for label, latency, acc in points:
         ax.scatter(latency, 100 * acc, s=40)
-        ax.annotate(label, (latency, 100 * acc), fontsize=7, xytext=(4, 2),
-                    textcoords="offset points")
     ax.set_xscale("log")
+    _plain_log_ticks(ax, [p[1] for p in points])
     ax.set_xlabel("batch-1 latency, median (ms, log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("accuracy vs latency")
     ax.grid(alpha=0.3, which="both")
+    _label_points(ax, [(label, latency, 100 * acc) for label, latency, acc in points])
     return _save(fig, path)
 
 
@@ -130,9 +182,6 @@ def pareto(rows: list[dict], teacher: dict | None, path: Path) -> Path:
         ax.errorbar([r["latency_ms"] for r in rs], [100 * r["accuracy_mean"] for r in rs],
                     yerr=[100 * r["accuracy_std"] for r in rs], fmt=marker, capsize=3,
                     label=kind, alpha=0.85)
-        for r in rs:
-            ax.annotate(f"{r['model']}@{r['image_size']}", (r["latency_ms"], 100 * r["accuracy_mean"]),
-                        fontsize=6, xytext=(3, 3), textcoords="offset points")
     front = sorted((r for r in rows if r.get("on_front")), key=lambda r: r["latency_ms"])
     if front:
         ax.step([r["latency_ms"] for r in front], [100 * r["accuracy_mean"] for r in front],
@@ -141,8 +190,18 @@ def pareto(rows: list[dict], teacher: dict | None, path: Path) -> Path:
         ax.plot([teacher["latency_ms"]], [100 * teacher["accuracy"]], marker="*", markersize=12,
                 color="black", linestyle="none", label=f"teacher {teacher.get('model', '')}")
     ax.set_xscale("log")
+    _plain_log_ticks(ax, [r["latency_ms"] for r in rows] +
+                     ([teacher["latency_ms"]] if teacher and "latency_ms" in teacher else []))
     ax.set_xlabel("batch-1 latency, ONNX Runtime (ms, log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
+    # One label per model and size (its scratch and distilled points share the latency),
+    # beside the higher of the two.
+    labels: dict[str, tuple[float, float]] = {}
+    for r in rows:
+        key, y = f"{r['model']}@{r['image_size']}", 100 * r["accuracy_mean"]
+        if key not in labels or y > labels[key][1]:
+            labels[key] = (r["latency_ms"], y)
+    _label_points(ax, [(k, x, y) for k, (x, y) in labels.items()], fontsize=6)
     return _save(fig, path)
