@@ -18,9 +18,11 @@ _D = DataConfig()
 
 
 def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True,
-                  student: bool = False) -> None:
+                  student: bool = False, training: bool = True) -> None:
     # Every default is None, meaning "not given": data_config() fills in DataConfig's
     # defaults, or a base config (e.g. the teacher's) for options the user left out.
+    # ``training=False`` (export, quantize, evaluate, compress): no augmentation or mixing,
+    # which only change how a model is trained.
     g = p.add_argument_group("data")
     g.add_argument("--dataset", required=dataset_required, choices=DATASETS.names(),
                    help="dataset name (folder = any class-per-folder directory or zip)")
@@ -54,15 +56,8 @@ def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True,
     g.add_argument("--split-dir", help="folder with <name>-train.txt/-val.txt/-test.txt split files")
     g.add_argument("--standardize", action="store_true", default=None,
                    help="per-channel mean/std standardisation (statistics of the training split)")
-    for flag in ("hflip", "vflip", "rot90", "crop"):
-        g.add_argument(f"--no-{flag}", dest=flag, action="store_false", default=None,
-                       help=f"disable the {flag} training augmentation")
-    g.add_argument("--mix", choices=MIX_MODES,
-                   help="mix training batches: mixup or cutmix (default none); with a teacher at "
-                        "--alpha 1 the target is the teacher's prediction on the mixed image "
-                        "(function matching)")
-    g.add_argument("--mix-alpha", type=float,
-                   help=f"Beta(a, a) of the mixing weight (default {_D.mix_alpha})")
+    if training:
+        _add_training_data_args(g)
     if student:
         g.add_argument("--teacher-view", choices=TEACHER_VIEWS,
                        help="own: a teacher of another resolution reads the scene at its own "
@@ -73,6 +68,18 @@ def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True,
                             "(default, consistent teaching); independent: the teacher's view "
                             "gets its own flip, rotation and crop")
     g.add_argument("--workers", type=int, help="processes for the first decode (default: cores)")
+
+
+def _add_training_data_args(g) -> None:
+    for flag in ("hflip", "vflip", "rot90", "crop"):
+        g.add_argument(f"--no-{flag}", dest=flag, action="store_false", default=None,
+                       help=f"disable the {flag} training augmentation")
+    g.add_argument("--mix", choices=MIX_MODES,
+                   help="mix training batches: mixup or cutmix (default none); with a teacher at "
+                        "--alpha 1 the target is the teacher's prediction on the mixed image "
+                        "(function matching)")
+    g.add_argument("--mix-alpha", type=float,
+                   help=f"Beta(a, a) of the mixing weight (default {_D.mix_alpha})")
 
 
 def data_config(args: argparse.Namespace, base: DataConfig | None = None) -> DataConfig:
@@ -127,6 +134,9 @@ def parse_layers(text: str | None, flag: str) -> list[str] | None:
     return names
 
 
+# One meaning everywhere: 0 leaves the count to torch (OMP_NUM_THREADS when set, else
+# one per core), for torch and onnxruntime timings alike (export/ort_backend.py).
+THREADS_ZERO = "0 = torch's thread count: OMP_NUM_THREADS when set, else one per core"
 RUN_HELP = "run directory, or a study or sweep folder (its best student)"
 
 

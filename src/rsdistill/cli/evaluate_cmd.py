@@ -31,7 +31,8 @@ def register(sub) -> None:
                                    "An exported model (model.onnx) is run by its runtime, fed "
                                    "by the preprocessing stored in its metadata.")
     p.add_argument("checkpoint", help=RUN_HELP + ", a model.pt or a model.onnx")
-    p.add_argument("--split", dest="eval_split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--split", dest="eval_split", default="test", choices=("train", "val", "test"),
+                   help="which split of the run's data to score (default test)")
     p.add_argument("--json", action="store_true", help="print the full metrics as JSON")
     p.add_argument("--predictions", metavar="FILE",
                    help="also write one row per image of the split (file, true class, predicted "

@@ -20,11 +20,12 @@ def register(sub) -> None:
                                    f"reproduces the checkpoint's logits within {PARITY_ATOL:g} "
                                    "and every predicted class on the run's test images.")
     p.add_argument("checkpoint", help=RUN_HELP + ", or a model.pt")
-    p.add_argument("--format", default="onnx", choices=EXPORT_FORMATS.names())
+    p.add_argument("--format", default="onnx", choices=EXPORT_FORMATS.names(),
+                   help="file format (default onnx)")
     p.add_argument("--opset", type=int, help="ONNX opset (default 17)")
     p.add_argument("--out", help="output file (default: <run dir>/model.onnx)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    add_data_args(p, dataset_required=False)
+    add_data_args(p, dataset_required=False, training=False)
     p.set_defaults(func=cmd_export)
 
 

@@ -11,7 +11,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from rsdistill.cli.common import add_data_args, data_config
+from rsdistill.cli.common import THREADS_ZERO, add_data_args, data_config
 from rsdistill.data.module import DataConfig
 from rsdistill.runtime.precision import PRECISIONS
 from rsdistill.experiments.records import load_run_config
@@ -34,12 +34,14 @@ def add_measurement_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=PRECISIONS,
                    help="precision for the metrics (default fp32, whatever the run trained in, "
                         "so they match the exported model's)")
-    p.add_argument("--inference-precision", choices=PRECISIONS)
-    p.add_argument("--device")
-    p.add_argument("--latency-runs", type=int)
+    p.add_argument("--inference-precision", choices=PRECISIONS,
+                   help="precision for the latency and throughput figures (default: the run's)")
+    p.add_argument("--device", help="auto, cpu or cuda (default: the run's)")
+    p.add_argument("--latency-runs", type=int,
+                   help="timed batch-1 calls for the latency figures (default: the run's, else 100)")
     p.add_argument("--inference-threads", type=int,
-                   help="CPU threads for the latency figures (0 = all cores)")
-    add_data_args(p, dataset_required=False)
+                   help=f"CPU threads for the latency figures (default: the run's setting; {THREADS_ZERO})")
+    add_data_args(p, dataset_required=False, training=False)
 
 
 def model_settings(args: argparse.Namespace, model_file: Path) -> ModelSettings:

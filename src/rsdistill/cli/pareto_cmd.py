@@ -38,7 +38,8 @@ def register(sub) -> None:
     g.add_argument("--sizes", default="32,64", help="student input sizes (default 32,64)")
     g.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     g.add_argument("--alpha", type=float, default=0.5, help="the distilled students' α (default 0.5)")
-    g.add_argument("--temperature", "-T", type=float, default=None)
+    g.add_argument("--temperature", "-T", type=float, default=None,
+                   help="softmax temperature (default: the method's, 1 for dml, else 4)")
     g.add_argument("--jobs", type=int, default=0, help="seeds side by side (0 = one per core)")
     g.add_argument("--timing-threads", type=int, default=1,
                    help="intra-op threads of the side-by-side timing (default 1)")

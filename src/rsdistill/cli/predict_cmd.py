@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from rsdistill.cli.common import RUN_HELP, chosen_run
+from rsdistill.cli.common import RUN_HELP, THREADS_ZERO, chosen_run
 from rsdistill.data.inputs import collect_inputs
 from rsdistill.evaluation.predictions import check_output_path, check_top_k, format_table, write_rows
 from rsdistill.errors import ConfigError
@@ -30,7 +30,7 @@ def register(sub) -> None:
     p.add_argument("--device", help="device for a PyTorch model (default: cuda if present, else "
                                     "cpu; exported models run on the CPU)")
     p.add_argument("--inference-threads", type=int, default=0,
-                   help="CPU threads (0 = torch's thread count, the default)")
+                   help=f"CPU threads (default 0; {THREADS_ZERO})")
     p.add_argument("--workers", type=int, help="processes decoding images (default: cores, up to 8)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar (it is only drawn on a terminal anyway)")

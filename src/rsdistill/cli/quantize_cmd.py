@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from rsdistill.cli.common import RUN_HELP, add_data_args, chosen_run
+from rsdistill.cli.common import RUN_HELP, THREADS_ZERO, add_data_args, chosen_run
 from rsdistill.cli.model_settings import model_settings, require_data
 from rsdistill.runtime.checkpoint import resolve_model_path
 from rsdistill.errors import CheckpointError
@@ -48,9 +48,9 @@ def register(sub) -> None:
     p.add_argument("--latency-runs", type=int, help="timed batch-1 calls per model (default: the run's, else 100)")
     p.add_argument("--inference-threads", type=int,
                    help="onnxruntime intra-op threads for both models (default: the run's setting; "
-                        "0 = torch's thread count)")
+                        f"{THREADS_ZERO})")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    add_data_args(p, dataset_required=False)
+    add_data_args(p, dataset_required=False, training=False)
     p.set_defaults(func=cmd_quantize)
 
 

@@ -35,13 +35,16 @@ def register(sub) -> None:
                    help="download the archive into the data root if it is missing (checked "
                         "with its md5) before anything trains; also 'download: true' in the "
                         "config's data section")
-    p.add_argument("--cache-dir")
-    p.add_argument("--allow-missing-classes", action="store_true", default=None)
+    p.add_argument("--cache-dir", help="decoded-tensor cache (default: $RSDISTILL_CACHE, else "
+                                       "~/.cache/rsdistill/cache)")
+    p.add_argument("--allow-missing-classes", action="store_true", default=None,
+                   help="use only the class folders found instead of failing")
     p.add_argument("--seeds", type=int, help="seeds of the sweep (overrides the config)")
     p.add_argument("--jobs", type=int, help="seeds trained side by side (overrides the config; "
                                             "0 = one per CPU core, 1 on a GPU)")
     p.add_argument("--out", help="study directory (default runs/<dataset>)")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bars (log lines only)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace what rsdistill wrote in the study directory and start afresh "
                         "(without it, rerunning continues the study there)")

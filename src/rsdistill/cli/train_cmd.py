@@ -8,7 +8,7 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from rsdistill.cli.common import add_data_args, data_config, parse_layers, parse_method_options
+from rsdistill.cli.common import THREADS_ZERO, add_data_args, data_config, parse_layers, parse_method_options
 from rsdistill.config import from_dict
 from rsdistill.data.module import DataConfig
 from rsdistill.errors import ConfigError
@@ -45,7 +45,8 @@ def add_train_args(p: argparse.ArgumentParser, model_flag: str, model_help: str,
     g.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
     g.add_argument("--optimizer", help=f"sgd or adamw ({_default(d, 'optimizer')})")
     g.add_argument("--lr", type=float, help=f"peak learning rate ({_default(d, 'lr')})")
-    g.add_argument("--momentum", type=float, default=d.momentum)
+    g.add_argument("--momentum", type=float, default=d.momentum,
+                   help=f"SGD momentum (default {d.momentum:g})")
     g.add_argument("--weight-decay", type=float, help=_default(d, "weight_decay"))
     g.add_argument("--schedule", help=f"cosine, onecycle or constant ({_default(d, 'schedule')})")
     g.add_argument("--warmup-epochs", type=int, help=_default(d, "warmup_epochs"))
@@ -61,9 +62,10 @@ def add_train_args(p: argparse.ArgumentParser, model_flag: str, model_help: str,
                         "fp32 = plain")
     g.add_argument("--inference-precision", default=d.inference_precision, choices=PRECISIONS,
                    help=f"precision for the latency/throughput figures (default {d.inference_precision})")
-    g.add_argument("--latency-runs", type=int, default=d.latency_runs)
+    g.add_argument("--latency-runs", type=int, default=d.latency_runs,
+                   help=f"timed batch-1 calls for the latency figures (default {d.latency_runs})")
     g.add_argument("--inference-threads", type=int, default=d.inference_threads,
-                   help="CPU threads for the latency figures (default 0 = all cores)")
+                   help=f"CPU threads for the latency figures (default {d.inference_threads}; {THREADS_ZERO})")
     g.add_argument("--teacher-cache", choices=TEACHER_CACHE, default=d.teacher_cache,
                    help="auto (default): with flips/rotations as the only augmentation, the "
                         "teacher's logits of all eight views of each image are computed once; "
@@ -79,7 +81,8 @@ def add_train_args(p: argparse.ArgumentParser, model_flag: str, model_help: str,
     g.add_argument("--overwrite", action="store_true",
                    help="replace what rsdistill wrote in --out (a run, sweep, comparison, "
                         "compress output, ...) and start afresh; other files there are kept")
-    g.add_argument("--no-progress", dest="progress", action="store_false")
+    g.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bars (log lines only)")
     g.add_argument("--sync-bn", action="store_true",
                    help="under torchrun on GPUs: SyncBatchNorm, batch statistics over the "
                         "global batch instead of each process's shard")
