@@ -17,6 +17,7 @@ import torch
 from rsdistill.cli.main import main
 from rsdistill.experiments.records import load_run_config
 from rsdistill.errors import ConfigError
+from rsdistill.export.int8_probe import choose_activations
 from rsdistill.export.quantize import (
     CalibrationImages, QuantizationError, QuantizeRequest, calibration_indices, quantize_onnx,
 )
@@ -84,8 +85,11 @@ def test_int8_metadata_is_the_contract_plus_quantization(ucm_run, quantized):
     assert int8 == fp32
     assert {k: record[k] for k in ("scheme", "format", "activations", "weights", "per_channel",
                                    "calibration_images", "method", "seed")} == {
-        "scheme": "static", "format": "QDQ", "activations": "int8", "weights": "int8",
-        "per_channel": True, "calibration_images": 300, "method": "minmax", "seed": 0}
+        "scheme": "static", "format": "QDQ", "activations": choose_activations()[0],
+        "weights": "int8", "per_channel": True, "calibration_images": 300, "method": "minmax",
+        "seed": 0}
+    # The default is measured on this machine, and the file says so.
+    assert record["activations_why"].startswith("auto: measured on this cpu")
     checked = record["checked"]
     assert checked["images"] == 420 and checked["split"] == "test"
     assert checked["accuracy_int8"] == quantized["int8"]["accuracy"]

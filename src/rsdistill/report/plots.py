@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.cm  # noqa: E402
 import matplotlib.colors  # noqa: E402
 import matplotlib.lines  # noqa: E402
+import matplotlib.text  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -116,26 +117,30 @@ def _plain_log_ticks(ax, values: list[float]) -> None:
 
 
 def _label_points(ax, points: list[tuple[str, float, float]], fontsize: int = 7) -> None:
-    """Labels beside (x, y) points, moved apart vertically where they would overlap
-    (with a thin leader line to their point when moved)."""
+    """Labels right of (x, y) points, from the top down, each moved down where it would
+    overlap one already placed (measured as drawn), with a thin leader line when moved."""
     fig = ax.figure
-    fig.tight_layout()  # the layout _save keeps, so pixel distances hold
-    fig.canvas.draw()
-    to_px = ax.transData.transform
-    height = fontsize * fig.dpi / 72 * 1.25
-    placed: list[tuple[float, float, float]] = []  # x0, x1, y of each placed label (pixels)
+    fig.tight_layout()  # the layout _save keeps, so the measured boxes hold
+    renderer = fig.canvas.get_renderer()
+    step = fontsize * fig.dpi / 72 / 2
+    placed = []
+    style = {"fontsize": fontsize, "va": "center", "textcoords": "offset pixels",
+             "bbox": {"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8}}
     for label, x, y in sorted(points, key=lambda p: -p[2]):
-        px, py = to_px((x, y))
-        width = 0.6 * fontsize * fig.dpi / 72 * len(label)
-        x0, x1, ty = px + 8, px + 8 + width, py
-        while any(a < x1 and x0 < b and abs(ty - c) < height for a, b, c in placed):
-            ty -= height / 2
-        placed.append((x0, x1, ty))
-        moved = abs(ty - py) > 1
-        ax.annotate(label, (x, y), xytext=(8, ty - py), textcoords="offset pixels",
-                    fontsize=fontsize, va="center",
-                    bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8},
-                    arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5} if moved else None)
+        ann = ax.annotate(label, (x, y), xytext=(8, 0), **style)
+        dy = 0.0
+        for _ in range(200):
+            ann.update_positions(renderer)
+            box = matplotlib.text.Text.get_window_extent(ann, renderer).expanded(1.0, 1.15)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            dy -= step
+            ann.xyann = (8, dy)
+        placed.append(box)
+        if dy:
+            ann.remove()
+            ax.annotate(label, (x, y), xytext=(8, dy), **style,
+                        arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5})
 
 
 def accuracy_vs_latency(points: list[tuple[str, float, float]], path: Path) -> Path:
