@@ -73,7 +73,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     sweep_dir = run_study(cfg, progress=args.progress, overwrite=args.overwrite)
     log.info("stage 4/4: report")
     report = write_report(sweep_dir, int8=args.int8)
-    for line in headline(read_json(sweep_dir / SWEEP_RESULTS)):
-        print(line)
+    if (sweep_dir / SWEEP_RESULTS).is_file():  # the headline: what a newcomer looks for first
+        for line in headline(read_json(sweep_dir / SWEEP_RESULTS)):
+            print(line)
     print(f"wrote {report}")
     return 0
