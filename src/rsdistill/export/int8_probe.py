@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from rsdistill.export.ort_backend import import_optional
+from rsdistill.export.qdq import CalibrationImages, quantize_graph
 from rsdistill.models import build_model
 from rsdistill.paths import default_cache_dir
 from rsdistill.runtime.precision import machine_key, read_probe, write_probe
@@ -62,8 +63,6 @@ def _median_ms(sessions: dict[str, object], rounds: int = 60, warmup: int = 5) -
 
 def measure_activation_speed() -> dict[str, float]:
     """Batch-1 p50 in ms of the probe net quantised with int8 and with uint8 activations."""
-    from rsdistill.export.quantize import CalibrationImages, quantize_graph
-
     ort = import_optional("onnxruntime")
     fp32 = _probe_onnx()
     images = torch.rand(16, 3, _SIZE, _SIZE, generator=torch.Generator().manual_seed(0))
