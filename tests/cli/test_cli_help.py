@@ -44,3 +44,41 @@ def test_no_training_only_options_where_nothing_trains(name):
     assert not flags & {"--no-crop", "--no-hflip", "--no-vflip", "--no-rot90", "--mix",
                         "--mix-alpha", "--momentum", "--lr", "--epochs"}
     assert name == "data" or "--dataset" in flags  # the data options themselves stay
+
+
+def test_shared_flags_read_the_same_everywhere():
+    from rsdistill.experiments.compare import CompareConfig
+    from rsdistill.experiments.grid import SweepConfig
+    from rsdistill.experiments.pareto import ParetoConfig
+
+    cmds = subcommands()
+    temperature = {n: options(p)["--temperature"].help for n, p in cmds.items()
+                   if "--temperature" in options(p)}
+    assert set(temperature) == {"distill", "sweep", "compare", "pareto"}
+    assert len({t.replace(" of every method", "") for t in temperature.values()}) == 1
+    assert "1 for dml" in temperature["distill"]  # read from the METHODS registry
+    # Each --seeds default is its config dataclass's; run's comes from the study config.
+    seeds = {n: options(cmds[n])["--seeds"].default for n in ("sweep", "compare", "pareto", "run")}
+    assert seeds == {"sweep": SweepConfig().seeds, "compare": CompareConfig().seeds,
+                     "pareto": ParetoConfig().seeds, "run": None}
+    metavars = {n: options(p)["--method-option"].metavar for n, p in cmds.items()
+                if "--method-option" in options(p)}
+    assert set(metavars.values()) == {"[METHOD:]KEY=VALUE"} and len(metavars) == 5
+
+
+def test_method_option_has_one_syntax(capsys):
+    from rsdistill.cli.compare_cmd import parse_compare_options
+    from rsdistill.cli.training_args import method_settings, split_method_options
+    from rsdistill.errors import ConfigError
+
+    assert split_method_options(["fitnet:hint_weight=50", "warmup_epochs=1", "x:y=a:b"]) == {
+        "fitnet": ["hint_weight=50"], None: ["warmup_epochs=1"], "x": ["y=a:b"]}
+    args = argparse.Namespace(method="fitnet", method_options=["fitnet:hint_weight=50"],
+                              student_layers=None, teacher_layers=None)
+    assert method_settings(args)["method_options"] == {"hint_weight": 50}
+    args.method_options = ["dkd:warmup_epochs=1"]
+    with pytest.raises(ConfigError, match="names method dkd, but this run trains fitnet"):
+        method_settings(args)
+    assert parse_compare_options(["fitnet:hint_weight=50"]) == {"fitnet": {"hint_weight": 50}}
+    with pytest.raises(ConfigError, match="METHOD:KEY=VALUE"):
+        parse_compare_options(["hint_weight=50"])

@@ -85,11 +85,15 @@ def test_int8_metadata_is_the_contract_plus_quantization(ucm_run, quantized):
     assert int8 == fp32
     assert {k: record[k] for k in ("scheme", "format", "activations", "weights", "per_channel",
                                    "calibration_images", "method", "seed")} == {
-        "scheme": "static", "format": "QDQ", "activations": choose_activations()[0],
+        "scheme": "static", "format": "QDQ", "activations": record["activations"],
         "weights": "int8", "per_channel": True, "calibration_images": 300, "method": "minmax",
         "seed": 0}
-    # The default is measured on this machine, and the file says so.
-    assert record["activations_why"].startswith("auto: measured on this cpu")
+    # The default is the type measured faster on this machine, unless it lost more than
+    # --max-drop here and the other did not; the file says which and why.
+    why = record["activations_why"]
+    assert why.startswith("auto: measured on this cpu")
+    assert record["activations"] == choose_activations()[0] or \
+        why.endswith(f"more than --max-drop 1, so {record['activations']}")
     checked = record["checked"]
     assert checked["images"] == 420 and checked["split"] == "test"
     assert checked["accuracy_int8"] == quantized["int8"]["accuracy"]

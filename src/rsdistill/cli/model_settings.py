@@ -11,6 +11,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from rsdistill.training.config import TrainConfig
 from rsdistill.cli.common import THREADS_ZERO, add_data_args, data_config
 from rsdistill.data.module import DataConfig
 from rsdistill.runtime.precision import PRECISIONS
@@ -55,8 +56,11 @@ def model_settings(args: argparse.Namespace, model_file: Path) -> ModelSettings:
                     "inference_threads": train.inference_threads}
         data, from_run = data_config(args, base_data), True
     else:
-        defaults = {"precision": "fp32", "inference_precision": "fp32", "device": "auto",
-                    "latency_runs": 100, "inference_threads": 0}
+        # A bare model file: TrainConfig's defaults, the settings a run would have had.
+        d = TrainConfig()
+        defaults = {"precision": "fp32", "inference_precision": d.inference_precision,
+                    "device": d.device, "latency_runs": d.latency_runs,
+                    "inference_threads": d.inference_threads}
         data, from_run = (data_config(args) if getattr(args, "dataset", None) else None), False
     values = {k: defaults[k] if v is None else v for k, v in given.items()}
     return ModelSettings(data=data, from_run=from_run, **values)

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from rsdistill.cli.report_cmd import INT8_HELP
+from rsdistill.cli.training_args import add_seeds_arg
 from rsdistill.data.specs import DATASETS
 from rsdistill.experiments.study import (
     StudyConfig, describe_locations, load_study_config, run_study,
@@ -39,7 +40,7 @@ def register(sub) -> None:
                                        "~/.cache/rsdistill/cache)")
     p.add_argument("--allow-missing-classes", action="store_true", default=None,
                    help="use only the class folders found instead of failing")
-    p.add_argument("--seeds", type=int, help="seeds of the sweep (overrides the config)")
+    add_seeds_arg(p, None, " of the sweep, overriding the config")
     p.add_argument("--jobs", type=int, help="seeds trained side by side (overrides the config; "
                                             "0 = one per CPU core, 1 on a GPU)")
     p.add_argument("--out", help="study directory (default runs/<dataset>)")

@@ -158,26 +158,39 @@ def _quantize(source: Path, request: QuantizeRequest, data_cfg: DataConfig, out:
     calib = calibration_indices(data.split["train"], request.calibration_images, request.seed)
     reader = CalibrationImages(data.dataset.images[calib], to_input, fp32_backend.input_name)
     ort = import_optional("onnxruntime")
+    fp32_props = dict(fp32_backend.session.get_modelmeta().custom_metadata_map)
+    before = _test_scores(fp32_backend, data, to_input)
+
+    def attempt(activations: str, why: str) -> tuple[dict, bytes, bytes, dict, float]:
+        record = {"scheme": "static", "format": "QDQ", "activations": activations,
+                  "activations_why": why, "weights": "int8",
+                  "per_channel": True, "reduce_range": False, "method": request.method,
+                  "calibration_images": int(calib.numel()), "calibration_split": "train",
+                  "seed": request.seed, "preprocess": "quant_pre_process",
+                  "onnxruntime": ort.__version__, "source": fp32_file.name}
+        graph = quantize_graph(fp32_file.read_bytes(), reader, request.method, activations)
+        blob = with_metadata(graph, {**fp32_props, "quantization": json.dumps(record)})
+        after = _test_scores(OnnxRuntimeBackend(blob, threads), data, to_input)
+        return record, graph, blob, after, 100 * (before["accuracy"] - after["accuracy"])
+
     if request.activations == "auto":
         activations, why = choose_activations()
     else:
         activations, why = request.activations, "asked for"
-    record = {"scheme": "static", "format": "QDQ", "activations": activations,
-              "activations_why": why, "weights": "int8",
-              "per_channel": True, "reduce_range": False, "method": request.method,
-              "calibration_images": int(calib.numel()), "calibration_split": "train",
-              "seed": request.seed, "preprocess": "quant_pre_process",
-              "onnxruntime": ort.__version__, "source": fp32_file.name}
-    graph = quantize_graph(fp32_file.read_bytes(), reader, request.method, activations)
-    fp32_props = dict(fp32_backend.session.get_modelmeta().custom_metadata_map)
-    blob = with_metadata(graph, {**fp32_props, "quantization": json.dumps(record)})
+    record, graph, blob, after, drop = attempt(activations, why)
+    if request.activations == "auto" and drop > request.max_drop and not request.allow_drop:
+        # The faster type loses too much here: the other one, if it keeps within the bound.
+        other = next(a for a in ACTIVATION_TYPES.names() if a != activations)
+        note = (f"{why}; but {activations} dropped {drop:.2f} pt here, more than --max-drop "
+                f"{request.max_drop:g}, so {other}")
+        retry = attempt(other, note)
+        if retry[4] <= request.max_drop:
+            record, graph, blob, after, drop = retry
     int8_backend = OnnxRuntimeBackend(blob, threads)
-    before, after = _test_scores(fp32_backend, data, to_input), _test_scores(int8_backend, data, to_input)
     size = int(meta["image_size"])
     shape = (3, size, size)
     latency = interleaved_latency({"fp32": (fp32_backend, shape), "int8": (int8_backend, shape)},
                                   resolve_precision("fp32", "cpu"), rounds=latency_runs)
-    drop = 100 * (before["accuracy"] - after["accuracy"])
     result = {
         "source": str(fp32_file), "out": str(out), "exported": exported, "quantization": record,
         "test_images": int(data.split["test"].numel()), "threads": fp32_backend.threads,
