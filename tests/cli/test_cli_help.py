@@ -63,7 +63,8 @@ def test_shared_flags_read_the_same_everywhere():
                      "pareto": ParetoConfig().seeds, "run": None}
     metavars = {n: options(p)["--method-option"].metavar for n, p in cmds.items()
                 if "--method-option" in options(p)}
-    assert set(metavars.values()) == {"[METHOD:]KEY=VALUE"} and len(metavars) == 5
+    assert set(metavars.values()) == {"[METHOD:]KEY=VALUE"}
+    assert set(metavars) == {"distill", "sweep", "compare", "pareto"}
 
 
 def test_method_option_has_one_syntax(capsys):
@@ -82,3 +83,16 @@ def test_method_option_has_one_syntax(capsys):
     assert parse_compare_options(["fitnet:hint_weight=50"]) == {"fitnet": {"hint_weight": 50}}
     with pytest.raises(ConfigError, match="METHOD:KEY=VALUE"):
         parse_compare_options(["hint_weight=50"])
+
+
+def test_advice_under_run_names_what_run_takes():
+    from rsdistill.cli.main import adapt_advice, build_parser
+
+    parser = build_parser()
+    text = ("weights became non-finite; lower --lr or check the data; pass --skip-corrupt, "
+            "--download or --data-root DIR; fix that and rerun with --resume to continue")
+    assert adapt_advice(text, parser, "run") == (
+        "weights became non-finite; lower 'lr' in the study config or check the data; pass "
+        "'skip_corrupt' in the study config, --download or --data-root DIR; fix that and rerun "
+        "with the same command (it continues where it stopped) to continue")
+    assert adapt_advice(text, parser, "train") == text
