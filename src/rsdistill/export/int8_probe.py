@@ -87,7 +87,7 @@ def choose_activations(cache_dir: Path | None = None) -> tuple[str, str]:
         return cached["activations"], cached.get("why", "measured earlier on this machine")
     ms = measure_activation_speed()
     chosen = "uint8" if ms["int8"] > PROBE_MARGIN * ms["uint8"] else "int8"
-    why = (f"auto: measured on this cpu, a conv net with uint8 activations (U8S8) runs in "
+    why = (f"auto: measured on this cpu, {PROBE_MODEL} with uint8 activations (U8S8) runs in "
            f"{ms['uint8'] / ms['int8']:.2f}x the time of int8 (S8S8) with onnxruntime "
            f"{ort.__version__} (probe cached in {file})")
     write_probe(file, key, {"activations": chosen, "why": why,
