@@ -74,13 +74,15 @@ def imports_of(path: Path, modules: dict[str, Path]) -> set[str]:
     return {m for m in out if m in modules}
 
 
-@pytest.fixture(scope="module")
-def graph() -> dict[str, set[str]]:
-    modules = all_modules()
-    return {name: imports_of(path, modules) for name, path in modules.items()}
+def relative_imports(path: Path) -> list[str]:
+    """``from . import x`` / ``from .y import z`` lines of ``path`` (absolute imports only:
+    they are what the layer rule reads)."""
+    return [f"{path.name}:{node.lineno}" for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.level > 0]
 
 
-def test_every_import_points_to_the_same_package_or_a_lower_layer(graph):
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """``a -> b`` for every import of a layer above or beside ``a``'s."""
     wrong = []
     for module, targets in graph.items():
         src_unit = unit_of(module)
@@ -91,16 +93,16 @@ def test_every_import_points_to_the_same_package_or_a_lower_layer(graph):
                 continue
             if layer_of(dst_unit) >= layer_of(src_unit):
                 wrong.append(f"{module} -> {target}")
-    assert not wrong, "imports of a layer above or beside: " + "; ".join(sorted(wrong))
+    return sorted(wrong)
 
 
-def test_there_is_no_import_cycle(graph):
+def import_cycles(graph: dict[str, set[str]]) -> list[str]:
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
     cycles = []
 
     def visit(node: str, path: list[str]) -> None:
         state[node] = 1
-        for nxt in sorted(graph[node]):
+        for nxt in sorted(graph.get(node, ())):
             if nxt == node:
                 continue
             if state.get(nxt) == 1:
@@ -112,7 +114,48 @@ def test_there_is_no_import_cycle(graph):
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
+    return cycles
+
+
+def unregistered_procedures(methods, procedures) -> list[str]:
+    """Methods (variants included) whose ``procedure`` no procedure is registered under."""
+    wrong = []
+    for name in methods:
+        method = methods.get(name)
+        for m in [method, *(method.variants.get(v) for v in (method.variants or []))]:
+            if m.procedure not in procedures:
+                wrong.append(f"{m.name}: {m.procedure}")
+    return wrong
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    modules = all_modules()
+    return {name: imports_of(path, modules) for name, path in modules.items()}
+
+
+def test_every_import_points_to_the_same_package_or_a_lower_layer(graph):
+    wrong = upward_imports(graph)
+    assert not wrong, "imports of a layer above or beside: " + "; ".join(wrong)
+
+
+def test_there_is_no_import_cycle(graph):
+    cycles = import_cycles(graph)
     assert not cycles, "import cycles: " + "; ".join(cycles)
+
+
+def test_no_relative_imports():
+    found = [f"{p.relative_to(SRC)}: {hit}" for p in sorted(PACKAGE.rglob("*.py"))
+             for hit in relative_imports(p)]
+    assert not found, "relative imports (write rsdistill.<package>...): " + "; ".join(found)
+
+
+def test_every_method_names_a_registered_procedure():
+    from rsdistill.experiments.procedures import PROCEDURES
+    from rsdistill.losses import METHODS
+
+    wrong = unregistered_procedures(METHODS, PROCEDURES)
+    assert not wrong, "Method.procedure without a registered procedure: " + "; ".join(wrong)
 
 
 def test_no_source_file_is_longer_than_the_limit():
@@ -121,25 +164,26 @@ def test_no_source_file_is_longer_than_the_limit():
     assert not long, f"files over {MAX_LINES} lines: {long}"
 
 
-def test_the_checker_sees_a_violation_and_a_cycle(tmp_path):
-    # The walk itself must work: a fake upward import and a two-module cycle are found.
+def test_the_checker_sees_each_kind_of_violation(tmp_path):
+    # The rules themselves must work: each is called on a case it has to reject.
     fake = {"rsdistill.data.x": {"rsdistill.training.trainer"},
-            "rsdistill.training.trainer": {"rsdistill.data.x"}}
-    assert layer_of(unit_of("rsdistill.training.trainer")) > layer_of(unit_of("rsdistill.data.x"))
-    state, found = {}, []
-
-    def visit(node, path):
-        state[node] = 1
-        for nxt in fake[node]:
-            if state.get(nxt) == 1:
-                found.append(nxt)
-            elif nxt not in state:
-                visit(nxt, path + [nxt])
-        state[node] = 2
-
-    visit("rsdistill.data.x", ["rsdistill.data.x"])
-    assert found == ["rsdistill.data.x"]
+            "rsdistill.training.trainer": {"rsdistill.data.x"},
+            "rsdistill.models.y": {"rsdistill.losses.z"}, "rsdistill.losses.z": set()}
+    assert upward_imports(fake) == ["rsdistill.data.x -> rsdistill.training.trainer",
+                                    "rsdistill.models.y -> rsdistill.losses.z"]
+    assert import_cycles(fake) == ["rsdistill.data.x -> rsdistill.training.trainer -> "
+                                   "rsdistill.data.x"]
     probe = tmp_path / "m.py"
-    probe.write_text("def f():\n    from rsdistill.training import trainer\n")
+    probe.write_text("def f():\n    from rsdistill.training import trainer\n"
+                     "from . import sibling\nfrom .other import thing\n")
     assert imports_of(probe, {"rsdistill.training.trainer": probe, "rsdistill.training": probe}) \
         == {"rsdistill.training.trainer"}
+    assert relative_imports(probe) == ["m.py:3", "m.py:4"]
+
+    from rsdistill.losses.method import Method
+    from rsdistill.registry import Registry
+
+    methods = Registry("method")
+    methods.add("ok", Method("ok", "fine", procedure="single"))
+    methods.add("odd", Method("odd", "typo", procedure="singel"))
+    assert unregistered_procedures(methods, {"single": object()}) == ["odd: singel"]

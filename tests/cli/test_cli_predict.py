@@ -179,7 +179,21 @@ def test_evaluate_writes_one_row_per_test_image(run_dir, tmp_path, capsys):
     assert sum(r["correct"] == "True" for r in rows) / len(rows) == metrics["accuracy"]
     assert all(r["correct"] == str(r["true_class"] == r["predicted_class"]) for r in rows)
     data = prepare_data(load_run_config(run_dir)[0], progress=False)
-    assert [r["file"] for r in rows] == [data.dataset.files[i] for i in data.split["test"].tolist()]
+    assert [r["file"] for r in rows] == [data.dataset.location(i) for i in data.split["test"].tolist()]
+
+
+def test_evaluate_and_predict_name_an_image_alike(run_dir, tiny_tree3, tmp_path, capsys, monkeypatch):
+    # The data root given relatively to one command and absolutely to the other: the
+    # rows still join on "file", and agree on the predicted class.
+    evaluated, predicted = tmp_path / "test.csv", tmp_path / "new.csv"
+    assert main(["evaluate", str(run_dir), "--predictions", str(evaluated), "--precision", "fp32",
+                 "--latency-runs", "2", "--inference-threads", "1"]) == 0
+    monkeypatch.chdir(tiny_tree3.parent)
+    assert main(["predict", str(run_dir), tiny_tree3.name, "--out", str(predicted), *FAST]) == 0
+    test_rows = list(csv.DictReader(evaluated.open()))
+    new = {r["file"]: r for r in csv.DictReader(predicted.open())}
+    assert test_rows and all(r["file"] in new for r in test_rows)
+    assert all(new[r["file"]]["predicted_class"] == r["predicted_class"] for r in test_rows)
 
 
 def test_evaluate_int8_predictions_as_json(run_dir, tmp_path, capsys):

@@ -42,8 +42,10 @@ def test_quantize_prints_both_models_and_writes_beside_them(run_dir, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith(f"exported {run_dir / 'model.onnx'} (parity on 9 test images")
     assert lines[1].startswith("calibration: 16 training images (seed 0), minmax; QDQ")
-    assert "test split: 9 images; batch 1, 1 thread(s), timed side by side" in lines[2]
-    assert [line.split()[0] for line in lines[3:6]] == ["fp32", "int8", "change"]
+    # The activation type auto chose, and the measurement it rests on.
+    assert lines[2].startswith("activations: auto: measured on this cpu")
+    assert "test split: 9 images; batch 1, 1 thread(s), timed side by side" in lines[3]
+    assert [line.split()[0] for line in lines[4:7]] == ["fp32", "int8", "change"]
     assert lines[-1] == f"wrote {run_dir / 'model.int8.onnx'}"
     onnx.checker.check_model(str(run_dir / "model.int8.onnx"))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from rsdistill.cli.main import build_parser
-from rsdistill.cli.train_cmd import train_config
+from rsdistill.cli.training_args import train_config
 from rsdistill.training.config import FINE_TUNE_RECIPE
 from rsdistill.training.config import TrainConfig
 

@@ -3,8 +3,11 @@ plus the one-line errors of a bad study config. In process through ``cli.main.ma
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
+import logging
 
 import pytest
 import torch
@@ -15,6 +18,7 @@ import rsdistill.cli.sweep_cmd as sweep_cmd
 from rsdistill.cli.main import main
 from rsdistill.runtime.checkpoint import safe_load
 from rsdistill.experiments.grid import member_name
+from rsdistill.experiments.locate import best_sweep_runs, headline
 from rsdistill.training.trainer import Trainer
 
 FIGURES = ("alpha_f1", "alpha_accuracy", "confusion_best", "training_curves", "accuracy_latency")
@@ -195,8 +199,35 @@ def study(tmp_path_factory, tiny_tree3, tiny_cache):
     out = root / "study"
     argv = ["run", "--config", config, "--dataset", "folder", "--data-root", str(tiny_tree3),
             "--cache-dir", str(tiny_cache), "--out", str(out), "--no-progress"]
-    assert main(argv) == 0
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert main(argv) == 0
+    (root / "stdout.txt").write_text(stdout.getvalue())  # for the headline test below
     return out, argv
+
+
+def test_run_ends_with_its_headline(study):
+    out, _ = study
+    lines = (out.parent / "stdout.txt").read_text().strip().splitlines()
+    res = read_json(out / "sweep" / "results.json")
+    assert lines[-1] == f"wrote {out / 'sweep' / 'report.md'}"
+    assert lines[-4:-1] == headline(res) or lines[-3:-1] == headline(res)
+    assert f"{100 * res['teacher']['accuracy']:.2f} %" in "\n".join(lines)
+    assert any(line.startswith("best student resnet8 (α = ") for line in lines)
+
+
+def test_report_and_evaluate_accept_the_study_folder(study, capsys, caplog):
+    out, _ = study
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"wrote {out / 'sweep' / 'report.md'}"
+    label, runs = best_sweep_runs(read_json(out / "sweep" / "results.json"))
+    with caplog.at_level(logging.INFO):
+        assert main(["evaluate", str(out), "--json", "--latency-runs", "2",
+                     "--inference-threads", "1"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["checkpoint"] == str(out / "sweep" / runs[0] / "model.pt")
+    assert f"{out} is a study: using its best student" in caplog.text
 
 
 def test_run_writes_every_output(study, tiny_tree3, capsys):

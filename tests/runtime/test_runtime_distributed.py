@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import tempfile
 import sys
 import textwrap
 from pathlib import Path
@@ -94,9 +95,12 @@ def _run(cmd: list[str], expect: int = 0, **env) -> subprocess.CompletedProcess:
 
 
 def _torchrun(launcher: Path, args: list[str], expect: int = 0, **env) -> subprocess.CompletedProcess:
-    return _run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                 "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), str(launcher),
-                 *args], expect, **env)
+    # torchrun makes a torchelastic_* log folder in the temp directory and leaves it
+    # there: give it a temp directory of its own, removed afterwards.
+    with tempfile.TemporaryDirectory(prefix="rsdistill-torchrun-") as tmp:
+        return _run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                     "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
+                     str(launcher), *args], expect, **{"TMPDIR": tmp, **env})
 
 
 def _assert_same_weights(a: dict, b: dict) -> None:

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 from pathlib import Path
 
 from rsdistill.data.mix import MIX_MODES
 from rsdistill.data.module import TEACHER_AUGMENT, TEACHER_VIEWS, DataConfig
 from rsdistill.data.specs import DATASETS
 from rsdistill.errors import ConfigError
+from rsdistill.experiments.locate import run_dir
+
+log = logging.getLogger(__name__)
 
 _D = DataConfig()
 
 
 def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True,
-                  student: bool = False) -> None:
+                  student: bool = False, training: bool = True) -> None:
     # Every default is None, meaning "not given": data_config() fills in DataConfig's
     # defaults, or a base config (e.g. the teacher's) for options the user left out.
+    # ``training=False`` (export, quantize, evaluate, compress): no augmentation or mixing,
+    # which only change how a model is trained.
     g = p.add_argument_group("data")
     g.add_argument("--dataset", required=dataset_required, choices=DATASETS.names(),
                    help="dataset name (folder = any class-per-folder directory or zip)")
@@ -51,21 +57,8 @@ def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True,
     g.add_argument("--split-dir", help="folder with <name>-train.txt/-val.txt/-test.txt split files")
     g.add_argument("--standardize", action="store_true", default=None,
                    help="per-channel mean/std standardisation (statistics of the training split)")
-    for flag in ("hflip", "vflip", "rot90", "crop"):
-        g.add_argument(f"--no-{flag}", dest=flag, action="store_false", default=None,
-                       help=f"disable the {flag} training augmentation")
-    g.add_argument("--crop-pad", type=float,
-                   help="random crop strength: reflect padding as a fraction of the side, the "
-                        f"largest shift (default {_D.crop_pad} = 4 px at 32 px; 0.0625 is milder)")
-    g.add_argument("--mix", choices=MIX_MODES,
-                   help="mix training batches: mixup or cutmix (default none); with a teacher at "
-                        "--alpha 1 the target is the teacher's prediction on the mixed image "
-                        "(function matching)")
-    g.add_argument("--mix-alpha", type=float,
-                   help=f"Beta(a, a) of the mixing weight (default {_D.mix_alpha})")
-    g.add_argument("--mix-prob", type=float,
-                   help="share of training images that get a mixing partner, the rest stay "
-                        f"whole (default {_D.mix_prob}; 0.5 is milder for small inputs)")
+    if training:
+        _add_training_data_args(g)
     if student:
         g.add_argument("--teacher-view", choices=TEACHER_VIEWS,
                        help="own: a teacher of another resolution reads the scene at its own "
@@ -84,6 +77,24 @@ def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True,
         g.add_argument("--transfer-limit", type=int,
                        help="use a fixed random subset of this many transfer images")
     g.add_argument("--workers", type=int, help="processes for the first decode (default: cores)")
+
+
+def _add_training_data_args(g) -> None:
+    for flag in ("hflip", "vflip", "rot90", "crop"):
+        g.add_argument(f"--no-{flag}", dest=flag, action="store_false", default=None,
+                       help=f"disable the {flag} training augmentation")
+    g.add_argument("--crop-pad", type=float,
+                   help="random crop strength: reflect padding as a fraction of the side, the "
+                        f"largest shift (default {_D.crop_pad} = 4 px at 32 px; 0.0625 is milder)")
+    g.add_argument("--mix", choices=MIX_MODES,
+                   help="mix training batches: mixup or cutmix (default none); with a teacher at "
+                        "--alpha 1 the target is the teacher's prediction on the mixed image "
+                        "(function matching)")
+    g.add_argument("--mix-alpha", type=float,
+                   help=f"Beta(a, a) of the mixing weight (default {_D.mix_alpha})")
+    g.add_argument("--mix-prob", type=float,
+                   help="share of training images that get a mixing partner, the rest stay "
+                        f"whole (default {_D.mix_prob}; 0.5 is milder for small inputs)")
 
 
 def data_config(args: argparse.Namespace, base: DataConfig | None = None) -> DataConfig:
@@ -147,3 +158,17 @@ def check_resume_target(args: argparse.Namespace) -> None:
         what = "does not exist" if not out.exists() else "is not a directory"
         raise ConfigError(f"--resume: {out} {what}, so there is no run to continue; check "
                           "--out, or leave out --resume to start a new run")
+
+
+# One meaning everywhere: 0 leaves the count to torch (OMP_NUM_THREADS when set, else
+# one per core), for torch and onnxruntime timings alike (export/ort_backend.py).
+THREADS_ZERO = "0 = torch's thread count: OMP_NUM_THREADS when set, else one per core"
+RUN_HELP = "run directory, or a study or sweep folder (its best student)"
+
+
+def chosen_run(path: str) -> str:
+    """``path``, or for a study or sweep folder its best student's run (said in one line)."""
+    chosen, note = run_dir(path)
+    if note:
+        log.info("%s", note)
+    return str(chosen)

@@ -7,7 +7,10 @@ import argparse
 from rsdistill.cli.backend_options import add_backend_arguments, backend_config
 from rsdistill.cli.common import add_data_args, parse_method_options
 from rsdistill.cli.report_cmd import INT8_HELP
-from rsdistill.cli.train_cmd import add_train_args, distill_data_config, train_config
+from rsdistill.cli.training_args import (
+    add_method_option_arg, add_seeds_arg, add_teacher_arg, add_temperature_arg, add_train_args,
+    distill_data_config, split_method_options, train_config,
+)
 from rsdistill.experiments.compare import CompareConfig, default_methods, run_compare
 from rsdistill.errors import ConfigError
 from rsdistill.losses import METHODS
@@ -30,18 +33,13 @@ def register(sub) -> None:
     g.add_argument("--methods", default=",".join(default_methods()),
                    help=f"comma-separated, from: {', '.join(METHODS.names())} "
                         f"(default {','.join(default_methods())}; scratch is always added)")
-    g.add_argument("--seeds", type=int, default=d.seeds, help=f"seeds 0..N-1 (default {d.seeds})")
-    g.add_argument("--teacher", default="", help="teacher run directory or model.pt (needed by "
-                   "every method that distils from a teacher; data options default to its run's)")
+    add_seeds_arg(g, d.seeds)
+    add_teacher_arg(g, note="needed by every method that distils from a teacher; data options "
+                            "default to its run's")
     g.add_argument("--alpha", type=float, default=d.alpha,
                    help=f"weight of every method's loss, 0..1 (default {d.alpha})")
-    g.add_argument("--temperature", "-T", type=float, default=None,
-                   help="softmax temperature of every method (default: each method's own, "
-                        "1 for dml, else 4)")
-    g.add_argument("--method-option", dest="method_options", action="append",
-                   metavar="METHOD:KEY=VALUE",
-                   help="an option of one method, repeatable, e.g. self:variant=teacher_free, "
-                        "dml:peers=resnet8,resnet14, fitnet:hint_weight=50")
+    add_temperature_arg(g, " of every method")
+    add_method_option_arg(g)
     g.add_argument("--int8", action="store_true", help=INT8_HELP)
     add_backend_arguments(p)
     p.set_defaults(func=cmd_compare)
@@ -55,14 +53,12 @@ def parse_methods(text: str) -> list[str]:
 
 
 def parse_compare_options(items: list[str] | None) -> dict[str, dict]:
-    """``METHOD:KEY=VALUE`` arguments as ``{method: {key: value}}``."""
-    grouped: dict[str, list[str]] = {}
-    for item in items or []:
-        method, sep, option = item.partition(":")
-        if not sep or not method.strip():
-            raise ConfigError(f"--method-option of compare takes METHOD:KEY=VALUE (e.g. "
-                              f"self:variant=teacher_free), got {item!r}")
-        grouped.setdefault(method.strip(), []).append(option)
+    """``METHOD:KEY=VALUE`` arguments as ``{method: {key: value}}``: the one syntax of
+    --method-option, where compare needs the prefix (it trains several methods)."""
+    grouped = split_method_options(items)
+    if None in grouped:
+        raise ConfigError(f"--method-option of compare takes METHOD:KEY=VALUE (e.g. "
+                          f"self:variant=teacher_free), got {grouped[None][0]!r}")
     return {method: parse_method_options(opts) for method, opts in grouped.items()}
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from rsdistill.cli.common import RUN_HELP, chosen_run
 from rsdistill.cli.model_settings import add_measurement_args, model_settings, require_data
 from rsdistill.runtime.checkpoint import resolve_model_path
 from rsdistill.runtime.precision import resolve_precision
@@ -19,7 +20,7 @@ def register(sub) -> None:
                                    "best rank-R approximation of W₁, and reports size, FLOPs and "
                                    "test accuracy before and after. Writes a new run directory "
                                    "that evaluate and export read unchanged.")
-    p.add_argument("checkpoint", help="run directory or model.pt")
+    p.add_argument("checkpoint", help=RUN_HELP + ", or a model.pt")
     p.add_argument("--rank", type=int, help="rank R to keep (1 … full rank of W₁)")
     p.add_argument("--energy", type=float,
                    help="keep the smallest R whose singular values hold this share of Σs² (e.g. 0.99)")
@@ -39,7 +40,7 @@ def register(sub) -> None:
 
 def cmd_compress(args: argparse.Namespace) -> int:
     request = CompressRequest(rank=args.rank, energy=args.energy, weighting=args.weighting)
-    model_file = resolve_model_path(args.checkpoint)
+    model_file = resolve_model_path(chosen_run(args.checkpoint))
     s = model_settings(args, model_file)
     rec = compress_checkpoint(model_file, request, require_data(s, model_file),
                               resolve_precision(s.precision, s.device),

@@ -20,7 +20,7 @@ def register(sub) -> None:
     dsub.required = True
 
     info = dsub.add_parser("info", help="classes, counts, splits and cache path of a dataset")
-    add_data_args(info)
+    add_data_args(info, training=False)
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=cmd_info)
 

@@ -7,6 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from rsdistill.cli.common import RUN_HELP, chosen_run
 from rsdistill.cli.model_settings import ModelSettings, add_measurement_args, model_settings, require_data
 from rsdistill.data.module import prepare_data
 from rsdistill.models import load_model
@@ -29,8 +30,9 @@ def register(sub) -> None:
                                    "confusion matrix, inference time, parameters and FLOPs. "
                                    "An exported model (model.onnx) is run by its runtime, fed "
                                    "by the preprocessing stored in its metadata.")
-    p.add_argument("checkpoint", help="run directory, model.pt or model.onnx")
-    p.add_argument("--split", dest="eval_split", default="test", choices=("train", "val", "test"))
+    p.add_argument("checkpoint", help=RUN_HELP + ", a model.pt or a model.onnx")
+    p.add_argument("--split", dest="eval_split", default="test", choices=("train", "val", "test"),
+                   help="which split of the run's data to score (default test)")
     p.add_argument("--json", action="store_true", help="print the full metrics as JSON")
     p.add_argument("--predictions", metavar="FILE",
                    help="also write one row per image of the split (file, true class, predicted "
@@ -59,7 +61,7 @@ def _open(path: str, args: argparse.Namespace) -> tuple[object, dict, Path, Mode
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     rows_file = check_output_path(args.predictions, "--predictions") if args.predictions else None
-    model, meta, model_file, cfg, exported = _open(args.checkpoint, args)
+    model, meta, model_file, cfg, exported = _open(chosen_run(args.checkpoint), args)
     data_cfg = require_data(cfg, model_file)
     data_cfg.image_size = meta["image_size"]
     data = prepare_data(data_cfg)

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from rsdistill.cli.common import add_data_args
+from rsdistill.cli.common import RUN_HELP, add_data_args, chosen_run
 from rsdistill.cli.model_settings import model_settings
 from rsdistill.runtime.checkpoint import resolve_model_path
 from rsdistill.export import EXPORT_FORMATS, PARITY_ATOL, export_checkpoint
@@ -19,17 +19,18 @@ def register(sub) -> None:
                                    "names) in the file's metadata, after checking that it "
                                    f"reproduces the checkpoint's logits within {PARITY_ATOL:g} "
                                    "and every predicted class on the run's test images.")
-    p.add_argument("checkpoint", help="run directory or model.pt")
-    p.add_argument("--format", default="onnx", choices=EXPORT_FORMATS.names())
+    p.add_argument("checkpoint", help=RUN_HELP + ", or a model.pt")
+    p.add_argument("--format", default="onnx", choices=EXPORT_FORMATS.names(),
+                   help="file format (default onnx)")
     p.add_argument("--opset", type=int, help="ONNX opset (default 17)")
     p.add_argument("--out", help="output file (default: <run dir>/model.onnx)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    add_data_args(p, dataset_required=False)
+    add_data_args(p, dataset_required=False, training=False)
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    model_file = resolve_model_path(args.checkpoint)
+    model_file = resolve_model_path(chosen_run(args.checkpoint))
     # Parity runs on the run's test split (config.yaml, data options override); a bare
     # model.pt without --dataset falls back to seeded random inputs, which the output says.
     data = model_settings(args, model_file).data

@@ -6,6 +6,7 @@ import argparse
 import errno
 import logging
 import os
+import re
 import sys
 
 from rsdistill import __version__
@@ -50,6 +51,29 @@ def environment_fault(exc: BaseException) -> str | None:
     return f"{_ENVIRONMENT_FAULTS[cause.errno]}{where}: {describe_os_error(cause)}"
 
 
+# Advice in errors names command-line flags; under 'rsdistill run' most settings live in
+# the study config instead, and rerunning the command is what continues it.
+_RUN_SPELLINGS = {"--resume": "the same command (it continues where it stopped)"}
+_FLAG = re.compile(r"--[a-z][a-z0-9-]*")
+
+
+def adapt_advice(text: str, parser: argparse.ArgumentParser, command: str) -> str:
+    """``text`` with every flag that ``command`` does not have (but another command has)
+    named as ``run`` users set it: its key in the study config. Other commands unchanged."""
+    if command != "run":
+        return text
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    own = set(sub.choices[command]._option_string_actions)
+    known = {f for p in sub.choices.values() for f in p._option_string_actions}
+
+    def spell(m: re.Match) -> str:
+        flag = m.group(0)
+        if flag in own or flag not in known:
+            return flag
+        return _RUN_SPELLINGS.get(flag, f"'{flag[2:].replace('-', '_')}' in the study config")
+    return _FLAG.sub(spell, text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -66,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except RsdistillError as exc:
-        print(f"rsdistill: error: {exc}", file=sys.stderr)
+        print(f"rsdistill: error: {adapt_advice(str(exc), parser, args.command)}", file=sys.stderr)
         return 2
     except (OSError, RuntimeError) as exc:
         line = environment_fault(exc)

@@ -11,7 +11,8 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from rsdistill.cli.common import add_data_args, data_config
+from rsdistill.training.config import TrainConfig
+from rsdistill.cli.common import THREADS_ZERO, add_data_args, data_config
 from rsdistill.data.module import DataConfig
 from rsdistill.runtime.precision import PRECISIONS
 from rsdistill.experiments.records import load_run_config
@@ -34,12 +35,14 @@ def add_measurement_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=PRECISIONS,
                    help="precision for the metrics (default fp32, whatever the run trained in, "
                         "so they match the exported model's)")
-    p.add_argument("--inference-precision", choices=PRECISIONS)
-    p.add_argument("--device")
-    p.add_argument("--latency-runs", type=int)
+    p.add_argument("--inference-precision", choices=PRECISIONS,
+                   help="precision for the latency and throughput figures (default: the run's)")
+    p.add_argument("--device", help="auto, cpu or cuda (default: the run's)")
+    p.add_argument("--latency-runs", type=int,
+                   help="timed batch-1 calls for the latency figures (default: the run's, else 100)")
     p.add_argument("--inference-threads", type=int,
-                   help="CPU threads for the latency figures (0 = all cores)")
-    add_data_args(p, dataset_required=False)
+                   help=f"CPU threads for the latency figures (default: the run's setting; {THREADS_ZERO})")
+    add_data_args(p, dataset_required=False, training=False)
 
 
 def model_settings(args: argparse.Namespace, model_file: Path) -> ModelSettings:
@@ -53,8 +56,11 @@ def model_settings(args: argparse.Namespace, model_file: Path) -> ModelSettings:
                     "inference_threads": train.inference_threads}
         data, from_run = data_config(args, base_data), True
     else:
-        defaults = {"precision": "fp32", "inference_precision": "fp32", "device": "auto",
-                    "latency_runs": 100, "inference_threads": 0}
+        # A bare model file: TrainConfig's defaults, the settings a run would have had.
+        d = TrainConfig()
+        defaults = {"precision": "fp32", "inference_precision": d.inference_precision,
+                    "device": d.device, "latency_runs": d.latency_runs,
+                    "inference_threads": d.inference_threads}
         data, from_run = (data_config(args) if getattr(args, "dataset", None) else None), False
     values = {k: defaults[k] if v is None else v for k, v in given.items()}
     return ModelSettings(data=data, from_run=from_run, **values)

@@ -9,8 +9,11 @@ from pathlib import Path
 from rsdistill.cli.backend_options import add_backend_arguments, backend_config
 from rsdistill.cli.common import add_data_args
 from rsdistill.cli.pareto_students import add_student_start_args, student_start_settings
-from rsdistill.cli.train_cmd import (
+from rsdistill.cli.training_args import (
     add_method_args,
+    add_seeds_arg,
+    add_teacher_arg,
+    add_temperature_arg,
     add_train_args,
     distill_data_config,
     method_settings,
@@ -36,11 +39,12 @@ def register(sub) -> None:
     add_train_args(p, "--students", "comma-separated student models (default resnet8,resnet14,"
                                     "resnet20,wrn_16_2,mobilenetv2_x0_5)", model_required=False)
     g = p.add_argument_group("pareto")
-    g.add_argument("--teacher", required=True, help="teacher run directory or model.pt")
+    add_teacher_arg(g, required=True)
     g.add_argument("--sizes", default="32,64", help="student input sizes (default 32,64)")
-    g.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
-    g.add_argument("--alpha", type=float, default=0.5, help="the distilled students' α (default 0.5)")
-    g.add_argument("--temperature", "-T", type=float, default=None)
+    add_seeds_arg(g, ParetoConfig().seeds)
+    g.add_argument("--alpha", type=float, default=MethodConfig.alpha,
+                   help=f"the distilled students' α (default {MethodConfig.alpha:g})")
+    add_temperature_arg(g)
     g.add_argument("--jobs", type=int, default=0, help="seeds side by side (0 = one per core)")
     g.add_argument("--timing-threads", type=int, default=1,
                    help="intra-op threads of the side-by-side timing (default 1)")

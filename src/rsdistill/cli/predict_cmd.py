@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from rsdistill.cli.common import RUN_HELP, THREADS_ZERO, chosen_run
 from rsdistill.data.inputs import collect_inputs
 from rsdistill.evaluation.predictions import check_output_path, check_top_k, format_table, write_rows
 from rsdistill.errors import ConfigError
@@ -20,7 +21,7 @@ def register(sub) -> None:
                                    "model's scaling and mean/std) and prints or writes the "
                                    "predicted class and its probability. Unreadable images are "
                                    "named, skipped and counted.")
-    p.add_argument("model", help="run directory, model.pt, model.onnx or model.int8.onnx")
+    p.add_argument("model", help=RUN_HELP + ", a model.pt, model.onnx or model.int8.onnx")
     p.add_argument("inputs", nargs="+", help="image files (any format Pillow reads), folders "
                                              "(searched recursively) or .zip archives")
     p.add_argument("--out", help="write preds.csv or preds.json instead of printing a table")
@@ -29,7 +30,7 @@ def register(sub) -> None:
     p.add_argument("--device", help="device for a PyTorch model (default: cuda if present, else "
                                     "cpu; exported models run on the CPU)")
     p.add_argument("--inference-threads", type=int, default=0,
-                   help="CPU threads (0 = torch's thread count, the default)")
+                   help=f"CPU threads (default 0; {THREADS_ZERO})")
     p.add_argument("--workers", type=int, help="processes decoding images (default: cores, up to 8)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar (it is only drawn on a terminal anyway)")
@@ -43,7 +44,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.workers is not None and args.workers < 0:
         raise ConfigError(f"--workers must be >= 0, got {args.workers}")
-    loaded = open_model(args.model, args.device, args.inference_threads)
+    loaded = open_model(chosen_run(args.model), args.device, args.inference_threads)
     top_k = check_top_k(args.top_k, len(loaded.meta["classes"]))
     groups = collect_inputs(args.inputs)
     result = predict_inputs(loaded, groups, top_k, args.batch_size, args.workers, args.progress)

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from rsdistill.cli.common import add_data_args
+from rsdistill.cli.common import RUN_HELP, THREADS_ZERO, add_data_args, chosen_run
 from rsdistill.cli.model_settings import model_settings, require_data
 from rsdistill.runtime.checkpoint import resolve_model_path
 from rsdistill.errors import CheckpointError
@@ -18,14 +18,15 @@ SCHEMES = {"int8": "S8S8", "uint8": "U8S8"}
 
 def register(sub) -> None:
     p = sub.add_parser("quantize", help="int8 ONNX model by ONNX Runtime static quantisation",
-                       description="Static quantisation with ONNX Runtime: QDQ format, int8 "
-                                   "activations and per-channel int8 weights (S8S8), activation "
+                       description="Static quantisation with ONNX Runtime: QDQ format, "
+                                   "per-channel int8 weights, int8 or uint8 activations "
+                                   "(whichever runs faster on this machine), activation "
                                    "ranges calibrated on training images drawn with a fixed seed. "
                                    "Prints test accuracy and macro F1, file sizes and batch-1 "
                                    "latency of the fp32 and int8 models, timed side by side; "
                                    "writes <model>.int8.onnx only if accuracy drops by at most "
                                    "--max-drop points.")
-    p.add_argument("model", help="run directory, model.pt (its model.onnx, exported first if "
+    p.add_argument("model", help=RUN_HELP + ", a model.pt (its model.onnx, exported first if "
                                  "missing) or an fp32 model.onnx")
     p.add_argument("--out", help="output file (default: model.int8.onnx beside the fp32 model)")
     p.add_argument("--calibration-images", type=int, default=_R.calibration_images,
@@ -35,10 +36,11 @@ def register(sub) -> None:
                    help=f"how ranges are chosen from them (default {_R.method})")
     p.add_argument("--calibration-seed", type=int, default=_R.seed,
                    help=f"seed that draws the calibration images (default {_R.seed})")
-    p.add_argument("--activations", choices=ACTIVATION_TYPES.names(), default=_R.activations,
-                   help="activation type: int8 (S8S8, default: ONNX Runtime's first choice) or "
-                        "uint8 (U8S8: on x86, ONNX Runtime runs every conv of such a graph in "
-                        "int8, which is faster there; see the README)")
+    p.add_argument("--activations", choices=("auto", *ACTIVATION_TYPES.names()),
+                   default=_R.activations,
+                   help="activation type: auto (default: whichever of the two runs faster on "
+                        "this machine, measured once and cached), int8 (S8S8, ONNX Runtime's "
+                        "first choice; slower than fp32 on AVX2 CPUs) or uint8 (U8S8)")
     p.add_argument("--max-drop", type=float, default=_R.max_drop,
                    help=f"largest test accuracy drop in points that is accepted (default {_R.max_drop:g})")
     p.add_argument("--allow-drop", action="store_true",
@@ -46,9 +48,9 @@ def register(sub) -> None:
     p.add_argument("--latency-runs", type=int, help="timed batch-1 calls per model (default: the run's, else 100)")
     p.add_argument("--inference-threads", type=int,
                    help="onnxruntime intra-op threads for both models (default: the run's setting; "
-                        "0 = torch's thread count)")
+                        f"{THREADS_ZERO})")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    add_data_args(p, dataset_required=False)
+    add_data_args(p, dataset_required=False, training=False)
     p.set_defaults(func=cmd_quantize)
 
 
@@ -61,7 +63,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                               seed=args.calibration_seed, activations=args.activations,
                               max_drop=args.max_drop,
                               allow_drop=args.allow_drop)
-    source = Path(args.model).expanduser()
+    source = Path(chosen_run(args.model))
     if source.suffix.lower() == ".onnx":
         if not source.is_file():
             raise CheckpointError(f"ONNX model {source} does not exist")
@@ -82,6 +84,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     print(f"calibration: {q['calibration_images']} training images (seed {q['seed']}), {q['method']}; "
           f"{q['format']}, {q['activations']} activations and per-channel int8 weights "
           f"({SCHEMES[q['activations']]}), onnxruntime {q['onnxruntime']}")
+    print(f"activations: {q['activations_why']}")
     print(f"{'':<6} {'accuracy %':>10} {'macro F1 %':>10} {'size KiB':>9} "
           f"{'latency p50 ms':>14}   (test split: {result['test_images']} images; batch 1, "
           f"{result['threads']} thread(s), timed side by side)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rsdistill.experiments.locate import report_dir
 from rsdistill.report.compare_report import write_compare_report
 from rsdistill.runtime.rundir import COMPARE_RESULTS
 from rsdistill.report.speedup import describe
@@ -19,8 +20,8 @@ INT8_HELP = ("add an int8 section: the best student's runs quantised with ONNX R
 def register(sub) -> None:
     p = sub.add_parser("report", help="write report.md/report.html of a sweep directory "
                                       "(comparison.md/.html of a compare directory)")
-    p.add_argument("sweep_dir", help="sweep directory (results.json) or compare directory "
-                                     "(comparison.json)")
+    p.add_argument("sweep_dir", help="sweep directory (results.json), a study folder (its "
+                                     "sweep) or a compare directory (comparison.json)")
     p.add_argument("--int8", action="store_true", help=INT8_HELP)
     p.add_argument("--timing-threads", type=int, default=1,
                    help="intra-op threads for the side-by-side teacher/student timing (default 1)")
@@ -30,6 +31,7 @@ def register(sub) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    args.sweep_dir = str(report_dir(args.sweep_dir))
     if (Path(args.sweep_dir) / COMPARE_RESULTS).is_file():
         print(f"wrote {write_compare_report(args.sweep_dir, int8=args.int8)}")
         return 0

@@ -8,11 +8,15 @@ from pathlib import Path
 
 from rsdistill.cli.backend_options import add_backend_arguments, backend_config
 from rsdistill.cli.report_cmd import INT8_HELP
+from rsdistill.cli.training_args import add_seeds_arg
 from rsdistill.data.specs import DATASETS
 from rsdistill.experiments.study import (
     StudyConfig, describe_locations, load_study_config, run_study,
 )
+from rsdistill.experiments.locate import headline
+from rsdistill.io import read_json
 from rsdistill.report.sweep_report import write_report
+from rsdistill.runtime.rundir import SWEEP_RESULTS
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +37,16 @@ def register(sub) -> None:
                    help="download the archive into the data root if it is missing (checked "
                         "with its md5) before anything trains; also 'download: true' in the "
                         "config's data section")
-    p.add_argument("--cache-dir")
-    p.add_argument("--allow-missing-classes", action="store_true", default=None)
-    p.add_argument("--seeds", type=int, help="seeds of the sweep (overrides the config)")
+    p.add_argument("--cache-dir", help="decoded-tensor cache (default: $RSDISTILL_CACHE, else "
+                                       "~/.cache/rsdistill/cache)")
+    p.add_argument("--allow-missing-classes", action="store_true", default=None,
+                   help="use only the class folders found instead of failing")
+    add_seeds_arg(p, None, " of the sweep, overriding the config")
     p.add_argument("--jobs", type=int, help="seeds trained side by side (overrides the config; "
                                             "0 = one per CPU core, 1 on a GPU)")
     p.add_argument("--out", help="study directory (default runs/<dataset>)")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bars (log lines only)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace what rsdistill wrote in the study directory and start afresh "
                         "(without it, rerunning continues the study there)")
@@ -71,5 +78,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                           backend=backend)
     log.info("stage 4/4: report")
     report = write_report(sweep_dir, int8=args.int8)
+    if (sweep_dir / SWEEP_RESULTS).is_file():  # the headline: what a newcomer looks for first
+        for line in headline(read_json(sweep_dir / SWEEP_RESULTS)):
+            print(line)
     print(f"wrote {report}")
     return 0

@@ -6,16 +6,19 @@ import argparse
 
 from rsdistill.cli.backend_options import add_backend_arguments, backend_config
 from rsdistill.cli.common import add_data_args, check_resume_target
-from rsdistill.cli.train_cmd import (
+from rsdistill.cli.training_args import (
     add_assistant_args,
     add_method_args,
+    add_seeds_arg,
+    add_teacher_arg,
+    add_temperature_arg,
     assistant_teacher,
     add_train_args,
     distill_data_config,
     method_settings,
     train_config,
 )
-from rsdistill.experiments.grid import SweepConfig, parse_alphas, parse_betas
+from rsdistill.experiments.grid import DEFAULT_ALPHAS, SweepConfig, parse_alphas, parse_betas
 from rsdistill.experiments.sweep import run_sweep
 from rsdistill.losses import MethodConfig
 from rsdistill.report.blocks import pm_of, seeds_text
@@ -28,14 +31,13 @@ def register(sub) -> None:
     add_data_args(p, dataset_required=False, student=True)
     add_train_args(p, "--student", "student model name, e.g. resnet8")
     g = p.add_argument_group("sweep")
-    g.add_argument("--teacher", required=True, help="teacher run directory or model.pt")
-    g.add_argument("--alphas", default="0:0.5:0.1",
-                   help="list 0,0.1,0.3 or range start:stop:step, inclusive (default 0:0.5:0.1)")
+    add_teacher_arg(g, required=True)
+    g.add_argument("--alphas", default=DEFAULT_ALPHAS,
+                   help=f"list 0,0.1,0.3 or range start:stop:step, inclusive (default {DEFAULT_ALPHAS})")
     g.add_argument("--nuclear-beta", default="0",
                    help="β settings, comma-separated numbers and/or 'alpha' (e.g. 0,alpha)")
-    g.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default 1)")
-    g.add_argument("--temperature", "-T", type=float, default=None,
-                   help="softmax temperature (default: the method's, 1 for dml, else 4)")
+    add_seeds_arg(g, SweepConfig().seeds)
+    add_temperature_arg(g)
     g.add_argument("--jobs", type=int, default=0,
                    help="seeds trained side by side, one process each (default 0 = one per CPU "
                         "core, 1 on a GPU or under torchrun)")

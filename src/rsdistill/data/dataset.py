@@ -22,7 +22,8 @@ from rsdistill.data.cache import (
 from rsdistill.data.download import download_dataset
 from rsdistill.data.pixels import NOTE_EXTRA_BANDS, NOTE_FLOAT_CLIPPED
 from rsdistill.data.sources import (
-    ClassTree, FolderSource, ImageSource, auto_root, find_root, group_by_class, open_source,
+    ClassTree, FolderSource, ImageSource, auto_root, find_root, group_by_class, input_location,
+    open_source,
 )
 from rsdistill.data.specs import DATASETS, DatasetSpec
 from rsdistill.errors import DataError
@@ -44,6 +45,13 @@ class SceneDataset:
     cache_path: Path | None = None
     skipped: list[str] = field(default_factory=list)
     missing_classes: list[str] = field(default_factory=list)
+    # Where the class root is, as an absolute location ("/data/ucmerced.zip:UCMerced_LandUse/
+    # Images/"): with a file it names the image as 'rsdistill predict' names it.
+    location_prefix: str = ""
+
+    def location(self, i: int) -> str:
+        """Image ``i`` as 'rsdistill predict' names it when given the same folder or zip."""
+        return self.location_prefix + self.files[i]
 
     def __len__(self) -> int:
         return int(self.labels.numel())
@@ -213,6 +221,7 @@ def load_dataset_sizes(name: str, data_root: str | Path | None = None,
     fingerprint, key = cache_key(spec, source, root, classes, files, skip_corrupt)
     prefix = root + "/" if root else ""
     rel_files = [f[len(prefix):] for f in files]
+    located = {"location_prefix": input_location(source, prefix + "x")[:-1]}
     if use_cache:
         clean_cache_dir(cache_dir)
 
@@ -227,7 +236,7 @@ def load_dataset_sizes(name: str, data_root: str | Path | None = None,
                 name=spec.name, classes=list(cached["classes"]), images=cached["images"],
                 labels=cached["labels"], files=list(cached["files"]), image_size=s,
                 source=str(source), fingerprint=fingerprint, cache_path=path,
-                skipped=list(cached["skipped"]), missing_classes=missing,
+                skipped=list(cached["skipped"]), missing_classes=missing, **located,
             )
         else:
             todo.append(s)
@@ -264,6 +273,7 @@ def load_dataset_sizes(name: str, data_root: str | Path | None = None,
             name=spec.name, classes=classes, images=images, labels=label_t, files=kept_files,
             image_size=s, source=str(source), fingerprint=fingerprint,
             cache_path=path if writable else None, skipped=skipped, missing_classes=missing,
+            **located,
         )
     return out
 

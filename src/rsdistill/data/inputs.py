@@ -14,7 +14,9 @@ from pathlib import Path
 
 from PIL import Image, ImageFile
 
-from rsdistill.data.sources import MACOS_RESOURCE_DIR, FolderSource, ImageSource, natural_key, open_source
+from rsdistill.data.sources import (
+    MACOS_RESOURCE_DIR, FolderSource, ImageSource, input_location, natural_key, open_source,
+)
 from rsdistill.errors import DataError
 
 ZIP_SUFFIX = ".zip"
@@ -58,16 +60,18 @@ def _tree_images(paths: list[str]) -> list[str]:
 
 
 def _group_for(path: Path) -> InputGroup:
+    # Names are absolute locations (input_location), as 'evaluate --predictions' writes them.
     if path.is_dir():
         source = FolderSource(path)
         files = _tree_images(source.list_files())
-        return InputGroup(source, files, [str(path / f) for f in files])
+        return InputGroup(source, files, [input_location(source, f) for f in files])
     if path.suffix.lower() == ZIP_SUFFIX:
         source = open_source(path)  # refuses a .zip that is not one, in one line
         files = _tree_images(source.list_files())
-        return InputGroup(source, files, [f"{path}:{f}" for f in files])
+        return InputGroup(source, files, [input_location(source, f) for f in files])
     # A file named on the command line is tried whatever its suffix: the decoder decides.
-    return InputGroup(FolderSource(path.parent), [path.name], [str(path)], single_files=True)
+    source = FolderSource(path.parent)
+    return InputGroup(source, [path.name], [input_location(source, path.name)], single_files=True)
 
 
 def collect_inputs(paths: list[str | Path]) -> list[InputGroup]:

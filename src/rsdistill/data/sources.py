@@ -288,6 +288,13 @@ class ZipSource:
 ImageSource = FolderSource | ZipSource
 
 
+def input_location(source: ImageSource, rel: str) -> str:
+    """``rel`` inside ``source`` as an absolute location: the one name of an image that
+    'rsdistill predict' and 'evaluate --predictions' both write, so their rows join."""
+    return source.location(rel) if Path(str(source)).is_absolute() else \
+        type(source)(Path(str(source)).absolute()).location(rel)
+
+
 def open_source(path: Path) -> ImageSource:
     path = Path(path)
     if path.is_dir():

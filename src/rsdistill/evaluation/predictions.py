@@ -67,7 +67,7 @@ def split_rows(model, data, split: str, precision: Precision) -> list[dict]:
     fed as :func:`~rsdistill.training.trainer.evaluate_model` feeds it."""
     idx = data.split[split]
     logits = predict(as_backend(model).prepare(precision), data.dataset.images[idx], data.normalizer, precision)
-    return labelled_rows([data.dataset.files[i] for i in idx.tolist()], data.dataset.labels[idx],
+    return labelled_rows([data.dataset.location(i) for i in idx.tolist()], data.dataset.labels[idx],
                          logits, data.classes)
 
 

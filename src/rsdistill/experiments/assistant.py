@@ -17,7 +17,7 @@ from rsdistill.data.module import DataConfig
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.procedures import run_training
 from rsdistill.experiments.records import DistillConfig
-from rsdistill.losses import check_alpha, check_temperature
+from rsdistill.losses import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, check_alpha, check_temperature
 from rsdistill.runtime.rundir import ASSISTANT_DIR, METRICS_FILE
 from rsdistill.training.config import TrainConfig
 
@@ -32,8 +32,8 @@ class AssistantConfig:
     model: str = ""
     image_size: int | None = None
     epochs: int | None = None
-    alpha: float = 0.5
-    temperature: float = 4.0
+    alpha: float = DEFAULT_ALPHA
+    temperature: float = DEFAULT_TEMPERATURE
 
     @property
     def enabled(self) -> bool:

@@ -38,7 +38,7 @@ from rsdistill.experiments.stats import (
 )
 from rsdistill.experiments.teacher import teacher_summary
 from rsdistill.io import atomic_write_text, read_json, write_json
-from rsdistill.losses import METHODS
+from rsdistill.losses import DEFAULT_ALPHA, METHODS
 from rsdistill.runtime.locks import clear_project_files, run_dir_lock
 from rsdistill.runtime.rundir import (
     COMPARE_CSV,
@@ -67,7 +67,7 @@ class CompareConfig:
     teacher: str = ""
     methods: list[str] = field(default_factory=default_methods)
     seeds: int = 3
-    alpha: float = 0.5
+    alpha: float = DEFAULT_ALPHA
     # None = each method's own default temperature (1 for dml, 4 otherwise).
     temperature: float | None = None
     # method -> {option: value}, each checked as that method's --method-option.

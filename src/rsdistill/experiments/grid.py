@@ -7,8 +7,10 @@ from dataclasses import asdict, dataclass, field
 
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.records import DistillConfig
-from rsdistill.losses import MethodConfig, check_alpha, resolve_beta
+from rsdistill.losses import DEFAULT_ALPHA, MethodConfig, check_alpha, resolve_beta
 
+# The α grid when a sweep or study gives none: the one place it is written.
+DEFAULT_ALPHAS = "0:0.5:0.1"
 # The grid sets these per member; the sweep's method section holds everything else.
 GRID_KEYS = ("alpha", "nuclear_beta")
 
@@ -41,7 +43,7 @@ def parse_betas(text: str) -> list[str]:
     if not items:
         raise ConfigError("--nuclear-beta gives no values")
     for item in items:
-        resolve_beta(item, 0.5)
+        resolve_beta(item, DEFAULT_ALPHA)  # any α: a number or "alpha" is what is checked
     return list(dict.fromkeys(items))
 
 
@@ -56,7 +58,7 @@ def member_name(alpha: float, beta: str) -> str:
 @dataclass
 class SweepConfig:
     teacher: str = ""
-    alphas: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
+    alphas: list[float] = field(default_factory=lambda: parse_alphas(DEFAULT_ALPHAS))
     betas: list[str] = field(default_factory=lambda: ["0"])
     seeds: int = 1
     # Every member's method settings; α and β come from the grid.
@@ -70,11 +72,9 @@ class SweepConfig:
     def validate(self) -> None:
         if self.seeds < 1:
             raise ConfigError(f"--seeds must be >= 1, got {self.seeds}")
-        for a in self.alphas:
-            check_alpha(a)
         for b in self.betas:
-            resolve_beta(b, 0.5)
-        # Each member's settings checked as its own distill run would check them.
+            resolve_beta(b, DEFAULT_ALPHA)
+        # Each member's settings (α included) checked as its own distill run checks them.
         for a in self.alphas:
             self.member_config(a, "0").validate()
         # A fused pass steps one student per member; a method that trains several models

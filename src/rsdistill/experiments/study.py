@@ -18,7 +18,9 @@ from rsdistill.data.views import view_key
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.backends import BackendConfig
 from rsdistill.experiments.assistant import AssistantConfig, train_assistant
-from rsdistill.experiments.grid import GRID_KEYS, SweepConfig, parse_alphas, parse_betas
+from rsdistill.experiments.grid import (
+    DEFAULT_ALPHAS, GRID_KEYS, SweepConfig, parse_alphas, parse_betas,
+)
 from rsdistill.experiments.procedures import run_training
 from rsdistill.experiments.records import refuse_other_files
 from rsdistill.experiments.sweep import run_sweep
@@ -34,7 +36,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class StudySweep:
-    alphas: str | list[float] = "0:0.5:0.1"
+    alphas: str | list[float] = DEFAULT_ALPHAS
     betas: list[str] = field(default_factory=lambda: ["0", "alpha"])
     seeds: int = 3
     # Seeds trained side by side (0 = one per core on a CPU, 1 on a GPU); how the

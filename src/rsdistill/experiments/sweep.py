@@ -22,7 +22,8 @@ from rsdistill.experiments.grid import SweepConfig, beta_label, member_name, upg
 from rsdistill.experiments.procedures import prepare_teacher_and_data, resolve_settings
 from rsdistill.experiments.records import check_resume, refuse_other_files, run_record
 from rsdistill.experiments.backends import BackendConfig, Trial, TrialBatch, run_trials
-from rsdistill.experiments.stats import SCORE_KEYS, mean_std, write_csv
+from rsdistill.experiments.seeds import default_jobs
+from rsdistill.experiments.stats import SCORE_KEYS, eta_text, mean_std, write_csv
 from rsdistill.experiments.teacher import teacher_summary
 from rsdistill.io import atomic_write_text, read_json, write_json
 from rsdistill.losses import MethodConfig
@@ -99,10 +100,15 @@ def sweep_plan(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
         del prepared
         # resume=True: the directory was checked above, so a seed's last.pt is this
         # sweep's, and a retried trial continues it.
+        todo = tuple(seed for seed in range(sweep.seeds)
+                     if not all((seed_dir(out, seed) / n / METRICS_FILE).is_file() for n in names))
+        # The ETA assumes the local pool's parallelism; another backend only shifts it.
+        waves = (todo, max(1, min(jobs or default_jobs(sweep.seeds, train_cfg.device), len(todo))))
         trials = [Trial(f"{label + ' ' if label else ''}seed {seed}", seed_dir(out, seed),
                         tuple(seed_dir(out, seed) / n / METRICS_FILE for n in names),
                         functools.partial(fit_seed, out, data_cfg, train_cfg, sweep, seed,
-                                          resume=True), local)
+                                          resume=True, schedule=waves if seed in todo else None),
+                        local)
                   for seed in range(sweep.seeds)]
         yield SweepPlan(out, trials, functools.partial(summarize, out, sweep, owner, train_cfg,
                                                        record, described))
@@ -132,10 +138,11 @@ def check_sweep_dir(out: Path, record: dict, resume: bool, overwrite: bool) -> N
 
 def fit_seed(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: SweepConfig,
              seed: int, *, resume: bool, progress: bool, prepared=None, thread_budget=None,
-             announce: bool = True) -> None:
+             announce: bool = True, schedule: tuple[tuple[int, ...], int] | None = None) -> None:
     """One seed's students in one fused pass into ``out/seed<k>/<member>/``.
 
     ``thread_budget``: called before every epoch for the intra-op threads to use.
+    ``schedule``: (the seeds to train, in order; how many at a time), for the ETA.
     """
     teacher, view, data = prepared or prepare_teacher_and_data(data_cfg, sweep.teacher, False)
     cfg = replace(train_cfg, seed=seed)
@@ -150,11 +157,25 @@ def fit_seed(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: Swe
         for path in (seed_dir(out, seed), *(spec.run_dir for spec in specs)):
             locks.enter_context(run_dir_lock(path))
         members = build_members(specs, cfg, data, teacher, view)
-        log.info("seed %d: %d students in one fused pass", seed, len(members))
+        # A seed worker's log lines already start with "seed N:" (experiments/seeds.py).
+        log.info("%s%d students in one fused pass", f"seed {seed}: " if announce else "",
+                 len(members))
         trainer = Trainer(seed_dir(out, seed), data, members, cfg, progress=progress,
                           announce=announce, teacher_file=resolve_model_path(sweep.teacher))
         trainer.thread_budget = thread_budget
+        if schedule is not None:
+            trainer.eta = sweep_eta(seed, *schedule, cfg.epochs)
         trainer.fit(resume=resume)
+
+
+def sweep_eta(seed: int, todo: tuple[int, ...], jobs: int, epochs: int):
+    """The sweep's ETA as seen by ``seed``'s pass: its epochs left, then the waves of
+    ``jobs`` seeds that start after its own, each as long as its epochs."""
+    waves_after = -(-len(todo) // jobs) - 1 - todo.index(seed) // jobs
+
+    def eta(epochs_left: int, epoch_seconds: float) -> str:
+        return eta_text((epochs_left + waves_after * epochs) * epoch_seconds, "sweep")
+    return eta
 
 
 def summarize(out: Path, sweep: SweepConfig, owner: dict[str, str], train_cfg: TrainConfig,

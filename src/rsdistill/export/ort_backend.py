@@ -23,7 +23,8 @@ def import_optional(name: str):
     try:
         return importlib.import_module(name)
     except ImportError:
-        raise ConfigError(f"{name} is not installed; pip install -e '.[onnx]'") from None
+        raise ConfigError(f"{name} is not installed (a dependency of rsdistill); reinstall "
+                          "rsdistill, or pip install onnx onnxruntime") from None
 
 
 class OnnxRuntimeBackend:

@@ -1,12 +1,12 @@
 """``quantize_onnx``: an fp32 ONNX model -> int8, by ONNX Runtime static quantisation.
 
-QDQ format with int8 activations and int8 per-channel weights (S8S8), the setting ONNX
-Runtime's quantisation guide names as the first choice for CNNs on CPU
-(https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html). The
+QDQ format with per-channel int8 weights and int8 (S8S8, ONNX Runtime's quantisation
+guide's first choice for CNNs on CPU,
+https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html) or uint8
+activations (U8S8); by default whichever runs faster on this machine, measured once
+(``int8_probe.py``: S8S8 is slower than fp32 on AVX2 CPUs). The
 graph is first put through ``quant_pre_process`` (shape inference and ONNX Runtime's
-basic optimisations), which the same guide recommends before quantising. ``uint8``
-activations (U8S8) are the alternative the installed onnxruntime's own docstring gives
-for x86 CPUs.
+basic optimisations), which the same guide recommends before quantising.
 
 Activation ranges come from training images drawn with a fixed seed and fed exactly as
 the file's preprocessing contract says, so the calibration sees what the deployed model
@@ -18,14 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import json
-import logging
 import math
-import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from rsdistill.data.module import DataConfig, PreparedData, prepare_data
@@ -36,26 +32,14 @@ from rsdistill.errors import ConfigError, ExportError
 from rsdistill.evaluation import classification_metrics, interleaved_latency, predict
 from rsdistill.export.contract import normalizer_from_meta
 from rsdistill.export.exporter import export_checkpoint
+from rsdistill.export.int8_probe import choose_activations
 from rsdistill.export.ort_backend import OnnxRuntimeBackend, import_optional
+from rsdistill.export.qdq import (  # noqa: F401 (CalibrationImages: part of this module's API)
+    ACTIVATION_TYPES, CALIBRATION_METHODS, CalibrationImages, quantize_graph,
+)
 from rsdistill.io import atomic_write_bytes
-from rsdistill.registry import Registry
-
-# ``--calibration-method`` -> the name of onnxruntime's CalibrationMethod member.
-CALIBRATION_METHODS: Registry[str] = Registry("calibration method")
-CALIBRATION_METHODS.add("minmax", "MinMax")
-CALIBRATION_METHODS.add("entropy", "Entropy")
-CALIBRATION_METHODS.add("percentile", "Percentile")
-
-# ``--activations`` -> onnxruntime's QuantType member; weights are always QInt8.
-# int8 (S8S8) is the guide's first choice; on x86, onnxruntime's CPU provider fuses
-# QDQ convs into QLinearConv only partly for int8 activations (bench/RESULTS.md), so
-# uint8 (U8S8, the docstring's advice for x86) is offered for speed.
-ACTIVATION_TYPES: Registry[str] = Registry("activation type")
-ACTIVATION_TYPES.add("int8", "QInt8")
-ACTIVATION_TYPES.add("uint8", "QUInt8")
 
 INT8_SUFFIX = ".int8.onnx"
-CALIBRATION_BATCH = 32
 
 
 class QuantizationError(ExportError):
@@ -67,7 +51,8 @@ class QuantizeRequest:
     calibration_images: int = 300
     method: str = "minmax"
     seed: int = 0
-    activations: str = "int8"
+    # auto: int8 or uint8, whichever runs faster on this machine (export/int8_probe.py).
+    activations: str = "auto"
     max_drop: float = 1.0  # percentage points of test accuracy
     allow_drop: bool = False
 
@@ -76,83 +61,16 @@ class QuantizeRequest:
         if self.calibration_images < 1:
             raise ConfigError(f"--calibration-images must be >= 1, got {self.calibration_images}")
         CALIBRATION_METHODS.get(self.method)
-        ACTIVATION_TYPES.get(self.activations)
+        if self.activations != "auto":
+            ACTIVATION_TYPES.get(self.activations)
         if not math.isfinite(self.max_drop):
             raise ConfigError(f"--max-drop must be a number of accuracy points, got {self.max_drop}")
-
-
-class CalibrationImages:
-    """Feeds onnxruntime's calibrator float32 batches, preprocessed by the file's contract.
-
-    Implements onnxruntime's ``CalibrationDataReader`` protocol: ``get_next`` returns an
-    input dict, then ``None``; ``len`` and ``set_range`` (in batches) serve its strided
-    mode, which :func:`quantize_graph` uses to collect one batch at a time. That keeps
-    memory to one batch's activations, and lets the histogram methods (entropy,
-    percentile) accept a last batch smaller than the others.
-    """
-
-    def __init__(self, images_uint8: torch.Tensor, to_input, input_name: str,
-                 batch_size: int = CALIBRATION_BATCH) -> None:
-        self.batches = [to_input(images_uint8[i:i + batch_size]).numpy().astype(np.float32)
-                        for i in range(0, images_uint8.shape[0], batch_size)]
-        self.input_name = input_name
-        self.set_range(0, len(self.batches))
-
-    def get_next(self) -> dict | None:
-        if self.position >= self.end:
-            return None
-        self.position += 1
-        return {self.input_name: self.batches[self.position - 1]}
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def set_range(self, start_index: int, end_index: int) -> None:
-        self.position, self.end = start_index, min(end_index, len(self.batches))
 
 
 def calibration_indices(train: torch.Tensor, count: int, seed: int) -> torch.Tensor:
     """``count`` training indices drawn without replacement by ``seed`` (all if fewer)."""
     order = torch.randperm(train.numel(), generator=torch.Generator().manual_seed(seed))
     return train[order[:count]]
-
-
-@contextlib.contextmanager
-def _quiet_onnxruntime():
-    """onnxruntime.quantization logs progress on the root logger (which the CLI prints)
-    and prints its histogram progress to stdout (where ``--json`` goes); its C++ side
-    warns about every initializer it folds. None of it is for the user."""
-    ort = import_optional("onnxruntime")
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    ort.set_default_logger_severity(3)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        root.setLevel(level)
-        ort.set_default_logger_severity(2)
-
-
-def quantize_graph(fp32: bytes, reader: CalibrationImages, method: str, activations: str = "int8") -> bytes:
-    """The QDQ graph of ``fp32`` with int8 weights (metadata not yet set)."""
-    onnx = import_optional("onnx")
-    quant = import_optional("onnxruntime.quantization")
-    with tempfile.TemporaryDirectory(prefix="rsdistill-quantize-") as tmp, _quiet_onnxruntime():
-        source, prepared, out = (Path(tmp) / n for n in ("fp32.onnx", "prepared.onnx", "int8.onnx"))
-        source.write_bytes(fp32)
-        quant.quant_pre_process(str(source), str(prepared))
-        reader.set_range(0, len(reader))
-        quant.quantize_static(
-            str(prepared), str(out), reader, quant_format=quant.QuantFormat.QDQ,
-            activation_type=getattr(quant.QuantType, ACTIVATION_TYPES.get(activations)),
-            weight_type=quant.QuantType.QInt8,
-            per_channel=True,
-            calibrate_method=getattr(quant.CalibrationMethod, CALIBRATION_METHODS.get(method)),
-            extra_options={"CalibStridedMinMax": 1})
-        proto = onnx.load(str(out))
-    return proto.SerializeToString()
 
 
 def with_metadata(graph: bytes, props: dict[str, str]) -> bytes:
@@ -240,21 +158,39 @@ def _quantize(source: Path, request: QuantizeRequest, data_cfg: DataConfig, out:
     calib = calibration_indices(data.split["train"], request.calibration_images, request.seed)
     reader = CalibrationImages(data.dataset.images[calib], to_input, fp32_backend.input_name)
     ort = import_optional("onnxruntime")
-    record = {"scheme": "static", "format": "QDQ", "activations": request.activations, "weights": "int8",
-              "per_channel": True, "reduce_range": False, "method": request.method,
-              "calibration_images": int(calib.numel()), "calibration_split": "train",
-              "seed": request.seed, "preprocess": "quant_pre_process",
-              "onnxruntime": ort.__version__, "source": fp32_file.name}
-    graph = quantize_graph(fp32_file.read_bytes(), reader, request.method, request.activations)
     fp32_props = dict(fp32_backend.session.get_modelmeta().custom_metadata_map)
-    blob = with_metadata(graph, {**fp32_props, "quantization": json.dumps(record)})
+    before = _test_scores(fp32_backend, data, to_input)
+
+    def attempt(activations: str, why: str) -> tuple[dict, bytes, bytes, dict, float]:
+        record = {"scheme": "static", "format": "QDQ", "activations": activations,
+                  "activations_why": why, "weights": "int8",
+                  "per_channel": True, "reduce_range": False, "method": request.method,
+                  "calibration_images": int(calib.numel()), "calibration_split": "train",
+                  "seed": request.seed, "preprocess": "quant_pre_process",
+                  "onnxruntime": ort.__version__, "source": fp32_file.name}
+        graph = quantize_graph(fp32_file.read_bytes(), reader, request.method, activations)
+        blob = with_metadata(graph, {**fp32_props, "quantization": json.dumps(record)})
+        after = _test_scores(OnnxRuntimeBackend(blob, threads), data, to_input)
+        return record, graph, blob, after, 100 * (before["accuracy"] - after["accuracy"])
+
+    if request.activations == "auto":
+        activations, why = choose_activations()
+    else:
+        activations, why = request.activations, "asked for"
+    record, graph, blob, after, drop = attempt(activations, why)
+    if request.activations == "auto" and drop > request.max_drop and not request.allow_drop:
+        # The faster type loses too much here: the other one, if it keeps within the bound.
+        other = next(a for a in ACTIVATION_TYPES.names() if a != activations)
+        note = (f"{why}; but {activations} dropped {drop:.2f} pt here, more than --max-drop "
+                f"{request.max_drop:g}, so {other}")
+        retry = attempt(other, note)
+        if retry[4] <= request.max_drop:
+            record, graph, blob, after, drop = retry
     int8_backend = OnnxRuntimeBackend(blob, threads)
-    before, after = _test_scores(fp32_backend, data, to_input), _test_scores(int8_backend, data, to_input)
     size = int(meta["image_size"])
     shape = (3, size, size)
     latency = interleaved_latency({"fp32": (fp32_backend, shape), "int8": (int8_backend, shape)},
                                   resolve_precision("fp32", "cpu"), rounds=latency_runs)
-    drop = 100 * (before["accuracy"] - after["accuracy"])
     result = {
         "source": str(fp32_file), "out": str(out), "exported": exported, "quantization": record,
         "test_images": int(data.split["test"].numel()), "threads": fp32_backend.threads,

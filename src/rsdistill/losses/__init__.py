@@ -22,6 +22,7 @@ from rsdistill.losses.dkd import DKDLoss, dkd_parts, warmup_factor
 from rsdistill.losses.fitnet import FitNetLoss
 from rsdistill.losses.kd import KDLoss, kd_soft_loss
 from rsdistill.losses.method import (
+    DEFAULT_ALPHA,
     DEFAULT_TEMPERATURE,
     METHODS,
     SHARED_SETTINGS,
@@ -52,7 +53,7 @@ from rsdistill.losses.self_distill import (
 from rsdistill.losses.supervised import CrossEntropyLoss, hard_loss
 
 __all__ = [
-    "DEFAULT_TEMPERATURE", "METHODS", "SELF_VARIANTS", "SHARED_SETTINGS",
+    "DEFAULT_ALPHA", "DEFAULT_TEMPERATURE", "METHODS", "SELF_VARIANTS", "SHARED_SETTINGS",
     "AttentionTransferLoss", "CrossEntropyLoss", "DKDLoss", "DistillationLoss", "FitNetLoss",
     "GenerationsPlan", "KDLoss", "Method", "MethodConfig", "MutualLoss", "NuclearNormPenalty",
     "StepInputs", "TeacherFreeLoss",

@@ -23,6 +23,8 @@ from rsdistill.losses.nuclear import resolve_beta
 from rsdistill.registry import Registry
 
 DEFAULT_TEMPERATURE = 4.0
+# The weight of the method's loss when a run gives none: the one place it is written.
+DEFAULT_ALPHA = 0.5
 # Settings every method may use, each set by its own command-line flag and config key;
 # the layer lists are read by the distiller, not by a factory.
 SHARED_SETTINGS = ("alpha", "temperature", "label_smoothing")
@@ -106,7 +108,7 @@ def _check_options(method: Method, label: str, options: dict[str, object]) -> No
                           f"{takes}")
 
 
-def build_method(name: str, *, alpha: float = 0.5, temperature: float | None = None,
+def build_method(name: str, *, alpha: float = DEFAULT_ALPHA, temperature: float | None = None,
                  label_smoothing: float = 0.0, options: dict[str, object] | None = None) -> Any:
     """What method ``name`` trains with, from the run's shared settings and its ``options``.
 
@@ -164,7 +166,7 @@ class MethodConfig:
     """
 
     method: str = "kd"
-    alpha: float = 0.5
+    alpha: float = DEFAULT_ALPHA
     # None = the method's own default (1 for dml, 4 otherwise), filled in at construction
     # so config.yaml always records the number a run used.
     temperature: float | None = None
@@ -177,6 +179,9 @@ class MethodConfig:
     teacher_layers: list[str] | None = None
 
     def __post_init__(self) -> None:
+        # α is checked once, here: every run, sweep member, comparison and study builds
+        # its method settings through this class.
+        self.alpha = check_alpha(self.alpha)
         # An unknown method keeps None here; validate() then names the valid ones.
         if self.temperature is None and self.method in METHODS:
             self.temperature = default_temperature(self.method)
@@ -204,7 +209,6 @@ class MethodConfig:
 
     def validate(self) -> float:
         """Checks every setting before any data is decoded; returns the resolved β."""
-        check_alpha(self.alpha)
         METHODS.get(self.method)
         check_temperature(self.temperature)
         check_layers("--student-layers", self.student_layers)
@@ -238,7 +242,7 @@ def soft_label_methods() -> list[str]:
     names = []
     for name in METHODS:
         try:
-            built = build_method(name, alpha=0.5, temperature=default_temperature(name))
+            built = build_method(name, temperature=default_temperature(name))
         except ConfigError:  # a method that needs options to be built at all
             continue
         if getattr(built, "soft_labels", False) and name != "none":

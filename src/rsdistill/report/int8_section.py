@@ -12,19 +12,13 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from rsdistill.experiments.locate import best_sweep_runs  # noqa: F401 (the int8 section's choice)
 from rsdistill.experiments.records import load_run_config
 from rsdistill.export.quantize import QuantizeRequest, quantize_onnx
 from rsdistill.io import write_json
 from rsdistill.report.blocks import Block, pm
 from rsdistill.runtime.rundir import INT8_FILE
 THREADS = 1  # batch-1 latency of an edge deployment: one core
-
-
-def best_sweep_runs(results: dict) -> tuple[str, list[str]]:
-    """(label, run paths) of the sweep setting with the best mean accuracy."""
-    best = max(results["aggregate"], key=lambda r: (r["accuracy_mean"], r["f1_macro_mean"]))
-    runs = [r["run"] for r in results["rows"] if r["alpha"] == best["alpha"] and r["beta"] == best["beta"]]
-    return f"α = {best['alpha']:g}, β = {best['beta']}", runs
 
 
 def best_compare_runs(results: dict) -> tuple[str, list[str]]:
@@ -64,7 +58,8 @@ def int8_blocks(label: str, records: list[dict]) -> list[Block]:
     speed = statistics.fmean(r["int8"]["latency_ms_p50"] / r["fp32"]["latency_ms_p50"] for r in records)
     text = (f"ONNX Runtime {q['onnxruntime']} static quantisation of each of the {len(records)} run(s): "
             f"{q['format']}, {q['activations']} activations and per-channel int8 weights, calibrated on "
-            f"{q['calibration_images']} training images (seed {q['seed']}, {q['method']}). Accuracy "
+            f"{q['calibration_images']} training images (seed {q['seed']}, {q['method']}); activation "
+            f"type: {q.get('activations_why', 'asked for')}. Accuracy "
             f"drop {drop[0]:.2f}{f' ± {drop[1]:.2f}' if len(records) > 1 else ''} pt; file {ratio:.2f}× the fp32 file; batch-1 "
             f"latency {speed:.2f}× fp32 ({THREADS} thread, both models timed side by side, "
             f"p50 averaged over runs). Records in {INT8_FILE}.")

@@ -8,8 +8,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.cm  # noqa: E402
+import matplotlib.colors  # noqa: E402
+import matplotlib.lines  # noqa: E402
+import matplotlib.text  # noqa: E402
 import matplotlib.ticker  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rsdistill.io import atomic_write_bytes  # noqa: E402
@@ -71,20 +75,72 @@ def confusion(matrix: list[list[int]], classes: list[str], title: str, path: Pat
     return _save(fig, path)
 
 
-def training_curves(runs: dict[str, Path], path: Path) -> Path:
-    """Validation accuracy per epoch for each labelled run's epochs.csv."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for label, csv_path in runs.items():
+def training_curves(runs: list[tuple[float, str, Path]], path: Path) -> Path:
+    """Validation accuracy per epoch of each (α, β, epochs.csv): the colour is α (one
+    colour map, so a dozen lines never share a colour), the line style is β."""
+    fig, ax = plt.subplots(figsize=(7.0, 4.4))
+    alphas = sorted({a for a, _, _ in runs})
+    norm = matplotlib.colors.Normalize(min(alphas), max(alphas) if len(alphas) > 1 else min(alphas) + 1)
+    cmap = matplotlib.colormaps["viridis"]
+    betas = list(dict.fromkeys(b for _, b, _ in runs))
+    styles = dict(zip(betas, ("-", "--", ":", "-.")))
+    for alpha, beta, csv_path in runs:
         with open(csv_path) as fh:
             rows = list(csv.DictReader(fh))
         ax.plot([int(r["epoch"]) for r in rows], [100 * float(r["val_accuracy"]) for r in rows],
-                label=label, linewidth=1)
+                color=cmap(norm(alpha)), linestyle=styles.get(beta, "-"), linewidth=1.2)
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="α",
+                 ticks=alphas if len(alphas) <= 11 else None)
+    ax.legend(handles=[matplotlib.lines.Line2D([], [], color="gray", linestyle=styles.get(b, "-"),
+                                               label=_beta_title(b)) for b in betas],
+              fontsize=8, loc="lower right")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title("training curves (seed 0)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
     return _save(fig, path)
+
+
+def _plain_log_ticks(ax, values: list[float]) -> None:
+    """Log-scale x ticks at the data's own values (2 significant digits, plain numbers),
+    thinned so that neighbours are at least 15 % apart; no "3×10⁻¹" labels."""
+    ticks: list[float] = []
+    for v in sorted(float(f"{v:.2g}") for v in values if v > 0):
+        if not ticks or v > 1.15 * ticks[-1]:
+            ticks.append(v)
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    lo, hi = min(ticks + values), max(ticks + values)
+    ax.set_xlim(lo / 1.25, hi * 1.6)  # room for a label right of the last point
+
+
+def _label_points(ax, points: list[tuple[str, float, float]], fontsize: int = 7) -> None:
+    """Labels right of (x, y) points, from the top down, each moved down where it would
+    overlap one already placed (measured as drawn), with a thin leader line when moved."""
+    fig = ax.figure
+    fig.tight_layout()  # the layout _save keeps, so the measured boxes hold
+    renderer = fig.canvas.get_renderer()
+    step = fontsize * fig.dpi / 72 / 2
+    placed = []
+    style = {"fontsize": fontsize, "va": "center", "textcoords": "offset pixels",
+             "bbox": {"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8}}
+    for label, x, y in sorted(points, key=lambda p: -p[2]):
+        ann = ax.annotate(label, (x, y), xytext=(8, 0), **style)
+        dy = 0.0
+        for _ in range(200):
+            ann.update_positions(renderer)
+            box = matplotlib.text.Text.get_window_extent(ann, renderer).expanded(1.0, 1.15)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            dy -= step
+            ann.xyann = (8, dy)
+        placed.append(box)
+        if dy:
+            ann.remove()
+            ax.annotate(label, (x, y), xytext=(8, dy), **style,
+                        arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5})
 
 
 def accuracy_vs_latency(points: list[tuple[str, float, float]], path: Path) -> Path:
@@ -92,13 +148,13 @@ def accuracy_vs_latency(points: list[tuple[str, float, float]], path: Path) -> P
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for label, latency, acc in points:
         ax.scatter(latency, 100 * acc, s=40)
-        ax.annotate(label, (latency, 100 * acc), fontsize=7, xytext=(4, 2),
-                    textcoords="offset points")
     ax.set_xscale("log")
+    _plain_log_ticks(ax, [p[1] for p in points])
     ax.set_xlabel("batch-1 latency, median (ms, log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("accuracy vs latency")
     ax.grid(alpha=0.3, which="both")
+    _label_points(ax, [(label, latency, 100 * acc) for label, latency, acc in points])
     return _save(fig, path)
 
 
@@ -138,15 +194,6 @@ def pareto(rows: list[dict], teacher: dict | None, path: Path,
                         yerr=[100 * r["accuracy_std"] for r in rs], fmt=marker, capsize=3,
                         color=colour, mfc="white" if pretrained else colour, alpha=0.9,
                         label=f"{kind}{', ImageNet start' if pretrained else ''}")
-    # One label per cell (scratch and distilled share its latency), above its higher point.
-    cells: dict[str, dict] = {}
-    for r in rows:
-        key = f"{r['model'].removeprefix('timm:')}@{r['image_size']}"
-        if key not in cells or r["accuracy_mean"] > cells[key]["accuracy_mean"]:
-            cells[key] = r
-    for key, r in cells.items():
-        ax.annotate(key, (r["latency_ms"], 100 * r["accuracy_mean"]), fontsize=6,
-                    xytext=(3, 4), textcoords="offset points")
     front = sorted((r for r in rows if r.get("on_front")), key=lambda r: r["latency_ms"])
     if front:
         ax.step([r["latency_ms"] for r in front], [100 * r["accuracy_mean"] for r in front],
@@ -171,6 +218,14 @@ def pareto(rows: list[dict], teacher: dict | None, path: Path,
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
+    # One label per model and size (its scratch and distilled points share the latency),
+    # beside the higher of the two.
+    labels: dict[str, tuple[float, float]] = {}
+    for r in rows:
+        key, y = f"{r['model'].removeprefix('timm:')}@{r['image_size']}", 100 * r["accuracy_mean"]
+        if key not in labels or y > labels[key][1]:
+            labels[key] = (r["latency_ms"], y)
+    _label_points(ax, [(k, x, y) for k, (x, y) in labels.items()], fontsize=6)
     return _save(fig, path)
 
 

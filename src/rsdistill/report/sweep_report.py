@@ -200,8 +200,8 @@ def build_report(sweep_dir: Path) -> list[Block]:
     plots.confusion(best_metrics["confusion_matrix"], data["classes"],
                     f"best student ({best_run}), test split", figs / "confusion_best.png")
     seed0 = [r for r in rows if r["seed"] == rows[0]["seed"]]
-    plots.training_curves({f"α={r['alpha']:g} β={r['beta']}": sweep_dir / r["run"] / EPOCHS_FILE
-                           for r in seed0}, figs / "training_curves.png")
+    plots.training_curves([(r["alpha"], r["beta"], sweep_dir / r["run"] / EPOCHS_FILE)
+                           for r in seed0], figs / "training_curves.png")
     # Latencies from the side-by-side timing when there is one (the per-run figures were
     # taken under different thread counts and loads); every student shares one architecture.
     eager = (speed or {}).get("eager")

@@ -172,38 +172,50 @@ def _steps_per_second(dtype: torch.dtype | None, steps: int = 6, warmup: int = 2
     return steps / max(time.perf_counter() - start, 1e-9)
 
 
-def _machine_key() -> str:
+def machine_key() -> str:
+    """Processor, torch and ISA caps: what a cached speed verdict is valid for."""
     parts = [platform.machine(), platform.processor(), torch.__version__,
              *sorted(cpu_flags()), *(f"{k}={os.environ.get(k, '')}" for k in ISA_CAP_ENVS)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def read_probe(file: Path, key: str) -> dict | None:
+    """The verdict cached for this machine ``key`` in ``file``, or None."""
+    try:
+        cached = json.loads(Path(file).read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return cached if isinstance(cached, dict) else None
+
+
+def write_probe(file: Path, key: str, entry: dict) -> None:
+    """Caches ``entry`` for this machine; a read-only cache only costs a new probe later."""
+    try:
+        try:
+            entries = json.loads(Path(file).read_text())
+        except (OSError, ValueError):
+            entries = {}
+        entries = entries if isinstance(entries, dict) else {}
+        entries[key] = entry
+        write_json(Path(file), entries)
+    except (OSError, WriteError) as exc:
+        log.debug("could not cache the probe in %s: %s", file, exc)
 
 
 def probe_bf16(cache_dir: Path | None = None) -> tuple[bool, str]:
     """Measure a few training steps in fp32 and in bf16 autocast (both channels_last);
     the verdict is cached per machine so it is measured once, not per run."""
     file = Path(cache_dir or default_cache_dir()) / PROBE_FILE
-    key = _machine_key()
-    try:
-        cached = json.loads(file.read_text()).get(key)
-    except (OSError, ValueError, AttributeError):
-        cached = None
-    if isinstance(cached, dict) and isinstance(cached.get("bf16"), bool):
+    key = machine_key()
+    cached = read_probe(file, key)
+    if cached is not None and isinstance(cached.get("bf16"), bool):
         return cached["bf16"], cached.get("why", "measured earlier on this machine")
     fp32, bf16 = _steps_per_second(None), _steps_per_second(torch.bfloat16)
     faster = bf16 >= PROBE_MARGIN * fp32
     why = (f"measured: bf16 {bf16 / fp32:.2f}x the speed of fp32 on this cpu "
            f"(probe cached in {file})")
-    try:
-        try:
-            entries = json.loads(file.read_text())
-        except (OSError, ValueError):
-            entries = {}
-        entries = entries if isinstance(entries, dict) else {}
-        entries[key] = {"bf16": faster, "why": why, "fp32_steps_s": round(fp32, 2),
-                        "bf16_steps_s": round(bf16, 2)}
-        write_json(file, entries)
-    except (OSError, WriteError) as exc:  # a read-only cache only costs a new probe next time
-        log.debug("could not cache the precision probe in %s: %s", file, exc)
+    write_probe(file, key, {"bf16": faster, "why": why, "fp32_steps_s": round(fp32, 2),
+                            "bf16_steps_s": round(bf16, 2)})
     return faster, why
 
 

@@ -48,7 +48,7 @@ class TrainConfig:
     precision: str = "auto"
     inference_precision: str = "fp32"
     latency_runs: int = 100
-    inference_threads: int = 0  # 0 = torch's default (all cores)
+    inference_threads: int = 0  # 0 = torch's thread count (OMP_NUM_THREADS, else the cores)
     pretrained: str | None = None
     # Under torchrun on GPUs: BatchNorm statistics over the global batch. Part of the
     # config (saved, checked on --resume) because it changes what the run computes.

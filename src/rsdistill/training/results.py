@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Callable
 
 from tqdm import tqdm
@@ -27,12 +28,18 @@ log = logging.getLogger(__name__)
 class StageReporter:
     """Says what the final evaluation is doing, which takes seconds to minutes: one
     transient status line on a terminal with progress bars, otherwise (a log file, CI,
-    --no-progress) a log line per stage."""
+    --no-progress) a log line per stage of a single run, and for a fused pass of several
+    members one line before and one summary after (not three lines per member)."""
 
-    def __init__(self, progress: bool) -> None:
+    def __init__(self, progress: bool, members: int = 1) -> None:
         self.bar = None
+        self.members = members
+        self.started = time.perf_counter()
         if progress and sys.stderr.isatty():
             self.bar = tqdm(total=0, bar_format="{desc}", leave=False)
+        elif members > 1:
+            log.info("final evaluation of %d students: test split, its timing and batch-1 "
+                     "latency, in fp32", members)
 
     def named(self, name: str) -> Callable[[str], None]:
         """The reporter of one member (``name`` prefixes its lines; "" for a single run)."""
@@ -41,9 +48,19 @@ class StageReporter:
         def stage(text: str) -> None:
             if self.bar is not None:
                 self.bar.set_description_str(prefix + text)
-            else:
+            elif self.members == 1:
                 log.info("%s%s", prefix, text)
         return stage
+
+    def summary(self, names: list[str], results: list[dict]) -> None:
+        """One line after a fused pass's members are evaluated: their accuracy range."""
+        if len(results) < 2:
+            return
+        accs = [r["accuracy"] for r in results]
+        best = max(range(len(accs)), key=accs.__getitem__)
+        log.info("final evaluation of %d students done in %.0f s: test accuracy %.3f to %.3f "
+                 "(best %s)", len(results), time.perf_counter() - self.started, min(accs),
+                 max(accs), names[best])
 
     def close(self) -> None:
         if self.bar is not None:

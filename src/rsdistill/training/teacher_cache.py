@@ -59,7 +59,8 @@ def cacheable(augment: BatchAugment, mixing: bool, teacher_augment: str,
               uses_features: bool) -> str | None:
     """Why the teacher's outputs cannot be cached (``None``: they can)."""
     if augment.crop:
-        return "random crops give each image too many views (pass --no-crop to cache)"
+        return ("random crops give each image too many views (with the crop augmentation off, "
+                "its outputs are computed once and cached)")
     if mixing:
         return "mixed images are new every batch"
     if teacher_augment != "same":

@@ -99,6 +99,9 @@ class Trainer:
         # Optional: called before each epoch for the intra-op thread count (a sweep's seed
         # workers share the cores and rebalance as seeds finish).
         self.thread_budget: Callable[[], int] | None = None
+        # (epochs left in this pass, seconds of the last epoch) -> the ETA the caller
+        # knows (e.g. a whole sweep's), appended to each epoch's log line.
+        self.eta: Callable[[int, float], str] | None = None
 
     def _check_world(self, data: PreparedData, cfg: TrainConfig) -> None:
         world, last = distributed.world_size(), data.split["train"].numel() % cfg.batch_size
@@ -338,11 +341,14 @@ class Trainer:
 
     def _final_metrics(self) -> list[dict]:
         n = len(self.members)
-        stage = StageReporter(self.progress and distributed.is_main())
+        stage = StageReporter(self.progress and distributed.is_main(), n)
         try:
-            return [final_metrics(m, self.data, self.cfg, self.precision, self.train_seconds,
-                                  self.epoch, n, self.teacher.cache_seconds, stage=stage.named(m.name if n > 1 else ""))
-                    for m in self.members]
+            results = [final_metrics(m, self.data, self.cfg, self.precision, self.train_seconds,
+                                     self.epoch, n, self.teacher.cache_seconds,
+                                     stage=stage.named(m.name if n > 1 else ""))
+                       for m in self.members]
+            stage.summary([m.name for m in self.members], results)
+            return results
         except WriteError as exc:
             raise WriteError(f"{exc}; {self._saved()}") from exc.__cause__
         finally:
@@ -378,8 +384,9 @@ class Trainer:
         for cb in callbacks:
             cb.on_epoch_end(self)
         best = max(self.members, key=lambda m: m.history[-1]["val_accuracy"])
-        log.info("epoch %d/%d  %sloss %.4f  train %.3f  val %.3f  (%.1fs)", self.epoch,
+        eta = "" if self.eta is None else f"; {self.eta(self.cfg.epochs - self.epoch, elapsed)}"
+        log.info("epoch %d/%d  %sloss %.4f  train %.3f  val %.3f  (%.1fs%s)", self.epoch,
                  self.cfg.epochs, f"best {best.name}: " if len(self.members) > 1 else "",
                  best.history[-1]["loss"], best.history[-1]["train_accuracy"],
-                 best.history[-1]["val_accuracy"], elapsed)
+                 best.history[-1]["val_accuracy"], elapsed, eta)
         distributed.barrier()
