@@ -146,6 +146,7 @@ def test_sweep_command_passes_its_options(teacher_dir, monkeypatch, tmp_path, ca
         return {"aggregate": []}
 
     monkeypatch.setattr(sweep_cmd, "run_sweep", fake_run_sweep)
+    (tmp_path / "o").mkdir()  # --resume continues a sweep that is there
     assert main(["sweep", "--teacher", str(teacher_dir), "--dataset", "folder", "--data-root",
                  str(tmp_path), "--student", "resnet8", "--alphas", "0:0.5:0.05",
                  "--nuclear-beta", "0,alpha", "--seeds", "3", "-T", "3", "--epochs", "5",

@@ -59,7 +59,7 @@ def test_cached_logits_equal_the_teachers_online_logits():
 
 
 @pytest.mark.parametrize("kwargs, needle", [
-    (dict(augment=BatchAugment()), "--no-crop"),
+    (dict(augment=BatchAugment()), "crop augmentation off"),
     (dict(mixing=True), "mixed"),
     (dict(teacher_augment="independent"), "own augmentation"),
     (dict(uses_features=True), "feature maps"),

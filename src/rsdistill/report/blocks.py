@@ -105,7 +105,7 @@ def verdict_cell(p: dict | None) -> str:
 
 PAIRED_NOTE = ("Paired Δ: accuracy of the distilled student minus that of the scratch "
                "student trained with the same seed (same split, batches and schedule), "
-               "mean ± std over the seeds, in points. “Beyond noise”: whether the 95 % "
+               "mean and std over the seeds, in points. “Beyond noise”: whether the 95 % "
                "confidence interval of that mean (Student's t, half-width in brackets) "
                "excludes 0; “no” means the difference is not distinguishable from seed "
                "noise with these seeds.")
@@ -119,6 +119,6 @@ def split_noise_note(n_test: int, accuracy: float) -> str:
     se = (accuracy * (1 - accuracy) / n_test) ** 0.5
     return (f"The test split holds {n_test} images: one image is {100 / n_test:.2f} pt, and "
             f"an accuracy near {100 * accuracy:.0f} % carries a sampling standard error of "
-            f"± {100 * se:.1f} pt about the accuracy on new scenes. Every student here is "
+            f"{100 * se:.1f} pt about the accuracy on new scenes. Every student here is "
             "tested on the same split, so the paired differences are not blurred by it, "
             "but a lead smaller than that is a lead on these images only.")

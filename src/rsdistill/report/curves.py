@@ -17,7 +17,7 @@ from rsdistill.report.blocks import Block
 from rsdistill.runtime.rundir import EPOCHS_FILE
 
 FIGURE = "epoch_curves.png"
-CAPTION = ("validation accuracy per epoch, scratch vs distilled (mean ± std over seeds)")
+CAPTION = ("validation accuracy per epoch, scratch vs distilled (mean over seeds, band: one std)")
 
 
 def val_curve(run_dir: Path) -> list[float] | None:
