@@ -10,13 +10,57 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import yaml
 
 from rsdistill.errors import ConfigError
 
 T = TypeVar("T")
+
+# The metadata key under which a config field carries its command-line option.
+CLI_KEY = "cli"
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """How a config field appears on the command line; the default is the field's own.
+
+    ``flags``: the option strings (default ``--field-name``; for a bool field defaulting
+    to True, ``--no-field-name``). ``type``: the argparse type (default: read from the
+    annotation). ``choices`` may be a callable, read when a parser is built (a registry's
+    names). ``shown``: the default as the help text states it, where the value alone
+    would mislead (None standing for "from the environment"). ``scope``: the commands
+    that offer it (``""``: every command reading the section; ``"training"``: only those
+    that train; ``"distill"``: only those that distil). ``required``: the option must be
+    given (commands may override it).
+    """
+
+    help: str
+    flags: tuple[str, ...] = ()
+    type: Callable[[str], Any] | None = None
+    choices: Sequence[str] | Callable[[], Sequence[str]] | None = None
+    metavar: str | None = None
+    shown: str | None = None
+    scope: str = ""
+    required: bool = False
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str,  # noqa: A002 (argparse's word)
+           flag: str | tuple[str, ...] = (), default_factory: Any = dataclasses.MISSING,
+           **cli: Any) -> Any:
+    """A dataclass field that is also a command-line option (see :class:`Option`): its
+    default lives here and nowhere else; the CLI is generated from it."""
+    flags = (flag,) if isinstance(flag, str) else tuple(flag)
+    meta = {CLI_KEY: Option(help=help, flags=flags, **cli)}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def cli_option(f: dataclasses.Field) -> Option | None:
+    """The command-line option a config field declares, or None."""
+    return f.metadata.get(CLI_KEY)
 
 
 def _accepts(tp: Any, value: Any) -> tuple[bool, Any]:

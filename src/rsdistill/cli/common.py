@@ -7,104 +7,38 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from rsdistill.data.mix import MIX_MODES
-from rsdistill.data.module import TEACHER_AUGMENT, TEACHER_VIEWS, DataConfig
-from rsdistill.data.specs import DATASETS
+from rsdistill.cli.schema_args import add_section, given
+from rsdistill.data.module import DataConfig
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.locate import run_dir
+from rsdistill.training.config import THREADS_ZERO  # noqa: F401 (the help texts' one wording)
 
 log = logging.getLogger(__name__)
 
-_D = DataConfig()
+# The student's size in a distillation command; a teacher trained at another size reads
+# its own view of the same scenes (cross-resolution distillation).
+_STUDENT_SIZE = {"flags": ("--image-size", "--student-image-size"), "shown": "the teacher run's size",
+                 "help": "the student's input: images resized to N×N; a teacher trained at "
+                         "another size is fed its own view of the same augmented scenes"}
 
 
 def add_data_args(p: argparse.ArgumentParser, dataset_required: bool = True,
                   student: bool = False, training: bool = True) -> None:
-    # Every default is None, meaning "not given": data_config() fills in DataConfig's
-    # defaults, or a base config (e.g. the teacher's) for options the user left out.
-    # ``training=False`` (export, quantize, evaluate, compress): no augmentation or mixing,
-    # which only change how a model is trained.
-    g = p.add_argument_group("data")
-    g.add_argument("--dataset", required=dataset_required, choices=DATASETS.names(),
-                   help="dataset name (folder = any class-per-folder directory or zip)")
-    g.add_argument("--data-root", help="folder holding the dataset archives or extracted folders "
-                   "(default: $RSDISTILL_DATA, else ~/.cache/rsdistill/data); for --dataset "
-                   "folder, the class-per-folder directory or zip itself")
+    """DataConfig's options (generated from its fields). ``training=False`` (export,
+    quantize, evaluate, compress): no augmentation or mixing, which only change how a
+    model is trained; ``student``: the distillation options too."""
+    # Not required: a model's or teacher's run directory holds the data section.
+    overrides = {"dataset": {"required": dataset_required,
+                             "shown": "the teacher run's" if student else "the run's"}}
     if student:
-        # The student's size; a teacher trained at another size reads its own view
-        # of the same scenes (cross-resolution distillation).
-        g.add_argument("--image-size", "--student-image-size", dest="image_size", type=int,
-                       help="the student's input: images resized to N×N (default: the teacher "
-                            "run's size); a teacher trained at another size is fed its own "
-                            "view of the same augmented scenes")
-    else:
-        g.add_argument("--image-size", type=int, help=f"images are resized to N×N (default {_D.image_size})")
-    g.add_argument("--source-size", type=int,
-                   help="reduce every image to N×N first, then resize it (bicubic) to "
-                        "--image-size: e.g. a teacher fine-tuned on what a 32 px student sees "
-                        "(default: decode straight to --image-size)")
-    g.add_argument("--cache-dir", help="decoded-tensor cache (default: $RSDISTILL_CACHE, "
-                   "else ~/.cache/rsdistill/cache)")
-    g.add_argument("--allow-missing-classes", action="store_true", default=None,
-                   help="use only the class folders found instead of failing")
-    g.add_argument("--skip-corrupt", action="store_true", default=None,
-                   help="leave undecodable images out (reported)")
-    g.add_argument("--download", action="store_true", default=None,
-                   help="download the archive if it is missing")
-    g.add_argument("--split-fractions", dest="split",
-                   help=f"train/val/test fractions (default {_D.split})")
-    g.add_argument("--split-seed", type=int, help=f"seed of the stratified split (default {_D.split_seed})")
-    g.add_argument("--split-dir", help="folder with <name>-train.txt/-val.txt/-test.txt split files")
-    g.add_argument("--standardize", action="store_true", default=None,
-                   help="per-channel mean/std standardisation (statistics of the training split)")
-    if training:
-        _add_training_data_args(g)
-    if student:
-        g.add_argument("--teacher-view", choices=TEACHER_VIEWS,
-                       help="own: a teacher of another resolution reads the scene at its own "
-                            "size (default); upsampled: it reads the student's view upsampled "
-                            "to its input size (resolution-consistent teaching)")
-        g.add_argument("--teacher-augment", choices=TEACHER_AUGMENT,
-                       help="same: the teacher sees exactly the student's augmented view "
-                            "(default, consistent teaching); independent: the teacher's view "
-                            "gets its own flip, rotation and crop")
-    if student:
-        g.add_argument("--transfer-set", metavar="PATH|DATASET",
-                       help="unlabelled images the teacher labels and the student learns from "
-                            "(soft targets only): a folder or zip, class-per-folder or flat, or "
-                            "a dataset name read from --data-root, e.g. aid; refused if one is "
-                            "an image of the test split")
-        g.add_argument("--transfer-limit", type=int,
-                       help="use a fixed random subset of this many transfer images")
-    g.add_argument("--workers", type=int, help="processes for the first decode (default: cores)")
-
-
-def _add_training_data_args(g) -> None:
-    for flag in ("hflip", "vflip", "rot90", "crop"):
-        g.add_argument(f"--no-{flag}", dest=flag, action="store_false", default=None,
-                       help=f"disable the {flag} training augmentation")
-    g.add_argument("--crop-pad", type=float,
-                   help="random crop strength: reflect padding as a fraction of the side, the "
-                        f"largest shift (default {_D.crop_pad} = 4 px at 32 px; 0.0625 is milder)")
-    g.add_argument("--mix", choices=MIX_MODES,
-                   help="mix training batches: mixup or cutmix (default none); with a teacher at "
-                        "--alpha 1 the target is the teacher's prediction on the mixed image "
-                        "(function matching)")
-    g.add_argument("--mix-alpha", type=float,
-                   help=f"Beta(a, a) of the mixing weight (default {_D.mix_alpha})")
-    g.add_argument("--mix-prob", type=float,
-                   help="share of training images that get a mixing partner, the rest stay "
-                        f"whole (default {_D.mix_prob}; 0.5 is milder for small inputs)")
+        overrides["image_size"] = _STUDENT_SIZE
+    scopes = [s for s, on in (("training", training), ("distill", student)) if on]
+    add_section(p, DataConfig, "data", scopes=scopes, overrides=overrides)
 
 
 def data_config(args: argparse.Namespace, base: DataConfig | None = None) -> DataConfig:
     """``base`` (or the defaults) overridden by every data option given on the command line."""
-    cfg = dataclasses.replace(base) if base is not None else DataConfig()
-    for f in dataclasses.fields(DataConfig):
-        value = getattr(args, f.name, None)
-        if value is not None:
-            setattr(cfg, f.name, value)
-    return cfg
+    return dataclasses.replace(base if base is not None else DataConfig(), **given(args, DataConfig))
 
 
 def parse_option_value(text: str) -> object:
@@ -160,9 +94,6 @@ def check_resume_target(args: argparse.Namespace) -> None:
                           "--out, or leave out --resume to start a new run")
 
 
-# One meaning everywhere: 0 leaves the count to torch (OMP_NUM_THREADS when set, else
-# one per core), for torch and onnxruntime timings alike (export/ort_backend.py).
-THREADS_ZERO = "0 = torch's thread count: OMP_NUM_THREADS when set, else one per core"
 RUN_HELP = "run directory, or a study or sweep folder (its best student)"
 
 

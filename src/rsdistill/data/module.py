@@ -9,10 +9,11 @@ from pathlib import Path
 
 import torch
 
+from rsdistill.config import option
 from rsdistill.data.augment import BatchAugment
 from rsdistill.data.dataset import SceneDataset, load_dataset_sizes
 from rsdistill.data.loader import Normalizer, TensorBatches
-from rsdistill.data.mix import BatchMix, check_mix
+from rsdistill.data.mix import MIX_MODES, BatchMix, check_mix
 from rsdistill.data.specs import DATASETS
 from rsdistill.data.transfer import load_transfer, refuse_test_images, with_transfer
 from rsdistill.data.views import ViewKey, resize_uint8, upsampled_view, view_key
@@ -34,49 +35,87 @@ TEACHER_VIEWS = ("own", "upsampled")
 
 @dataclass
 class DataConfig:
-    dataset: str = "ucmerced"
-    data_root: str | None = None
-    image_size: int = 32
-    cache_dir: str | None = None
-    allow_missing_classes: bool = False
-    skip_corrupt: bool = False
-    download: bool = False
-    split: str = "60/20/20"
-    split_seed: int = 0
-    split_dir: str | None = None
-    standardize: bool = False
+    """The data section; each field that is an option declares its flag and help here
+    (``rsdistill.config.option``), so its default is written once. Options of scope
+    "training" only change how a model is trained (not offered by export, evaluate, ...);
+    those of scope "distill" only how a student is taught."""
+
+    dataset: str = option("ucmerced", choices=DATASETS.names,
+                          help="dataset name (folder = any class-per-folder directory or zip)")
+    data_root: str | None = option(
+        None, shown="$RSDISTILL_DATA, else ~/.cache/rsdistill/data",
+        help="folder holding the dataset archives or extracted folders; for --dataset "
+             "folder, the class-per-folder directory or zip itself")
+    image_size: int = option(32, help="images are resized to N×N")
+    cache_dir: str | None = option(None, shown="$RSDISTILL_CACHE, else ~/.cache/rsdistill/cache",
+                                   help="decoded-tensor cache")
+    allow_missing_classes: bool = option(False, help="use only the class folders found "
+                                         "instead of failing")
+    skip_corrupt: bool = option(False, help="leave undecodable images out (reported)")
+    download: bool = option(False, help="download the archive into the data root if it is "
+                            "missing (checked with its md5)")
+    split: str = option("60/20/20", flag="--split-fractions", help="train/val/test fractions")
+    split_seed: int = option(0, help="seed of the stratified split")
+    split_dir: str | None = option(None, shown="a stratified split by --split-fractions",
+                                   help="folder with <name>-train.txt/-val.txt/-test.txt "
+                                        "split files")
+    standardize: bool = option(False, help="per-channel mean/std standardisation "
+                               "(statistics of the training split)")
     # Fixed per-channel mean/std of [0, 1] pixels that the model expects instead of
     # statistics of the data: a pretrained model's own (--pretrained imagenet fills them
     # in). Recorded here so --resume and evaluate feed the model the same way.
     input_mean: list[float] | None = None
     input_std: list[float] | None = None
-    hflip: bool = True
-    vflip: bool = True
-    rot90: bool = True
-    crop: bool = True
+    hflip: bool = option(True, scope="training", help="disable the hflip training augmentation")
+    vflip: bool = option(True, scope="training", help="disable the vflip training augmentation")
+    rot90: bool = option(True, scope="training", help="disable the rot90 training augmentation")
+    crop: bool = option(True, scope="training", help="disable the crop training augmentation")
     # Reflect padding of the random crop as a fraction of the side: the largest shift
     # (0.125 = 4 px at 32 px, the CIFAR recipe; 0.0625 is milder).
-    crop_pad: float = 0.125
+    crop_pad: float = option(0.125, scope="training", shown="0.125 = 4 px at 32 px; 0.0625 is "
+                             "milder", help="random crop strength: reflect padding as a "
+                             "fraction of the side, the largest shift")
     # Mixup/CutMix of training batches ("none", "mixup", "cutmix") and its Beta(a, a).
-    mix: str = "none"
-    mix_alpha: float = 1.0
+    mix: str = option("none", scope="training", choices=MIX_MODES,
+                      help="mix training batches: mixup or cutmix; with a teacher at --alpha 1 "
+                           "the target is the teacher's prediction on the mixed image "
+                           "(function matching)")
+    mix_alpha: float = option(1.0, scope="training", help="Beta(a, a) of the mixing weight")
     # Share of the training images that get a mixing partner (the rest stay whole).
-    mix_prob: float = 1.0
+    mix_prob: float = option(1.0, scope="training", shown="1.0; 0.5 is milder for small inputs",
+                             help="share of training images that get a mixing partner, the "
+                                  "rest stay whole")
     # Distillation only: "same" feeds the teacher exactly the student's augmented view
     # (consistent teaching); "independent" gives the teacher's view its own draw.
-    teacher_augment: str = "same"
+    teacher_augment: str = option(
+        "same", scope="distill", choices=TEACHER_AUGMENT,
+        help="same: the teacher sees exactly the student's augmented view (consistent "
+             "teaching); independent: the teacher's view gets its own flip, rotation and crop")
     # Distillation only: "own" (the teacher reads the scene at its own resolution) or
     # "upsampled" (it reads the student's view, upsampled to its input size).
-    teacher_view: str = "own"
+    teacher_view: str = option(
+        "own", scope="distill", choices=TEACHER_VIEWS,
+        help="own: a teacher of another resolution reads the scene at its own size; "
+             "upsampled: it reads the student's view upsampled to its input size "
+             "(resolution-consistent teaching)")
     # The model reads image_size px made from images first reduced to source_size px
     # (bicubic both ways); None = images decoded straight to image_size. A teacher
     # fine-tuned on what a low-resolution student sees.
-    source_size: int | None = None
-    workers: int | None = None
+    source_size: int | None = option(
+        None, shown="decode straight to --image-size",
+        help="reduce every image to N×N first, then resize it (bicubic) to --image-size: "
+             "e.g. a teacher fine-tuned on what a 32 px student sees")
+    workers: int | None = option(None, shown="cores", help="processes for the first decode")
     # Unlabelled images the teacher labels for the student (data/transfer.py): a folder or
     # zip (class-per-folder or flat) or a dataset name; at most transfer_limit of them.
-    transfer_set: str | None = None
-    transfer_limit: int | None = None
+    transfer_set: str | None = option(
+        None, scope="distill", metavar="PATH|DATASET", shown="none",
+        help="unlabelled images the teacher labels and the student learns from (soft "
+             "targets only): a folder or zip, class-per-folder or flat, or a dataset name "
+             "read from --data-root, e.g. aid; refused if one is an image of the test split")
+    transfer_limit: int | None = option(None, scope="distill", shown="all",
+                                        help="use a fixed random subset of this many "
+                                             "transfer images")
 
     def to_dict(self) -> dict:
         return asdict(self)
