@@ -28,25 +28,25 @@ class Option:
 
     ``flags``: the option strings (default ``--field-name``; for a bool field defaulting
     to True, ``--no-field-name``). ``type``: the argparse type (default: read from the
-    annotation). ``choices`` may be a callable, read when a parser is built (a registry's
-    names). ``shown``: the default as the help text states it, where the value alone
+    annotation). ``help``, ``shown`` and ``choices`` may be callables, read when a parser
+    is built (from a registry filled later). ``shown``: the default as the help text states it, where the value alone
     would mislead (None standing for "from the environment"). ``scope``: the commands
     that offer it (``""``: every command reading the section; ``"training"``: only those
     that train; ``"distill"``: only those that distil). ``required``: the option must be
     given (commands may override it).
     """
 
-    help: str
+    help: str | Callable[[], str]
     flags: tuple[str, ...] = ()
     type: Callable[[str], Any] | None = None
     choices: Sequence[str] | Callable[[], Sequence[str]] | None = None
     metavar: str | None = None
-    shown: str | None = None
+    shown: str | Callable[[], str] | None = None
     scope: str = ""
     required: bool = False
 
 
-def option(default: Any = dataclasses.MISSING, *, help: str,  # noqa: A002 (argparse's word)
+def option(default: Any = dataclasses.MISSING, *, help: str | Callable[[], str],  # noqa: A002
            flag: str | tuple[str, ...] = (), default_factory: Any = dataclasses.MISSING,
            **cli: Any) -> Any:
     """A dataclass field that is also a command-line option (see :class:`Option`): its

@@ -8,8 +8,8 @@ from rsdistill.cli.backend_options import add_backend_arguments, backend_config
 from rsdistill.cli.common import add_data_args, parse_method_options
 from rsdistill.cli.report_cmd import INT8_HELP
 from rsdistill.cli.training_args import (
-    add_method_option_arg, add_seeds_arg, add_teacher_arg, add_temperature_arg, add_train_args,
-    distill_data_config, split_method_options, train_config,
+    add_method_option_arg, add_seeds_arg, add_teacher_arg, add_train_args, add_weight_args,
+    distill_data_config, split_method_options, train_config, weights_given,
 )
 from rsdistill.experiments.compare import CompareConfig, default_methods, run_compare
 from rsdistill.errors import ConfigError
@@ -36,9 +36,8 @@ def register(sub) -> None:
     add_seeds_arg(g, d.seeds)
     add_teacher_arg(g, note="needed by every method that distils from a teacher; data options "
                             "default to its run's")
-    g.add_argument("--alpha", type=float, default=d.alpha,
-                   help=f"weight of every method's loss, 0..1 (default {d.alpha})")
-    add_temperature_arg(g, " of every method")
+    add_weight_args(g, alpha="weight of every method's loss, 0..1",
+                    temperature="softmax temperature of every method")
     add_method_option_arg(g)
     g.add_argument("--int8", action="store_true", help=INT8_HELP)
     add_backend_arguments(p)
@@ -64,8 +63,8 @@ def parse_compare_options(items: list[str] | None) -> dict[str, dict]:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     cfg = CompareConfig(teacher=args.teacher, methods=parse_methods(args.methods),
-                        seeds=args.seeds, alpha=args.alpha, temperature=args.temperature,
-                        method_options=parse_compare_options(args.method_options))
+                        seeds=args.seeds, method_options=parse_compare_options(args.method_options),
+                        **weights_given(args))
     # Checked before the data options are read, so a typo in --methods fails first.
     cfg.validate()
     backend = backend_config(args)

@@ -37,8 +37,11 @@ MEASUREMENT = ("precision", "inference_precision", "device", "latency_runs", "in
 _RUNS = {"shown": "the run's"}
 
 
-def add_measurement_args(p: argparse.ArgumentParser) -> None:
-    add_section(p, TrainConfig, "measurement", only=MEASUREMENT, overrides={
+def add_measurement_args(p: argparse.ArgumentParser, only: tuple[str, ...] = MEASUREMENT,
+                         helps: dict[str, str] | None = None) -> None:
+    """The measurement options in ``only`` (``helps``: a command's own wording of one),
+    then the data options."""
+    overrides = {
         "precision": {"help": "precision for the metrics",
                       "shown": "fp32, whatever the run trained in, so they match the exported "
                                "model's"},
@@ -46,7 +49,10 @@ def add_measurement_args(p: argparse.ArgumentParser) -> None:
                                                  "figures"},
         "device": {**_RUNS, "help": "auto, cpu or cuda"},
         "latency_runs": {"shown": f"the run's, else {TrainConfig().latency_runs}"},
-        "inference_threads": {"shown": f"the run's setting; {THREADS_ZERO}"}})
+        "inference_threads": {"shown": f"the run's setting; {THREADS_ZERO}"}}
+    for key, text in (helps or {}).items():
+        overrides[key] = {**overrides[key], "help": text}
+    add_section(p, TrainConfig, "measurement", only=only, overrides=overrides)
     add_data_args(p, dataset_required=False, training=False)
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from rsdistill.cli.common import data_config
+from rsdistill.cli.schema_args import add_section
+from rsdistill.data.module import DataConfig
 from rsdistill.models import describe_models, list_model_names
 
 
@@ -13,7 +16,8 @@ def register(sub) -> None:
     msub = p.add_subparsers(dest="models_command", metavar="ACTION")
     msub.required = True
     ls = msub.add_parser("list", help="names, parameters and FLOPs at a given input size")
-    ls.add_argument("--image-size", type=int, default=32)
+    add_section(ls, DataConfig, None, only=("image_size",),
+                overrides={"image_size": {"help": "the input (N×N) the FLOPs are counted at"}})
     ls.add_argument("--num-classes", type=int, default=21)
     ls.add_argument("--json", action="store_true")
     ls.add_argument("names", nargs="*", help="models to describe (default: all registered; "
@@ -22,6 +26,7 @@ def register(sub) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    args.image_size = data_config(args).image_size
     rows = describe_models(args.names or list_model_names(), args.image_size, args.num_classes)
     if args.json:
         print(json.dumps(rows))

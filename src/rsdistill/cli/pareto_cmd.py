@@ -13,8 +13,8 @@ from rsdistill.cli.training_args import (
     add_method_args,
     add_seeds_arg,
     add_teacher_arg,
-    add_temperature_arg,
     add_train_args,
+    add_weight_args,
     distill_data_config,
     method_settings,
     train_config,
@@ -42,9 +42,7 @@ def register(sub) -> None:
     add_teacher_arg(g, required=True)
     g.add_argument("--sizes", default="32,64", help="student input sizes (default 32,64)")
     add_seeds_arg(g, ParetoConfig().seeds)
-    g.add_argument("--alpha", type=float, default=MethodConfig.alpha,
-                   help=f"the distilled students' α (default {MethodConfig.alpha:g})")
-    add_temperature_arg(g)
+    add_weight_args(g, alpha="the distilled students' α")
     g.add_argument("--jobs", type=int, default=0, help="seeds side by side (0 = one per core)")
     g.add_argument("--timing-threads", type=int, default=1,
                    help="intra-op threads of the side-by-side timing (default 1)")
@@ -67,7 +65,7 @@ def _ints(text: str, flag: str) -> list[int]:
 def cmd_pareto(args: argparse.Namespace) -> int:
     students = [m.strip() for m in args.model.split(",") if m.strip()] if args.model else \
         ParetoConfig().students
-    method = MethodConfig(alpha=args.alpha, temperature=args.temperature, **method_settings(args))
+    method = MethodConfig(**method_settings(args))
     cfg = ParetoConfig(teacher=args.teacher, students=students, sizes=_ints(args.sizes, "--sizes"),
                        seeds=args.seeds, method=method, **student_start_settings(args))
     cfg.validate()

@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from rsdistill.cli.common import RUN_HELP, THREADS_ZERO, add_data_args, chosen_run
-from rsdistill.cli.model_settings import model_settings, require_data
+from rsdistill.cli.common import RUN_HELP, chosen_run
+from rsdistill.cli.model_settings import add_measurement_args, model_settings, require_data
 from rsdistill.runtime.checkpoint import resolve_model_path
 from rsdistill.errors import CheckpointError
 from rsdistill.export.quantize import ACTIVATION_TYPES, CALIBRATION_METHODS, QuantizeRequest, quantize_onnx
@@ -45,12 +45,10 @@ def register(sub) -> None:
                    help=f"largest test accuracy drop in points that is accepted (default {_R.max_drop:g})")
     p.add_argument("--allow-drop", action="store_true",
                    help="write the int8 model even if it drops more than --max-drop")
-    p.add_argument("--latency-runs", type=int, help="timed batch-1 calls per model (default: the run's, else 100)")
-    p.add_argument("--inference-threads", type=int,
-                   help="onnxruntime intra-op threads for both models (default: the run's setting; "
-                        f"{THREADS_ZERO})")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    add_data_args(p, dataset_required=False, training=False)
+    add_measurement_args(p, only=("latency_runs", "inference_threads"), helps={
+        "latency_runs": "timed batch-1 calls per model",
+        "inference_threads": "onnxruntime intra-op threads for both models"})
     p.set_defaults(func=cmd_quantize)
 
 

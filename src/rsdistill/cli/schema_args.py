@@ -55,11 +55,16 @@ def _scalar_type(annotation: Any) -> Any:
     return annotation
 
 
+def _text(value: Any) -> Any:
+    """A help text, or one read from a registry when the parser is built."""
+    return value() if callable(value) else value
+
+
 def help_text(f: dataclasses.Field, opt: Option, note: str = "") -> str:
     """The option's help and, unless it is required or a switch, the default it gets."""
-    text = opt.help
+    text = _text(opt.help)
     if not opt.required and not isinstance(_field_default(f), bool):
-        text += f" (default {opt.shown or shown_default(_field_default(f))}{note})"
+        text += f" (default {_text(opt.shown) or shown_default(_field_default(f))}{note})"
     return text.replace("%", "%%")  # argparse formats help texts with %
 
 
@@ -72,15 +77,16 @@ def cli_fields(cls: type, scopes: Iterable[str] | None = None
             and (allowed is None or opt.scope in allowed)]
 
 
-def add_section(parser: argparse.ArgumentParser, cls: type, title: str, *,
+def add_section(parser: argparse.ArgumentParser, cls: type, title: str | None, *,
                 scopes: Iterable[str] = (), only: Iterable[str] | None = None,
                 overrides: dict[str, dict] | None = None,
                 notes: dict[str, str] | None = None) -> argparse._ArgumentGroup:
     """One argparse group with an option per field of ``cls`` (in ``scopes``; only the
     fields named in ``only`` when given). ``overrides``: per field, the :class:`Option`
     attributes a command states otherwise (a flag, its help, ``required``). ``notes``:
-    per field, text after the default in the help (e.g. a recipe's other default)."""
-    group = parser.add_argument_group(title)
+    per field, text after the default in the help (e.g. a recipe's other default).
+    ``title`` None: into ``parser`` itself (e.g. a group the command made)."""
+    group = parser.add_argument_group(title) if title is not None else parser
     hints = typing.get_type_hints(cls)
     wanted = None if only is None else set(only)
     for f, opt in cli_fields(cls, scopes):
@@ -93,7 +99,7 @@ def add_section(parser: argparse.ArgumentParser, cls: type, title: str, *,
             kwargs["action"] = "store_false" if f.default else "store_true"
         else:
             kwargs["type"] = opt.type or _scalar_type(hints[f.name])
-            choices = opt.choices() if callable(opt.choices) else opt.choices
+            choices = _text(opt.choices)
             if choices is not None:
                 kwargs["choices"] = list(choices)
             if opt.metavar:

@@ -11,9 +11,9 @@ from rsdistill.cli.training_args import (
     add_method_args,
     add_seeds_arg,
     add_teacher_arg,
-    add_temperature_arg,
     assistant_teacher,
     add_train_args,
+    add_weight_args,
     distill_data_config,
     method_settings,
     train_config,
@@ -37,7 +37,7 @@ def register(sub) -> None:
     g.add_argument("--nuclear-beta", default="0",
                    help="β settings, comma-separated numbers and/or 'alpha' (e.g. 0,alpha)")
     add_seeds_arg(g, SweepConfig().seeds)
-    add_temperature_arg(g)
+    add_weight_args(g)
     g.add_argument("--jobs", type=int, default=0,
                    help="seeds trained side by side, one process each (default 0 = one per CPU "
                         "core, 1 on a GPU or under torchrun)")
@@ -50,7 +50,7 @@ def register(sub) -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = SweepConfig(teacher=args.teacher, alphas=parse_alphas(args.alphas),
                         betas=parse_betas(args.nuclear_beta), seeds=args.seeds,
-                        method=MethodConfig(temperature=args.temperature, **method_settings(args)))
+                        method=MethodConfig(**method_settings(args)))
     sweep.validate()  # before an assistant trains
     backend = backend_config(args)
     check_resume_target(args)

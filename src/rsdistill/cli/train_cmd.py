@@ -7,7 +7,7 @@ import json
 
 from rsdistill.cli.common import add_data_args, check_resume_target, data_config
 from rsdistill.cli.training_args import (
-    add_assistant_args, add_method_args, add_teacher_arg, add_temperature_arg, add_train_args,
+    add_assistant_args, add_method_args, add_teacher_arg, add_train_args, add_weight_args,
     assistant_teacher, distill_data_config, method_settings, train_config,
 )
 from rsdistill.experiments.procedures import run_training
@@ -34,17 +34,13 @@ def register(sub) -> None:
     add_data_args(d, dataset_required=False, student=True)
     add_train_args(d, "--student", "student model name, e.g. resnet8")
     g = d.add_argument_group("distillation")
-    dd = DistillConfig()
     add_teacher_arg(g, note="not needed by dml and self, which only take their data defaults "
                             "from it")
     add_method_args(g)
     g.add_argument("--peers", metavar="A,B", help="dml: every peer's model, peer 0 first and "
                    "equal to --student (default: two copies of the student); the same as "
                    "--method-option peers=A,B")
-    g.add_argument("--alpha", type=float, default=dd.alpha,
-                   help=f"weight of the method's loss; (1-α) weighs the hard loss, 0..1 "
-                        f"(default {dd.alpha:g})")
-    add_temperature_arg(g)
+    add_weight_args(g, alpha="weight of the method's loss; (1-α) weighs the hard loss, 0..1")
     g.add_argument("--nuclear-beta", default="0",
                    help="weight β of the first layer's nuclear norm: a number, or 'alpha' (β = α)")
     add_assistant_args(g)
@@ -67,8 +63,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    distill = DistillConfig(teacher=args.teacher, alpha=args.alpha,
-                            temperature=args.temperature, nuclear_beta=args.nuclear_beta,
+    distill = DistillConfig(teacher=args.teacher, nuclear_beta=args.nuclear_beta,
                             **method_settings(args))
     distill.validate()  # before an assistant trains
     check_resume_target(args)

@@ -1,7 +1,8 @@
 """Options shared by the commands that train (train, distill, sweep, compare, pareto):
-the training section, the method settings, the teacher assistant and the flags each of
-them defines once (``--teacher``, ``--temperature``, ``--seeds``, ``--method-option``),
-and their reading into config objects. Each default comes from its config dataclass."""
+the training section and the method settings (generated from TrainConfig and
+MethodConfig, see schema_args), the teacher assistant and the flags each of them defines
+once (``--teacher``, ``--seeds``, ``--method-option``), and their reading into config
+objects. Each default comes from its config dataclass."""
 
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ from rsdistill.config import from_dict
 from rsdistill.data.module import DataConfig
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.assistant import parse_assistant, train_assistant
-from rsdistill.experiments.records import DistillConfig
 from rsdistill.experiments.teacher import teacher_data_config
-from rsdistill.losses import DEFAULT_TEMPERATURE, METHODS, default_temperature, methods_help
+from rsdistill.losses import MethodConfig, methods_help
 from rsdistill.training.config import TrainConfig, recipe_notes, train_config_from
 
 
@@ -25,13 +25,12 @@ def add_teacher_arg(g, required: bool = False, note: str = "") -> None:
                    help="teacher run directory or model.pt" + (f" ({note})" if note else ""))
 
 
-def add_temperature_arg(g, scope: str = "") -> None:
-    """``--temperature``, its default read from the METHODS registry."""
-    others = ", ".join(f"{default_temperature(n):g} for {n}" for n in METHODS
-                       if default_temperature(n) != DEFAULT_TEMPERATURE)
-    g.add_argument("--temperature", "-T", type=float, default=None,
-                   help=f"softmax temperature{scope} (default: the method's own: "
-                        f"{others + ', ' if others else ''}{DEFAULT_TEMPERATURE:g} for the others)")
+def add_weight_args(g, alpha: str | None = None, temperature: str = "softmax temperature") -> None:
+    """MethodConfig's ``--temperature`` (its default the method's own, read from the METHODS
+    registry) and, with its help text given, ``--alpha``."""
+    overrides = {"temperature": {"help": temperature}, "alpha": {"help": alpha}}
+    add_section(g, MethodConfig, None, only=("temperature", "alpha") if alpha else ("temperature",),
+                overrides=overrides)
 
 
 def add_seeds_arg(g, default: int | None, what: str = "") -> None:
@@ -105,32 +104,34 @@ def assistant_teacher(args: argparse.Namespace, data_cfg: DataConfig) -> str:
 
 
 def add_method_args(g) -> None:
-    """--method and its settings, shared by ``distill`` and ``sweep``."""
-    g.add_argument("--method", default=DistillConfig().method,
-                   help=f"distillation method: {', '.join(METHODS.names())} (default kd)")
+    """--method and its settings, shared by ``distill``, ``sweep`` and ``pareto``."""
+    add_section(g, MethodConfig, None, only=("method",))
     add_method_option_arg(g)
-    g.add_argument("--student-layers", metavar="A,B",
-                   help="student modules tapped by fitnet/at (default: the method's pick among "
-                        "the model's stages)")
-    g.add_argument("--teacher-layers", metavar="A,B", help="teacher modules, paired with "
-                   "--student-layers in order")
+    add_section(g, MethodConfig, None, only=("student_layers", "teacher_layers"))
+
+
+def weights_given(args: argparse.Namespace) -> dict:
+    """--alpha and --temperature where given (the config dataclass holds their defaults)."""
+    return {k: getattr(args, k) for k in ("alpha", "temperature")
+            if getattr(args, k, None) is not None}
 
 
 def method_settings(args: argparse.Namespace) -> dict:
-    """The method settings from the command line, as DistillConfig/SweepConfig keywords."""
+    """The method settings from the command line, as DistillConfig/MethodConfig keywords."""
+    method = args.method if args.method is not None else MethodConfig.method
     grouped = split_method_options(args.method_options)
-    stray = sorted(m for m in grouped if m not in (None, args.method))
+    stray = sorted(m for m in grouped if m not in (None, method))
     if stray:
         raise ConfigError(f"--method-option {stray[0]}:... names method {stray[0]}, but this run "
-                          f"trains {args.method}; drop the prefix or pass --method {stray[0]}")
-    options = parse_method_options([*grouped.get(None, []), *grouped.get(args.method, [])])
+                          f"trains {method}; drop the prefix or pass --method {stray[0]}")
+    options = parse_method_options([*grouped.get(None, []), *grouped.get(method, [])])
     # --peers is the readable spelling of dml's option; given both ways it is ambiguous.
     peers = getattr(args, "peers", None)
     if peers is not None:
         if "peers" in options:
             raise ConfigError("peers is given twice (--peers and --method-option peers=...)")
         options["peers"] = peers
-    return {"method": args.method, "method_options": options,
+    return {**weights_given(args), "method": method, "method_options": options,
             "student_layers": parse_layers(args.student_layers, "--student-layers"),
             "teacher_layers": parse_layers(args.teacher_layers, "--teacher-layers")}
 

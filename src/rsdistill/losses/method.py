@@ -17,6 +17,7 @@ import inspect
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+from rsdistill.config import option
 from rsdistill.errors import ConfigError
 from rsdistill.losses.base import check_alpha, check_temperature
 from rsdistill.losses.nuclear import resolve_beta
@@ -157,6 +158,12 @@ def methods_help() -> str:
     return "; ".join(parts)
 
 
+def _temperature_shown() -> str:
+    others = ", ".join(f"{default_temperature(n):g} for {n}" for n in METHODS
+                       if default_temperature(n) != DEFAULT_TEMPERATURE)
+    return f"the method's own: {others + ', ' if others else ''}{DEFAULT_TEMPERATURE:g} for the others"
+
+
 @dataclass
 class MethodConfig:
     """How a student learns: the method, its weights α and β, T, options and tapped layers.
@@ -165,18 +172,25 @@ class MethodConfig:
     studies), so the settings are defined, checked and recorded in one place.
     """
 
-    method: str = "kd"
-    alpha: float = DEFAULT_ALPHA
+    method: str = option("kd", help=lambda: f"distillation method: {', '.join(METHODS.names())}")
+    alpha: float = option(DEFAULT_ALPHA, help="weight of the method's loss; (1-α) weighs the "
+                          "hard loss, 0..1")
     # None = the method's own default (1 for dml, 4 otherwise), filled in at construction
     # so config.yaml always records the number a run used.
-    temperature: float | None = None
+    temperature: float | None = option(None, flag=("--temperature", "-T"),
+                                       help="softmax temperature", shown=_temperature_shown)
     nuclear_beta: float | str = 0.0
     # The method's own options (--method-option KEY=VALUE), checked against its factory.
     method_options: dict = field(default_factory=dict)
     # Tapped layers of a feature-based method; None = the method's pick among the
     # model's declared stages. Methods on logits ignore them.
-    student_layers: list[str] | None = None
-    teacher_layers: list[str] | None = None
+    # The command line gives them as A,B (parsed by the command, checked by validate()).
+    student_layers: list[str] | None = option(
+        None, type=str, metavar="A,B", shown="the method's pick among the model's stages",
+        help="student modules tapped by fitnet/at")
+    teacher_layers: list[str] | None = option(
+        None, type=str, metavar="A,B", shown="the method's pick among the teacher's stages",
+        help="teacher modules, paired with --student-layers in order")
 
     def __post_init__(self) -> None:
         # α is checked once, here: every run, sweep member, comparison and study builds
