@@ -143,6 +143,11 @@ def test_run_download_fetches_the_archive_before_training_then_runs(study, serve
     fetched = next(i for i, m in enumerate(log) if m.startswith(f"downloading {NAME}"))
     trained = next(i for i, m in enumerate(log) if m.startswith("stage 2/4: training the teacher"))
     assert log[1].startswith("stage 1/4: data") and 1 < fetched < trained
+    # One line per stage finished, with the time so far and the whole study's ETA.
+    done = [m for m in log if m.startswith("stage ") and " done in " in m]
+    assert [m.split()[2] for m in done] == ["data", "teacher", "sweep", "report"]
+    assert "ETA unknown" in done[0] and "s/epoch so far" in done[1]
+    assert done[-1].endswith("nothing left to train")
 
     # Present now: the same command fetches nothing and trains nothing.
     forbid(monkeypatch)

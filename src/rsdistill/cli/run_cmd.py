@@ -13,8 +13,9 @@ from rsdistill.cli.training_args import add_seeds_arg
 from rsdistill.cli.schema_args import add_section, given
 from rsdistill.data.module import DataConfig
 from rsdistill.experiments.study import (
-    StudyConfig, describe_locations, load_study_config, run_study,
+    StudyConfig, describe_locations, load_study_config, run_study, study_stages,
 )
+from rsdistill.experiments.study_progress import StudyProgress
 from rsdistill.experiments.locate import headline
 from rsdistill.io import read_json
 from rsdistill.report.sweep_report import write_report
@@ -66,10 +67,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif not args.config:
         cfg.out = str(Path("runs") / cfg.data.dataset)
     log.info("%s", describe_locations(cfg))
+    stages = StudyProgress(study_stages(cfg))
     sweep_dir = run_study(cfg, progress=args.progress, overwrite=args.overwrite,
-                          backend=backend)
-    log.info("stage 4/4: report")
+                          backend=backend, stages=stages)
+    stages.begin("report", "report")
     report = write_report(sweep_dir, int8=args.int8)
+    stages.done("report")
     if (sweep_dir / SWEEP_RESULTS).is_file():  # the headline: what a newcomer looks for first
         for line in headline(read_json(sweep_dir / SWEEP_RESULTS)):
             print(line)

@@ -23,12 +23,13 @@ from rsdistill.experiments.grid import (
 )
 from rsdistill.experiments.procedures import run_training
 from rsdistill.experiments.records import refuse_other_files
+from rsdistill.experiments.study_progress import Stage, StudyProgress
 from rsdistill.experiments.sweep import run_sweep
 from rsdistill.io import atomic_write_text
 from rsdistill.losses import MethodConfig
 from rsdistill.paths import DATA_ENV, default_cache_dir, default_data_root
 from rsdistill.runtime.locks import clear_project_files, run_dir_lock
-from rsdistill.runtime.rundir import METRICS_FILE, STUDY_FILE
+from rsdistill.runtime.rundir import ASSISTANT_DIR, METRICS_FILE, STUDY_FILE
 from rsdistill.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -209,19 +210,29 @@ def describe_locations(cfg: StudyConfig) -> str:
             f"{cache.absolute()}")
 
 
+def study_stages(cfg: StudyConfig) -> list[Stage]:
+    """The study's stages in order, each with the epochs it trains (the ETA's measure)."""
+    assistant = [Stage("assistant", cfg.assistant.epochs or cfg.student.epochs)] \
+        if cfg.assistant.enabled else []
+    return [Stage("data"), Stage("teacher", cfg.teacher.epochs), *assistant,
+            Stage("sweep", cfg.student.epochs * cfg.sweep.seeds), Stage("report")]
+
+
 def run_study(cfg: StudyConfig, progress: bool = True, overwrite: bool = False,
-              backend: BackendConfig | None = None) -> Path:
+              backend: BackendConfig | None = None, stages: StudyProgress | None = None) -> Path:
     """Checks the data, trains the teacher and the sweep (its seeds on ``backend``);
     returns the sweep directory (to report on). The data stage (download included) ends
-    before anything is written to the study directory or trained."""
+    before anything is written to the study directory or trained. ``stages`` times the
+    stages (the report's is the caller's to finish)."""
+    stages = stages or StudyProgress(study_stages(cfg))
     cfg = resolve_data_root(cfg)
     sweep = study_sweep(cfg)
     sweep.validate()
     cfg.teacher.validate()
     cfg.student.validate()
     cfg.assistant.validate()
-    log.info("stage 1/4: data (%s%s)", cfg.data.dataset,
-             ", downloading what is missing" if cfg.data.download else "")
+    stages.begin("data", f"data ({cfg.data.dataset}"
+                 f"{', downloading what is missing' if cfg.data.download else ''})")
     t_data = teacher_data(cfg)
     # Decoded (and cached) once here, for every size the runs read; the runs then load
     # the cache. Also checks the split, so a data problem stops the study before it starts.
@@ -230,6 +241,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, overwrite: bool = False,
     log.info("%s: %d images, %d classes, from %s", cfg.data.dataset, len(prepared.dataset),
              prepared.num_classes, prepared.dataset.source)
     del prepared
+    stages.done("data")
     with run_dir_lock(cfg.out) as out:
         if overwrite:
             clear_project_files(out)
@@ -237,15 +249,21 @@ def run_study(cfg: StudyConfig, progress: bool = True, overwrite: bool = False,
             refuse_other_files(out, "study")
         atomic_write_text(out / STUDY_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         teacher_dir = out / "teacher"
-        if not (teacher_dir / METRICS_FILE).is_file():
-            log.info("stage 2/4: training the teacher %s", cfg.teacher.model)
+        trained = (teacher_dir / METRICS_FILE).is_file()
+        if not trained:
+            stages.begin("teacher", f"training the teacher {cfg.teacher.model}")
             run_training(teacher_dir, t_data, cfg.teacher, resume=True, progress=progress)
+        stages.done("teacher", measured=not trained)
         if cfg.assistant.enabled:
+            trained = (out / ASSISTANT_DIR / METRICS_FILE).is_file()
+            stages.begin("assistant", f"the teacher assistant {cfg.assistant.model}")
             sweep = replace(sweep, teacher=train_assistant(out, cfg.assistant, sweep.teacher,
                                                            cfg.data, cfg.student,
                                                            progress=progress))
-        log.info("stage 3/4: α sweep of %s (%d α × %d β × %d seeds)", cfg.student.model,
-                 len(sweep.alphas), len(sweep.betas), sweep.seeds)
+            stages.done("assistant", measured=not trained)
+        stages.begin("sweep", f"α sweep of {cfg.student.model} ({len(sweep.alphas)} α × "
+                              f"{len(sweep.betas)} β × {sweep.seeds} seeds)")
         run_sweep(out / "sweep", cfg.data, cfg.student, sweep, resume=True, progress=progress,
                   jobs=cfg.sweep.jobs, backend=backend)
+        stages.done("sweep")
     return out / "sweep"
