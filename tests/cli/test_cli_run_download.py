@@ -319,7 +319,7 @@ def test_bare_run_is_the_ucmerced_study_and_first_says_where_it_reads_and_writes
         monkeypatch, tmp_path, caplog):
     seen = {}
 
-    def fake_run_study(cfg, progress=True, overwrite=False, backend=None):
+    def fake_run_study(cfg, progress=True, overwrite=False, backend=None, stages=None):
         seen["cfg"], seen["backend"] = cfg, backend
         return tmp_path / "sweep"
 

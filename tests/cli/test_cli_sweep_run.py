@@ -297,7 +297,7 @@ def test_run_again_completes_without_retraining(study, monkeypatch, capsys):
 def test_run_command_line_overrides_the_config(tmp_path, monkeypatch, capsys):
     seen = {}
 
-    def fake_run_study(cfg, progress=True, overwrite=False, backend=None):
+    def fake_run_study(cfg, progress=True, overwrite=False, backend=None, stages=None):
         seen.update(cfg=cfg, progress=progress, overwrite=overwrite)
         return tmp_path / "sweep"
 

@@ -99,7 +99,8 @@ def test_run_int8_rewrites_the_study_report(sweep_dir, monkeypatch, tmp_path, ca
 
     # The study itself is tested in tests/cli/test_cli_sweep_run.py; here only what --int8 adds.
     monkeypatch.setattr(run_cmd, "run_study",
-                        lambda cfg, progress=True, overwrite=False, backend=None: sweep_dir)
+                        lambda cfg, progress=True, overwrite=False, backend=None, stages=None:
+                        sweep_dir)
     (sweep_dir / INT8_FILE).unlink(missing_ok=True)
     assert main(["run", "--dataset", "ucmerced", "--out", str(tmp_path), "--int8"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"wrote {sweep_dir / 'report.md'}"
