@@ -13,10 +13,15 @@ from rsdistill.cli.main import build_parser
 from rsdistill.cli.schema_args import SOURCE_ATTR, cli_fields, flags_of, shown_default
 from rsdistill.config import cli_option, option
 from rsdistill.data.module import DataConfig
+from rsdistill.experiments.compare import CompareConfig
+from rsdistill.experiments.grid import SweepConfig
+from rsdistill.experiments.pareto import ParetoConfig
+from rsdistill.experiments.study import StudySweep
 from rsdistill.losses import MethodConfig
 from rsdistill.training.config import TrainConfig
 
-SCHEMAS = (TrainConfig, DataConfig, MethodConfig)
+SCHEMAS = (TrainConfig, DataConfig, MethodConfig, SweepConfig, CompareConfig, ParetoConfig,
+           StudySweep)
 
 
 def parsers(parser: argparse.ArgumentParser, name: str = "rsdistill"):

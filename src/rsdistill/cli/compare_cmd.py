@@ -7,6 +7,7 @@ import argparse
 from rsdistill.cli.backend_options import add_backend_arguments, backend_config
 from rsdistill.cli.common import add_data_args, parse_method_options
 from rsdistill.cli.report_cmd import INT8_HELP
+from rsdistill.cli.schema_args import given
 from rsdistill.cli.training_args import (
     add_method_option_arg, add_seeds_arg, add_teacher_arg, add_train_args, add_weight_args,
     distill_data_config, split_method_options, train_config, weights_given,
@@ -29,11 +30,10 @@ def register(sub) -> None:
     add_data_args(p, dataset_required=False, student=True)
     add_train_args(p, "--student", "student model name, e.g. resnet8")
     g = p.add_argument_group("comparison")
-    d = CompareConfig()
     g.add_argument("--methods", default=",".join(default_methods()),
                    help=f"comma-separated, from: {', '.join(METHODS.names())} "
                         f"(default {','.join(default_methods())}; scratch is always added)")
-    add_seeds_arg(g, d.seeds)
+    add_seeds_arg(g, CompareConfig)
     add_teacher_arg(g, note="needed by every method that distils from a teacher; data options "
                             "default to its run's")
     add_weight_args(g, alpha="weight of every method's loss, 0..1",
@@ -63,8 +63,8 @@ def parse_compare_options(items: list[str] | None) -> dict[str, dict]:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     cfg = CompareConfig(teacher=args.teacher, methods=parse_methods(args.methods),
-                        seeds=args.seeds, method_options=parse_compare_options(args.method_options),
-                        **weights_given(args))
+                        method_options=parse_compare_options(args.method_options),
+                        **given(args, CompareConfig), **weights_given(args))
     # Checked before the data options are read, so a typo in --methods fails first.
     cfg.validate()
     backend = backend_config(args)

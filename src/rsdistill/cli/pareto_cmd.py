@@ -9,6 +9,7 @@ from pathlib import Path
 from rsdistill.cli.backend_options import add_backend_arguments, backend_config
 from rsdistill.cli.common import add_data_args
 from rsdistill.cli.pareto_students import add_student_start_args, student_start_settings
+from rsdistill.cli.schema_args import given
 from rsdistill.cli.training_args import (
     add_method_args,
     add_seeds_arg,
@@ -41,7 +42,7 @@ def register(sub) -> None:
     g = p.add_argument_group("pareto")
     add_teacher_arg(g, required=True)
     g.add_argument("--sizes", default="32,64", help="student input sizes (default 32,64)")
-    add_seeds_arg(g, ParetoConfig().seeds)
+    add_seeds_arg(g, ParetoConfig)
     add_weight_args(g, alpha="the distilled students' α")
     g.add_argument("--jobs", type=int, default=0, help="seeds side by side (0 = one per core)")
     g.add_argument("--timing-threads", type=int, default=1,
@@ -67,7 +68,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         ParetoConfig().students
     method = MethodConfig(**method_settings(args))
     cfg = ParetoConfig(teacher=args.teacher, students=students, sizes=_ints(args.sizes, "--sizes"),
-                       seeds=args.seeds, method=method, **student_start_settings(args))
+                       method=method, **given(args, ParetoConfig), **student_start_settings(args))
     cfg.validate()
     backend = backend_config(args)
     args.model = students[0]

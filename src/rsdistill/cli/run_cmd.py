@@ -13,7 +13,7 @@ from rsdistill.cli.training_args import add_seeds_arg
 from rsdistill.cli.schema_args import add_section, given
 from rsdistill.data.module import DataConfig
 from rsdistill.experiments.study import (
-    StudyConfig, describe_locations, load_study_config, run_study, study_stages,
+    StudyConfig, StudySweep, describe_locations, load_study_config, run_study, study_stages,
 )
 from rsdistill.experiments.study_progress import StudyProgress
 from rsdistill.experiments.locate import headline
@@ -38,7 +38,7 @@ def register(sub) -> None:
     # The data options a study takes from the command line, over its config's data section.
     add_section(p, DataConfig, "data", only=STUDY_DATA_OPTIONS,
                 overrides={"dataset": {"shown": f"the config's, else {DataConfig().dataset}"}})
-    add_seeds_arg(p, None, " of the sweep, overriding the config")
+    add_seeds_arg(p, StudySweep, shown="the config's")
     p.add_argument("--jobs", type=int, help="seeds trained side by side (overrides the config; "
                                             "0 = one per CPU core, 1 on a GPU)")
     p.add_argument("--out", help="study directory (default runs/<dataset>)")
@@ -58,8 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     backend = backend_config(args)
     cfg = load_study_config(args.config) if args.config else StudyConfig()
     cfg.data = replace(cfg.data, **given(args, DataConfig))
-    if args.seeds is not None:
-        cfg.sweep.seeds = args.seeds
+    cfg.sweep = replace(cfg.sweep, **given(args, StudySweep))
     if args.jobs is not None:
         cfg.sweep.jobs = args.jobs
     if args.out:

@@ -6,6 +6,7 @@ import argparse
 
 from rsdistill.cli.backend_options import add_backend_arguments, backend_config
 from rsdistill.cli.common import add_data_args, check_resume_target
+from rsdistill.cli.schema_args import given
 from rsdistill.cli.training_args import (
     add_assistant_args,
     add_method_args,
@@ -36,7 +37,7 @@ def register(sub) -> None:
                    help=f"list 0,0.1,0.3 or range start:stop:step, inclusive (default {DEFAULT_ALPHAS})")
     g.add_argument("--nuclear-beta", default="0",
                    help="β settings, comma-separated numbers and/or 'alpha' (e.g. 0,alpha)")
-    add_seeds_arg(g, SweepConfig().seeds)
+    add_seeds_arg(g, SweepConfig)
     add_weight_args(g)
     g.add_argument("--jobs", type=int, default=0,
                    help="seeds trained side by side, one process each (default 0 = one per CPU "
@@ -49,7 +50,7 @@ def register(sub) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = SweepConfig(teacher=args.teacher, alphas=parse_alphas(args.alphas),
-                        betas=parse_betas(args.nuclear_beta), seeds=args.seeds,
+                        betas=parse_betas(args.nuclear_beta), **given(args, SweepConfig),
                         method=MethodConfig(**method_settings(args)))
     sweep.validate()  # before an assistant trains
     backend = backend_config(args)

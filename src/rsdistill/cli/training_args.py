@@ -33,11 +33,9 @@ def add_weight_args(g, alpha: str | None = None, temperature: str = "softmax tem
                 overrides=overrides)
 
 
-def add_seeds_arg(g, default: int | None, what: str = "") -> None:
-    """``--seeds``; ``default`` is the command's config dataclass's (None: the config file's)."""
-    shown = f"default {default}" if default is not None else "default: the config's"
-    g.add_argument("--seeds", type=int, default=default,
-                   help=f"seeds 0..N-1{what} ({shown})")
+def add_seeds_arg(g, config: type, shown: str | None = None) -> None:
+    """``--seeds``, generated from the ``seeds`` field of the command's config dataclass."""
+    add_section(g, config, None, only=("seeds",), overrides={"seeds": {"shown": shown}})
 
 
 METHOD_OPTION_HELP = ("an option of the method, [METHOD:]KEY=VALUE, repeatable, e.g. "

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from rsdistill.data.module import DataConfig, prepare_data
+from rsdistill.config import option
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.backends import BackendConfig, Trial, TrialBatch, run_trials
 from rsdistill.experiments.procedures import resolve_settings, run_training
@@ -66,7 +67,7 @@ def default_methods() -> list[str]:
 class CompareConfig:
     teacher: str = ""
     methods: list[str] = field(default_factory=default_methods)
-    seeds: int = 3
+    seeds: int = option(3, help="seeds 0..N-1")
     alpha: float = DEFAULT_ALPHA
     # None = each method's own default temperature (1 for dml, 4 otherwise).
     temperature: float | None = None

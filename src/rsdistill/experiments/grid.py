@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from rsdistill.config import option
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.records import DistillConfig
 from rsdistill.losses import DEFAULT_ALPHA, MethodConfig, check_alpha, resolve_beta
@@ -60,7 +61,7 @@ class SweepConfig:
     teacher: str = ""
     alphas: list[float] = field(default_factory=lambda: parse_alphas(DEFAULT_ALPHAS))
     betas: list[str] = field(default_factory=lambda: ["0"])
-    seeds: int = 1
+    seeds: int = option(1, help="seeds 0..N-1")
     # Every member's method settings; α and β come from the grid.
     method: MethodConfig = field(default_factory=MethodConfig)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from rsdistill.data.module import DataConfig
+from rsdistill.config import option
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.backends import BackendConfig, TrialBatch, run_trials
 from rsdistill.experiments.grid import SweepConfig
@@ -48,7 +49,7 @@ class ParetoConfig:
     students: list[str] = field(default_factory=lambda: ["resnet8", "resnet14", "resnet20",
                                                         "wrn_16_2", "mobilenetv2_x0_5"])
     sizes: list[int] = field(default_factory=lambda: [32, 64])
-    seeds: int = 3
+    seeds: int = option(3, help="seeds 0..N-1")
     # The distilled students' method; α is the distilled member's weight (scratch is α 0).
     method: MethodConfig = field(default_factory=MethodConfig)
     # "imagenet": timm students start from their ImageNet weights; None: every student

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from rsdistill.config import from_dict, read_yaml
+from rsdistill.config import from_dict, option, read_yaml
 from rsdistill.data.module import DataConfig, prepare_data
 from rsdistill.data.views import view_key
 from rsdistill.errors import ConfigError
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 class StudySweep:
     alphas: str | list[float] = DEFAULT_ALPHAS
     betas: list[str] = field(default_factory=lambda: ["0", "alpha"])
-    seeds: int = 3
+    seeds: int = option(3, help="seeds 0..N-1 of the sweep")
     # Seeds trained side by side (0 = one per core on a CPU, 1 on a GPU); how the
     # study runs, not what it computes.
     jobs: int = 0
