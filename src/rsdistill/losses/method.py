@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from rsdistill.errors import ConfigError
-from rsdistill.losses.base import check_alpha, check_temperature
+from rsdistill.losses.base import check_alpha, check_temperature, reads_teacher
 from rsdistill.losses.nuclear import resolve_beta
 from rsdistill.registry import Registry
 
@@ -219,7 +219,7 @@ class MethodConfig:
 
     def needs_teacher(self) -> bool:
         """Whether this run's loss reads a teacher (kd, dkd, fitnet and at with α > 0)."""
-        return bool(getattr(self.build(), "needs_teacher", False))
+        return reads_teacher(self.build(), self.alpha)
 
     def check_teacher(self, teacher: str) -> None:
         """A method whose loss reads a teacher is refused without one."""

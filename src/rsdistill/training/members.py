@@ -116,7 +116,8 @@ def student_distiller(spec: MemberSpec, cfg: TrainConfig, data: PreparedData,
     # Built right after its student, under the member's seed: a FitNet regressor is then
     # initialised alike in a single run and in a sweep.
     return Distiller(student, loss, teacher=teacher, nuclear_beta=method.beta(),
-                     student_layers=method.student_layers, teacher_layers=method.teacher_layers,
+                     alpha=method.alpha, student_layers=method.student_layers,
+                     teacher_layers=method.teacher_layers,
                      example_input=example_input(data.dataset.image_size), teacher_view=view)
 
 
