@@ -98,8 +98,7 @@ class CompareConfig:
         for method in self.entries():
             distill = self.distill_config(method)
             if distill is not None:
-                distill.validate()
-                distill.check_teacher(self.teacher)
+                distill.check_teacher(self.teacher, distill.validate())
 
 
 def run_compare(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,

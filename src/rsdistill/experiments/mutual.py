@@ -23,7 +23,7 @@ from rsdistill.losses import MutualLoss, NuclearNormPenalty, StepInputs, weighte
 from rsdistill.models import build_model, first_weight_layer
 from rsdistill.training.config import TrainConfig
 from rsdistill.training.distiller import TeacherView, TrainStep, weight_stats
-from rsdistill.training.members import MemberSpec
+from rsdistill.training.members import MemberSpec, member_loss
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class MutualDistiller(nn.Module):
 
 def mutual_distiller(spec: MemberSpec, cfg: TrainConfig, data: PreparedData,
                      teacher: nn.Module | None, view: TeacherView | None) -> MutualDistiller:
-    loss = spec.method.build(label_smoothing=cfg.label_smoothing)
+    loss = member_loss(spec, spec.method, cfg)
     names = loss.peer_models(cfg.model)
     if teacher is not None:
         log.info("dml trains its peers without a teacher; --teacher only supplied defaults "
@@ -108,6 +108,6 @@ def mutual_distiller(spec: MemberSpec, cfg: TrainConfig, data: PreparedData,
 @PROCEDURES.register("mutual")
 def train_mutual(req: RunRequest) -> dict:
     # Checked before any data is decoded: a --peers list not starting with the student.
-    req.distill_cfg.build(req.train_cfg.label_smoothing).peer_models(req.train_cfg.model)
+    req.built.peer_models(req.train_cfg.model)
     (metrics,) = train_members(req, [single_spec(req)], factory=mutual_distiller)
     return metrics

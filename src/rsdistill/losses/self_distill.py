@@ -28,7 +28,6 @@ from rsdistill.losses.base import (
     HARD,
     SOFT,
     StepInputs,
-    check_alpha,
     check_label_smoothing,
     check_temperature,
 )
@@ -61,7 +60,7 @@ class GenerationsPlan:
     needs_teacher = False
 
     def __post_init__(self) -> None:
-        check_alpha(self.alpha)
+        # alpha comes from the run's MethodConfig, which checked it when it was made.
         check_temperature(self.temperature)
         check_label_smoothing(self.label_smoothing)
         # Generation 0 alone would be training from scratch: at least one must distil.
