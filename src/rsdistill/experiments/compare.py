@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from rsdistill.config import read_record
 from rsdistill.data.module import DataConfig, prepare_data
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.backends import BackendConfig, Trial, TrialBatch, run_trials
@@ -162,7 +163,7 @@ def check_same_comparison(path: Path, record: dict) -> None:
     """
     if not path.is_file():
         return
-    old = yaml.safe_load(path.read_text()) or {}
+    old = read_record(path, "a comparison", "restore it, or choose another --out")
     # --seed is not used (seeds are 0..N-1); methods and seeds may grow; each method's
     # options are compared for the methods both comparisons hold.
     diffs = config_diffs(old, record, {"data": DataConfig, "train": TrainConfig,

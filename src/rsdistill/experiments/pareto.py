@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from rsdistill.config import read_record
 from rsdistill.data.module import DataConfig
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.backends import BackendConfig, TrialBatch, run_trials
@@ -120,7 +121,8 @@ def run_pareto(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, cf
               "pareto": {k: v for k, v in asdict(cfg).items() if k != "method"},
               "method": asdict(cfg.method)}
     if (out / PARETO_FILE).is_file():
-        old = yaml.safe_load((out / PARETO_FILE).read_text()) or {}
+        old = read_record(out / PARETO_FILE, "a Pareto grid",
+                          "restore it, or choose another --out")
         check_resume(out / PARETO_FILE, old, record,
                      {"data": DataConfig, "train": TrainConfig, "method": MethodConfig},
                      ignore={"model", "image_size"}, hint="; use another --out")
