@@ -71,7 +71,13 @@ def test_compare_writes_every_output(comparison):
     assert [r["method"] for r in res["methods"]] == METHODS
     assert len(res["rows"]) == 8 and all(r["seeds"] == 2 for r in res["methods"])
     with open(comparison / "comparison.csv", newline="") as fh:
-        assert [r["method"] for r in csv.DictReader(fh)] == METHODS
+        reader = csv.DictReader(fh)
+        assert [r["method"] for r in reader] == METHODS
+    # Both references are judged by the same paired test; no unpaired "1 std" column.
+    for ref in ("kd", "scratch"):
+        assert {f"paired_vs_{ref}_{k}" for k in ("mean", "std", "ci95", "distinguishable",
+                                                 "seeds")} <= set(reader.fieldnames)
+    assert not any("exceeds_std" in name for name in reader.fieldnames)
     html = (comparison / "comparison.html").read_text()
     assert "<table>" in html and "figures/compare_accuracy.png" in html
 
@@ -99,7 +105,17 @@ def test_markdown_numbers_equal_the_json(comparison):
         for col, key in ((5, "delta_accuracy_vs_kd"), (6, "delta_accuracy_vs_scratch")):
             expected = "–" if r[key] is None else f"{100 * r[key]:+.2f}"
             assert cells[col] == expected, (r["method"], key)
-        assert cells[7] == {None: "–", True: "yes", False: "no"}[r["lead_over_kd_exceeds_std"]]
+        # vs kd: the paired test by seed, as for scratch (– for kd itself).
+        verdict = r["paired_vs_kd_distinguishable"]
+        if r["method"] == "kd":
+            assert cells[7] == "–" and r["paired_vs_kd_mean"] is None
+        elif verdict is None:
+            assert cells[7] == "one seed: cannot tell"
+        else:
+            assert cells[7] == (f"no (within ± {100 * r['paired_vs_kd_ci95']:.2f})"
+                                if not verdict else
+                                f"yes, {'better' if r['paired_vs_kd_mean'] > 0 else 'worse'} "
+                                f"(± {100 * r['paired_vs_kd_ci95']:.2f})")
     # The aggregates are the seeds' mean, from each run's own metrics.json.
     for r in res["methods"]:
         accs = [json.loads((comparison / r["method"] / f"seed{s}" / "metrics.json").read_text())
@@ -109,7 +125,7 @@ def test_markdown_numbers_equal_the_json(comparison):
 
 def test_reference_rows_and_training_cost(comparison):
     by = {r["method"]: r for r in json.loads((comparison / "comparison.json").read_text())["methods"]}
-    assert by["kd"]["delta_accuracy_vs_kd"] is None and by["kd"]["lead_over_kd_exceeds_std"] is None
+    assert by["kd"]["delta_accuracy_vs_kd"] is None and by["kd"]["paired_vs_kd_mean"] is None
     assert by["scratch"]["delta_accuracy_vs_scratch"] is None
     assert by["at"]["delta_accuracy_vs_kd"] == pytest.approx(
         by["at"]["accuracy_mean"] - by["kd"]["accuracy_mean"])
@@ -157,6 +173,12 @@ def test_every_method_is_paired_with_scratch_by_seed_and_drawn_per_epoch(compari
         assert r["paired_vs_scratch_mean"] == pytest.approx(sum(diffs) / 2)
         assert r["paired_vs_scratch_std"] == pytest.approx(abs(diffs[0] - diffs[1]) / 2 ** 0.5)
         assert r["paired_vs_scratch_seeds"] == 2
+        if r["method"] != "kd":  # the same test against kd, paired by seed
+            kd_diffs = [acc[(r["method"], s)] - acc[("kd", s)] for s in (0, 1)]
+            assert r["paired_vs_kd_mean"] == pytest.approx(sum(kd_diffs) / 2)
+            assert r["paired_vs_kd_std"] == pytest.approx(abs(kd_diffs[0] - kd_diffs[1]) / 2 ** 0.5)
+            assert r["paired_vs_kd_seeds"] == 2
+            assert isinstance(r["paired_vs_kd_distinguishable"], bool)
         assert table[r["method"]][8] == f"{100 * r['paired_vs_scratch_mean']:+.2f} ± " \
                                         f"{100 * r['paired_vs_scratch_std']:.2f}"
         assert table[r["method"]][9].startswith(("no (within", "yes, "))
