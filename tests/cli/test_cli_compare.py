@@ -32,25 +32,16 @@ def one_error_line(err: str) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory, tiny_tree3, tiny_cache):
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("compare-teacher") / "teacher"
-    assert main(["train", *data_args(tiny_tree3, tiny_cache), "--model", "resnet8", *TRAIN,
-                 "--out", str(out)]) == 0
-    return out
-
-
 def compare_args(teacher, out, *extra) -> list[str]:
     return ["compare", "--teacher", str(teacher), "--student", "resnet8", "--methods",
             "kd,at,dml", "--seeds", "2", *TRAIN, *extra, "--out", str(out)]
 
 
 @pytest.fixture(scope="module")
-def comparison(tmp_path_factory, teacher_dir):
+def comparison(tmp_path_factory, tiny_teacher):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("compare") / "cmp"
-    assert main(compare_args(teacher_dir, out)) == 0
+    assert main(compare_args(tiny_teacher, out)) == 0
     return out
 
 
@@ -135,18 +126,18 @@ def test_reference_rows_and_training_cost(comparison):
     assert all(r["seconds_per_epoch_mean"] > 0 for r in by.values())
 
 
-def test_rerun_skips_finished_runs(comparison, teacher_dir, monkeypatch):
+def test_rerun_skips_finished_runs(comparison, tiny_teacher, monkeypatch):
     stamps = {p: p.stat().st_mtime_ns for p in comparison.glob("*/seed*/metrics.json")}
     assert len(stamps) == 8
     monkeypatch.setattr(compare, "run_training",
                         lambda *a, **k: pytest.fail("a finished run was trained again"))
-    assert main(compare_args(teacher_dir, comparison)) == 0
+    assert main(compare_args(tiny_teacher, comparison)) == 0
     assert stamps == {p: p.stat().st_mtime_ns for p in comparison.glob("*/seed*/metrics.json")}
 
 
-def test_unknown_method_is_one_line_exit_2(teacher_dir, tmp_path, capsys):
+def test_unknown_method_is_one_line_exit_2(tiny_teacher, tmp_path, capsys):
     out = tmp_path / "bad"
-    args = compare_args(teacher_dir, out)
+    args = compare_args(tiny_teacher, out)
     args[args.index("kd,at,dml")] = "kd,nope"
     assert main(args) == 2
     line = one_error_line(capsys.readouterr().err)
@@ -154,8 +145,8 @@ def test_unknown_method_is_one_line_exit_2(teacher_dir, tmp_path, capsys):
     assert not out.exists(), "nothing may be written for a bad method"
 
 
-def test_changed_settings_are_refused(comparison, teacher_dir, capsys):
-    args = compare_args(teacher_dir, comparison)
+def test_changed_settings_are_refused(comparison, tiny_teacher, capsys):
+    args = compare_args(tiny_teacher, comparison)
     args[args.index("--epochs") + 1] = "3"
     assert main(args) == 2
     assert "train.epochs: 2 -> 3" in one_error_line(capsys.readouterr().err)
