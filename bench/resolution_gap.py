@@ -34,7 +34,7 @@ from pathlib import Path
 from rsdistill.data.module import DataConfig
 from rsdistill.experiments.assistant import AssistantConfig, train_assistant
 from rsdistill.experiments.grid import SweepConfig
-from rsdistill.experiments.stats import difference_std
+from rsdistill.experiments.stats import by_seed, paired_difference
 from rsdistill.experiments.sweep import run_sweep
 from rsdistill.losses import MethodConfig
 from rsdistill.training.config import TrainConfig
@@ -95,9 +95,11 @@ def main() -> int:
 
     print(f"\n{args.student} at {args.student_size} px, {args.epochs} epochs, {args.seeds} seeds, "
           f"{args.method} at T = {args.temperature:g}; "
-          f"accuracy % (mean ± std); lead = best α minus the α = 0 member of the same sweep\n")
+          f"accuracy % (mean ± std); lead = best α minus the α = 0 member of the same sweep "
+          f"and seed, mean ± std over the seeds; beyond noise = its 95 % t interval "
+          f"(half-width given) excludes 0\n")
     print("| teaching | teacher test % | " + " | ".join(f"α = {a:g}" for a in alphas)
-          + " | lead of the best α | std of the difference |")
+          + " | paired lead of the best α | beyond noise |")
     print("|---|---|" + "---|" * len(alphas) + "---|---|")
     for name, summary in rows:
         agg = {r["alpha"]: r for r in summary["aggregate"]}
@@ -107,8 +109,12 @@ def main() -> int:
         best = max((agg[a] for a in alphas if a > 0), key=lambda r: r["accuracy_mean"])
         lead = noise = "–"
         if base is not None:
-            lead = f"{100 * (best['accuracy_mean'] - base['accuracy_mean']):+.2f} (α = {best['alpha']:g})"
-            noise = f"{100 * difference_std(best['accuracy_std'], base['accuracy_std']):.2f}"
+            p = paired_difference(*(by_seed([r for r in summary["rows"] if r["alpha"] == a])
+                                    for a in (best["alpha"], 0.0)))
+            spread = "" if p["std"] is None else f" ± {100 * p['std']:.2f}"
+            lead = f"{100 * p['mean']:+.2f}{spread} (α = {best['alpha']:g})"
+            noise = ("one seed: cannot tell" if p["distinguishable"] is None else
+                     f"{'yes' if p['distinguishable'] else 'no'} (± {100 * p['ci95']:.2f})")
         teacher = summary["teacher"] or {}
         print(f"| {name} | {100 * teacher.get('accuracy', float('nan')):.2f} | "
               + " | ".join(cells) + f" | {lead} | {noise} |")

@@ -113,8 +113,8 @@ class EngineRunner:
         if teacher is None:
             loss = build_method("none")
         else:
-            loss = build_method("kd", alpha=ALPHA, temperature=TEMPERATURE)
-        distiller = Distiller(student, loss, teacher=teacher)
+            loss = build_method("kd", temperature=TEMPERATURE)
+        distiller = Distiller(student, loss, teacher=teacher, alpha=ALPHA)
         cfg = TrainConfig(model=case.student, epochs=1000, batch_size=bs, optimizer="sgd", lr=LR,
                           momentum=MOMENTUM, weight_decay=WEIGHT_DECAY, schedule="cosine",
                           seed=args.seed, device="cpu", precision="auto", latency_runs=1)

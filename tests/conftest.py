@@ -241,3 +241,20 @@ def tiny_train():
         return TrainConfig(**cfg)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory, tiny_tree3, tiny_cache) -> Path:
+    """A resnet8 teacher trained 2 epochs (seed 7) on ``tiny_tree3`` at 16 px, for every
+    test that distils from one. Shared by the whole session: read it, never write to it."""
+    import torch
+
+    from rsdistill.experiments.procedures import run_training
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("tiny-teacher") / "teacher"
+    data = DataConfig(dataset="folder", data_root=str(tiny_tree3), image_size=16,
+                      cache_dir=str(tiny_cache), workers=1)
+    run_training(out, data, TrainConfig(model="resnet8", epochs=2, batch_size=8, device="cpu",
+                                        latency_runs=2, seed=7), progress=False)
+    return out

@@ -180,3 +180,15 @@ def read_yaml(path: str | Path) -> Any:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path} is not valid YAML{where}: "
                           f"{getattr(exc, 'problem', None) or 'unreadable'}") from None
+
+
+def read_record(path: str | Path, what: str, fix: str) -> dict:
+    """A record this package wrote (a run's config.yaml, a sweep's sweep.yaml, ...), read
+    strictly by :func:`read_yaml`; one that is empty or not a mapping was edited or
+    damaged: a one-line :class:`ConfigError` naming ``what`` it should be and the ``fix``."""
+    record = read_yaml(path)
+    if not isinstance(record, dict) or not record:
+        found = "is empty" if record in (None, {}) else f"holds a {type(record).__name__}"
+        raise ConfigError(f"{path} {found}, not the record of {what}; it was edited or "
+                          f"damaged: {fix}")
+    return record

@@ -32,25 +32,16 @@ def one_error_line(err: str) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory, tiny_tree3, tiny_cache):
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("compare-teacher") / "teacher"
-    assert main(["train", *data_args(tiny_tree3, tiny_cache), "--model", "resnet8", *TRAIN,
-                 "--out", str(out)]) == 0
-    return out
-
-
 def compare_args(teacher, out, *extra) -> list[str]:
     return ["compare", "--teacher", str(teacher), "--student", "resnet8", "--methods",
             "kd,at,dml", "--seeds", "2", *TRAIN, *extra, "--out", str(out)]
 
 
 @pytest.fixture(scope="module")
-def comparison(tmp_path_factory, teacher_dir):
+def comparison(tmp_path_factory, tiny_teacher):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("compare") / "cmp"
-    assert main(compare_args(teacher_dir, out)) == 0
+    assert main(compare_args(tiny_teacher, out)) == 0
     return out
 
 
@@ -71,7 +62,13 @@ def test_compare_writes_every_output(comparison):
     assert [r["method"] for r in res["methods"]] == METHODS
     assert len(res["rows"]) == 8 and all(r["seeds"] == 2 for r in res["methods"])
     with open(comparison / "comparison.csv", newline="") as fh:
-        assert [r["method"] for r in csv.DictReader(fh)] == METHODS
+        reader = csv.DictReader(fh)
+        assert [r["method"] for r in reader] == METHODS
+    # Both references are judged by the same paired test; no unpaired "1 std" column.
+    for ref in ("kd", "scratch"):
+        assert {f"paired_vs_{ref}_{k}" for k in ("mean", "std", "ci95", "distinguishable",
+                                                 "seeds")} <= set(reader.fieldnames)
+    assert not any("exceeds_std" in name for name in reader.fieldnames)
     html = (comparison / "comparison.html").read_text()
     assert "<table>" in html and "figures/compare_accuracy.png" in html
 
@@ -99,7 +96,17 @@ def test_markdown_numbers_equal_the_json(comparison):
         for col, key in ((5, "delta_accuracy_vs_kd"), (6, "delta_accuracy_vs_scratch")):
             expected = "–" if r[key] is None else f"{100 * r[key]:+.2f}"
             assert cells[col] == expected, (r["method"], key)
-        assert cells[7] == {None: "–", True: "yes", False: "no"}[r["lead_over_kd_exceeds_std"]]
+        # vs kd: the paired test by seed, as for scratch (– for kd itself).
+        verdict = r["paired_vs_kd_distinguishable"]
+        if r["method"] == "kd":
+            assert cells[7] == "–" and r["paired_vs_kd_mean"] is None
+        elif verdict is None:
+            assert cells[7] == "one seed: cannot tell"
+        else:
+            assert cells[7] == (f"no (within ± {100 * r['paired_vs_kd_ci95']:.2f})"
+                                if not verdict else
+                                f"yes, {'better' if r['paired_vs_kd_mean'] > 0 else 'worse'} "
+                                f"(± {100 * r['paired_vs_kd_ci95']:.2f})")
     # The aggregates are the seeds' mean, from each run's own metrics.json.
     for r in res["methods"]:
         accs = [json.loads((comparison / r["method"] / f"seed{s}" / "metrics.json").read_text())
@@ -109,7 +116,7 @@ def test_markdown_numbers_equal_the_json(comparison):
 
 def test_reference_rows_and_training_cost(comparison):
     by = {r["method"]: r for r in json.loads((comparison / "comparison.json").read_text())["methods"]}
-    assert by["kd"]["delta_accuracy_vs_kd"] is None and by["kd"]["lead_over_kd_exceeds_std"] is None
+    assert by["kd"]["delta_accuracy_vs_kd"] is None and by["kd"]["paired_vs_kd_mean"] is None
     assert by["scratch"]["delta_accuracy_vs_scratch"] is None
     assert by["at"]["delta_accuracy_vs_kd"] == pytest.approx(
         by["at"]["accuracy_mean"] - by["kd"]["accuracy_mean"])
@@ -119,18 +126,18 @@ def test_reference_rows_and_training_cost(comparison):
     assert all(r["seconds_per_epoch_mean"] > 0 for r in by.values())
 
 
-def test_rerun_skips_finished_runs(comparison, teacher_dir, monkeypatch):
+def test_rerun_skips_finished_runs(comparison, tiny_teacher, monkeypatch):
     stamps = {p: p.stat().st_mtime_ns for p in comparison.glob("*/seed*/metrics.json")}
     assert len(stamps) == 8
     monkeypatch.setattr(compare, "run_training",
                         lambda *a, **k: pytest.fail("a finished run was trained again"))
-    assert main(compare_args(teacher_dir, comparison)) == 0
+    assert main(compare_args(tiny_teacher, comparison)) == 0
     assert stamps == {p: p.stat().st_mtime_ns for p in comparison.glob("*/seed*/metrics.json")}
 
 
-def test_unknown_method_is_one_line_exit_2(teacher_dir, tmp_path, capsys):
+def test_unknown_method_is_one_line_exit_2(tiny_teacher, tmp_path, capsys):
     out = tmp_path / "bad"
-    args = compare_args(teacher_dir, out)
+    args = compare_args(tiny_teacher, out)
     args[args.index("kd,at,dml")] = "kd,nope"
     assert main(args) == 2
     line = one_error_line(capsys.readouterr().err)
@@ -138,8 +145,8 @@ def test_unknown_method_is_one_line_exit_2(teacher_dir, tmp_path, capsys):
     assert not out.exists(), "nothing may be written for a bad method"
 
 
-def test_changed_settings_are_refused(comparison, teacher_dir, capsys):
-    args = compare_args(teacher_dir, comparison)
+def test_changed_settings_are_refused(comparison, tiny_teacher, capsys):
+    args = compare_args(tiny_teacher, comparison)
     args[args.index("--epochs") + 1] = "3"
     assert main(args) == 2
     assert "train.epochs: 2 -> 3" in one_error_line(capsys.readouterr().err)
@@ -157,6 +164,12 @@ def test_every_method_is_paired_with_scratch_by_seed_and_drawn_per_epoch(compari
         assert r["paired_vs_scratch_mean"] == pytest.approx(sum(diffs) / 2)
         assert r["paired_vs_scratch_std"] == pytest.approx(abs(diffs[0] - diffs[1]) / 2 ** 0.5)
         assert r["paired_vs_scratch_seeds"] == 2
+        if r["method"] != "kd":  # the same test against kd, paired by seed
+            kd_diffs = [acc[(r["method"], s)] - acc[("kd", s)] for s in (0, 1)]
+            assert r["paired_vs_kd_mean"] == pytest.approx(sum(kd_diffs) / 2)
+            assert r["paired_vs_kd_std"] == pytest.approx(abs(kd_diffs[0] - kd_diffs[1]) / 2 ** 0.5)
+            assert r["paired_vs_kd_seeds"] == 2
+            assert isinstance(r["paired_vs_kd_distinguishable"], bool)
         assert table[r["method"]][8] == f"{100 * r['paired_vs_scratch_mean']:+.2f} ± " \
                                         f"{100 * r['paired_vs_scratch_std']:.2f}"
         assert table[r["method"]][9].startswith(("no (within", "yes, "))

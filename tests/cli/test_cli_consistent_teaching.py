@@ -4,29 +4,19 @@ options reach config.yaml, and bad values end in one error line before any train
 from __future__ import annotations
 
 import pytest
-import torch
 import yaml
 
 from rsdistill.cli.main import main
-from tests.cli.test_cli_compare import data_args, one_error_line
+from tests.cli.test_cli_compare import one_error_line
 
 TRAIN = ["--epochs", "1", "--batch-size", "8", "--latency-runs", "2", "--device", "cpu",
          "--no-progress"]
 
 
-@pytest.fixture(scope="module")
-def teacher(tmp_path_factory, tiny_tree3, tiny_cache):
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("ct-teacher") / "teacher"
-    assert main(["train", *data_args(tiny_tree3, tiny_cache), "--model", "resnet8", *TRAIN,
-                 "--out", str(out)]) == 0
-    return out
-
-
-def test_fm_from_a_bank_records_its_options(teacher, tmp_path):
+def test_fm_from_a_bank_records_its_options(tiny_teacher, tmp_path):
     out = tmp_path / "fm"
-    assert main(["distill", "--teacher", str(teacher), "--student", "resnet8", "--method", "fm",
-                 "--crop-pad", "0.0625", "--mix", "cutmix", "--mix-prob", "0.5",
+    assert main(["distill", "--teacher", str(tiny_teacher), "--student", "resnet8",
+                 "--method", "fm", "--crop-pad", "0.0625", "--mix", "cutmix", "--mix-prob", "0.5",
                  "--teacher-cache", "bank", "--bank-rounds", "3", "--bank-seed", "4",
                  "--cache-dir", str(tmp_path / "cache"), *TRAIN, "--out", str(out)]) == 0
     cfg = yaml.safe_load((out / "config.yaml").read_text())
@@ -45,8 +35,8 @@ def test_fm_from_a_bank_records_its_options(teacher, tmp_path):
     (["--transfer-set", "nowhere-at-all"], "--transfer-set nowhere-at-all"),
     (["--transfer-set", "aid", "--transfer-limit", "0"], "--transfer-limit"),
 ])
-def test_bad_values_are_one_error_line(teacher, tmp_path, capsys, flags, needle):
-    code = main(["distill", "--teacher", str(teacher), "--student", "resnet8", *flags, *TRAIN,
+def test_bad_values_are_one_error_line(tiny_teacher, tmp_path, capsys, flags, needle):
+    code = main(["distill", "--teacher", str(tiny_teacher), "--student", "resnet8", *flags, *TRAIN,
                  "--out", str(tmp_path / "bad")])
     assert code != 0
     assert needle in one_error_line(capsys.readouterr().err)

@@ -22,6 +22,7 @@ from rsdistill.losses import (
     method_descriptor,
     teacher_free_soft_loss,
     virtual_teacher,
+    weighted_terms,
 )
 
 
@@ -59,7 +60,7 @@ def test_teacher_free_loss_is_minimal_where_the_student_matches_the_virtual_teac
 def test_teacher_free_loss_weights_and_one_hot_virtual_teacher():
     loss = _self(variant="teacher_free", a=1.0)
     logits, labels = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
-    terms = loss(StepInputs(logits, labels))
+    terms = weighted_terms(loss, StepInputs(logits, labels), 0.5)
     assert set(terms) == {"virtual", "hard"}
     assert all(math.isfinite(float(v)) for v in terms.values()), "a = 1 has exact zeros: no nan"
     # At a = 1 the virtual teacher is one-hot: T²·KL = T²·CE(s / T).

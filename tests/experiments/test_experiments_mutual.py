@@ -17,26 +17,26 @@ from rsdistill.errors import ConfigError
 from rsdistill.losses import build_method
 from rsdistill.models import build_model, count_parameters
 from rsdistill.training.distiller import TrainStep
-from rsdistill.losses import StepInputs
+from rsdistill.losses import StepInputs, weighted_terms
 from rsdistill.losses import MethodConfig
 
 
-def _loss(alpha=0.5, temperature=1.0, **options):
-    return build_method("dml", alpha=alpha, temperature=temperature, options=options)
+def _loss(temperature=1.0, **options):
+    return build_method("dml", temperature=temperature, options=options)
 
 
 def _distiller(names=("resnet8", "resnet8")):
     torch.manual_seed(0)
     peers = [build_model(n, num_classes=3, image_size=16) for n in names]
-    return MutualDistiller(peers, _loss(), list(names))
+    return MutualDistiller(peers, _loss(), list(names), alpha=0.5)
 
 
 def test_terms_are_named_per_peer_and_weighted():
-    loss = _loss(alpha=0.25, temperature=2.0)
+    loss = _loss(temperature=2.0)
     torch.manual_seed(0)
     logits = [torch.randn(6, 4) for _ in range(3)]
     labels = torch.tensor([0, 1, 2, 3, 0, 1])
-    terms = loss(StepInputs(logits[0], labels, peer_logits=logits))
+    terms = weighted_terms(loss, StepInputs(logits[0], labels, peer_logits=logits), 0.25)
     assert set(terms) == {f"{kind}_{i}" for kind in ("hard", "mutual") for i in range(3)}
     for i, z in enumerate(logits):
         assert terms[f"hard_{i}"] == pytest.approx(0.75 * float(F.cross_entropy(z, labels)))

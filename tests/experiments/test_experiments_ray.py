@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from rsdistill.cli.main import main
 from rsdistill.data.module import DataConfig
@@ -28,7 +27,6 @@ from rsdistill.experiments.backends import BackendConfig, Trial, TrialBatch, run
 from rsdistill.experiments.backends.trial import check_token, execute_trial, new_token
 from rsdistill.experiments.grid import SweepConfig
 from rsdistill.experiments.pareto import ParetoConfig, run_pareto
-from rsdistill.experiments.procedures import run_training
 from rsdistill.experiments.sweep import run_sweep, sweep_plan
 from rsdistill.io import read_json
 from rsdistill.losses import MethodConfig
@@ -79,20 +77,12 @@ def ray_instance():
         shutil.rmtree(temp, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def teacher(tmp_path_factory, tiny_tree3, tiny_cache):
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("ray-teacher") / "teacher"
-    run_training(out, data_cfg(tiny_tree3, tiny_cache), train_cfg(seed=7), progress=False)
-    return out
-
-
-def test_a_sweep_on_ray_equals_the_local_backend(ray_instance, teacher, tmp_path, tiny_tree3,
+def test_a_sweep_on_ray_equals_the_local_backend(ray_instance, tiny_teacher, tmp_path, tiny_tree3,
                                                    tiny_cache):
     data = data_cfg(tiny_tree3, tiny_cache)
-    local = run_sweep(tmp_path / "local", data, train_cfg(), sweep_cfg(teacher),
+    local = run_sweep(tmp_path / "local", data, train_cfg(), sweep_cfg(tiny_teacher),
                       progress=False, jobs=1)
-    on_ray = run_sweep(tmp_path / "ray", data, train_cfg(), sweep_cfg(teacher),
+    on_ray = run_sweep(tmp_path / "ray", data, train_cfg(), sweep_cfg(tiny_teacher),
                        progress=False, backend=RAY)
     expected = exact_metrics(tmp_path / "local")
     assert len(expected) == 4  # 2 seeds x 2 students
@@ -102,9 +92,9 @@ def test_a_sweep_on_ray_equals_the_local_backend(ray_instance, teacher, tmp_path
     assert not list((tmp_path / "ray").glob(".rsdistill-cluster*"))
 
 
-def test_a_pareto_grid_on_ray_equals_the_local_backend(ray_instance, teacher, tmp_path,
+def test_a_pareto_grid_on_ray_equals_the_local_backend(ray_instance, tiny_teacher, tmp_path,
                                                         tiny_tree3, tiny_cache):
-    cfg = ParetoConfig(teacher=str(teacher), students=["resnet8"], sizes=[16, 20], seeds=1,
+    cfg = ParetoConfig(teacher=str(tiny_teacher), students=["resnet8"], sizes=[16, 20], seeds=1,
                        method=MethodConfig(alpha=0.5, temperature=4.0))
     data = data_cfg(tiny_tree3, tiny_cache)
     local = run_pareto(tmp_path / "local", data, train_cfg(), cfg, progress=False, jobs=1)
@@ -147,21 +137,21 @@ def _plan_and_run(out: Path, data: DataConfig, teacher, cfg: BackendConfig, epoc
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, teacher, tiny_tree3, tiny_cache) -> dict:
+def uninterrupted(tmp_path_factory, tiny_teacher, tiny_tree3, tiny_cache) -> dict:
     """The metrics of one seed trained 5 epochs without interruption (local backend)."""
     out = tmp_path_factory.mktemp("ray-whole") / "whole"
     run_sweep(out, data_cfg(tiny_tree3, tiny_cache), train_cfg(epochs=5),
-              sweep_cfg(teacher, seeds=1), progress=False, jobs=1)
+              sweep_cfg(tiny_teacher, seeds=1), progress=False, jobs=1)
     return exact_metrics(out)
 
 
-def test_a_killed_worker_is_retried_from_its_last_checkpoint(ray_instance, teacher, tmp_path,
+def test_a_killed_worker_is_retried_from_its_last_checkpoint(ray_instance, tiny_teacher, tmp_path,
                                                              tiny_tree3, tiny_cache,
                                                              uninterrupted):
     data = data_cfg(tiny_tree3, tiny_cache)
     killer = _when_epoch_one_is_saved(tmp_path / "killed" / "seed0",
                                       lambda pid: os.kill(pid, signal.SIGKILL))
-    results = _plan_and_run(tmp_path / "killed", data, teacher, RAY, epochs=5)
+    results = _plan_and_run(tmp_path / "killed", data, tiny_teacher, RAY, epochs=5)
     killer.join()
     assert killer.seen["pid"] != os.getpid()  # a Ray worker, not this process
     assert [r.resumed for r in results] == [True]  # the retry found the killed one's last.pt
@@ -169,13 +159,13 @@ def test_a_killed_worker_is_retried_from_its_last_checkpoint(ray_instance, teach
     assert exact_metrics(tmp_path / "killed") == uninterrupted
 
 
-def test_ctrl_c_stops_the_trials_and_a_rerun_continues(ray_instance, teacher, tmp_path,
+def test_ctrl_c_stops_the_trials_and_a_rerun_continues(ray_instance, tiny_teacher, tmp_path,
                                                        tiny_tree3, tiny_cache, uninterrupted):
     data = data_cfg(tiny_tree3, tiny_cache)
     ctrl_c = _when_epoch_one_is_saved(tmp_path / "cut" / "seed0",
                                       lambda pid: os.kill(os.getpid(), signal.SIGINT))
     with pytest.raises(KeyboardInterrupt):
-        _plan_and_run(tmp_path / "cut", data, teacher, RAY, epochs=5)
+        _plan_and_run(tmp_path / "cut", data, tiny_teacher, RAY, epochs=5)
     ctrl_c.join()
     worker = ctrl_c.seen["pid"]
     deadline = time.monotonic() + 60
@@ -183,7 +173,7 @@ def test_ctrl_c_stops_the_trials_and_a_rerun_continues(ray_instance, teacher, tm
         time.sleep(0.1)
     assert not _alive(worker)  # the trial was stopped, not left training
     assert not (tmp_path / "cut" / "seed0" / "alpha0.50_beta0" / METRICS_FILE).exists()
-    results = _plan_and_run(tmp_path / "cut", data, teacher, RAY, epochs=5)
+    results = _plan_and_run(tmp_path / "cut", data, tiny_teacher, RAY, epochs=5)
     assert [r.resumed for r in results] == [True]
     assert exact_metrics(tmp_path / "cut") == uninterrupted
 
@@ -226,12 +216,12 @@ def test_a_node_that_cannot_see_the_token_refuses_to_train(tmp_path):
 
 
 def test_without_ray_the_backend_is_one_line_naming_the_extra(monkeypatch, tmp_path, capsys,
-                                                               teacher):
+                                                               tiny_teacher):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     with pytest.raises(ConfigError, match=r"pip install 'rsdistill\[ray\]'"):
         BackendConfig("ray").validate()
-    assert main(["sweep", "--teacher", str(teacher), "--student", "resnet8", "--backend", "ray",
-                 "--out", str(tmp_path / "s")]) == 2
+    assert main(["sweep", "--teacher", str(tiny_teacher), "--student", "resnet8",
+                 "--backend", "ray", "--out", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["rsdistill: error: --backend ray needs Ray: pip install 'rsdistill[ray]'"]
     assert not (tmp_path / "s").exists()
@@ -256,13 +246,13 @@ def test_a_trial_no_node_can_hold_is_refused_not_left_waiting(ray_instance, tmp_
                    BackendConfig("ray", cpus_per_trial=64))
 
 
-def test_the_sweep_command_on_ray_reports_each_trial_on_one_line(ray_instance, teacher, tmp_path,
-                                                                   tiny_tree3, tiny_cache, caplog):
+def test_the_sweep_command_on_ray_reports_each_trial_on_one_line(
+        ray_instance, tiny_teacher, tmp_path, tiny_tree3, tiny_cache, caplog):
     import logging
     import re
     out = tmp_path / "cli"
     with caplog.at_level(logging.INFO, logger="rsdistill"):
-        assert main(["sweep", "--teacher", str(teacher), "--student", "resnet8", "--dataset",
+        assert main(["sweep", "--teacher", str(tiny_teacher), "--student", "resnet8", "--dataset",
                      "folder", "--data-root", str(tiny_tree3), "--cache-dir", str(tiny_cache),
                      "--image-size", "16", "--workers", "1", "--epochs", "1", "--batch-size",
                      "8", "--latency-runs", "2", "--device", "cpu", "--alphas", "0,0.5",

@@ -82,30 +82,22 @@ def key_tree(d: dict) -> dict:
 # ----------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory, tiny_tree3, tiny_cache):
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("sweep-teacher") / "teacher"
-    run_training(out, data_cfg(tiny_tree3, tiny_cache), train_cfg(seed=7), progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory, teacher, tiny_tree3, tiny_cache):
+def sweep(tmp_path_factory, tiny_teacher, tiny_tree3, tiny_cache):
     """α ∈ {0, 0.5}, β = 0, seeds 0 and 1: two fused passes of two students."""
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("sweep") / "sweep"
-    summary = run_sweep(out, data_cfg(tiny_tree3, tiny_cache), train_cfg(), sweep_cfg(teacher),
+    summary = run_sweep(out, data_cfg(tiny_tree3, tiny_cache), train_cfg(), sweep_cfg(tiny_teacher),
                         progress=False)
     return out, summary
 
 
 @pytest.fixture(scope="module")
-def single(tmp_path_factory, teacher, tiny_tree3, tiny_cache):
+def single(tmp_path_factory, tiny_teacher, tiny_tree3, tiny_cache):
     """The α = 0.5 student of seed 0, trained alone."""
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("sweep-single") / "single"
     metrics = run_training(out, data_cfg(tiny_tree3, tiny_cache), train_cfg(seed=0),
-                           DistillConfig(teacher=str(teacher), alpha=0.5, temperature=4.0,
+                           DistillConfig(teacher=str(tiny_teacher), alpha=0.5, temperature=4.0,
                                          nuclear_beta="0"), progress=False)
     return out, metrics
 
@@ -195,7 +187,7 @@ def test_aggregate_mean_and_std_by_alpha_and_beta():
 
 # ----------------------------------------------------------------------------- a real sweep
 
-def test_sweep_writes_rows_aggregate_and_run_directories(sweep, teacher):
+def test_sweep_writes_rows_aggregate_and_run_directories(sweep, tiny_teacher):
     out, summary = sweep
     res = read_json(out / "results.json")
     assert res["rows"] == summary["rows"]
@@ -222,7 +214,7 @@ def test_sweep_writes_rows_aggregate_and_run_directories(sweep, teacher):
     assert (out / "sweep.yaml").is_file()
     assert res["student"]["model"] == "resnet8" and res["student"]["params"] > 0
     assert res["teacher"]["model"] == "resnet8"
-    tm = read_json(teacher / METRICS_FILE)
+    tm = read_json(tiny_teacher / METRICS_FILE)
     assert res["teacher"]["accuracy"] == tm["accuracy"]
     assert res["teacher"]["latency_ms_p50"] == tm["inference"]["latency_ms_p50"]
 
@@ -302,7 +294,7 @@ def test_fused_member_equals_the_same_student_trained_alone(sweep, single):
 
 
 def test_one_fused_pass_augments_each_batch_once_and_runs_the_teacher_once(
-        tmp_path, teacher, tiny_tree3, tiny_cache, monkeypatch):
+        tmp_path, tiny_teacher, tiny_tree3, tiny_cache, monkeypatch):
     counts = {"augment": 0, "teacher": 0, "passes": 0}
     apply, load_teacher, fit = BatchAugment.apply, procedures.load_teacher, Trainer.fit
 
@@ -324,7 +316,7 @@ def test_one_fused_pass_augments_each_batch_once_and_runs_the_teacher_once(
     monkeypatch.setattr(Trainer, "fit", counting_fit)
     out = tmp_path / "sweep"
     summary = run_sweep(out, data_cfg(tiny_tree3, tiny_cache), train_cfg(),
-                        sweep_cfg(teacher, alphas=[0.3, 0.6], betas=["0", "alpha"], seeds=1),
+                        sweep_cfg(tiny_teacher, alphas=[0.3, 0.6], betas=["0", "alpha"], seeds=1),
                         progress=False)
     steps = -(-summary["data"]["splits"]["train"] // BATCH)
     assert counts["passes"] == 1
@@ -351,7 +343,7 @@ def test_existing_sweep_without_resume_is_refused(sweep, tiny_tree3, tiny_cache)
 
 
 def test_interrupted_sweep_resumes_to_the_uninterrupted_rows(
-        sweep, teacher, tmp_path, tiny_tree3, tiny_cache, monkeypatch):
+        sweep, tiny_teacher, tmp_path, tiny_tree3, tiny_cache, monkeypatch):
     _, full = sweep
     out = tmp_path / "sweep"
     calls = {"n": 0}
@@ -367,7 +359,7 @@ def test_interrupted_sweep_resumes_to_the_uninterrupted_rows(
     # In this process (jobs=1), so the patch applies; the reference `sweep` trained its two
     # seeds in two processes, so this also checks parallel seeds == one after the other.
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(out, data_cfg(tiny_tree3, tiny_cache), train_cfg(), sweep_cfg(teacher),
+        run_sweep(out, data_cfg(tiny_tree3, tiny_cache), train_cfg(), sweep_cfg(tiny_teacher),
                   progress=False, jobs=1)
     assert not (out / "results.json").exists()
     assert (out / "seed0" / member_name(0.5, "0") / METRICS_FILE).is_file()
@@ -375,7 +367,7 @@ def test_interrupted_sweep_resumes_to_the_uninterrupted_rows(
     assert safe_load(out / "seed1" / STATE_FILE)["epoch"] == 1
 
     calls["n"] = 100  # count only the resumed run's epochs
-    summary = run_sweep(out, data_cfg(tiny_tree3, tiny_cache), train_cfg(), sweep_cfg(teacher),
+    summary = run_sweep(out, data_cfg(tiny_tree3, tiny_cache), train_cfg(), sweep_cfg(tiny_teacher),
                         resume=True, progress=False, jobs=1)
     assert calls["n"] == 101  # seed 0 was not retrained; seed 1 trained its second epoch only
     assert without_timing(summary["rows"]) == without_timing(full["rows"])
@@ -387,15 +379,15 @@ def test_interrupted_sweep_resumes_to_the_uninterrupted_rows(
 
     # Resuming a finished sweep trains nothing and gives the same rows again.
     calls["n"] = 0
-    again = run_sweep(out, data_cfg(tiny_tree3, tiny_cache), train_cfg(), sweep_cfg(teacher),
+    again = run_sweep(out, data_cfg(tiny_tree3, tiny_cache), train_cfg(), sweep_cfg(tiny_teacher),
                       resume=True, progress=False, jobs=1)
     assert calls["n"] == 0
     assert again["rows"] == summary["rows"]
 
 
-def test_cells_with_the_same_settings_train_once(teacher, tmp_path, tiny_tree3, tiny_cache):
+def test_cells_with_the_same_settings_train_once(tiny_teacher, tmp_path, tiny_tree3, tiny_cache):
     # β = alpha at α = 0 is β = 0: one student, reported under both labels.
-    cfg = sweep_cfg(teacher, alphas=[0.0, 0.5], betas=["0", "alpha"], seeds=1)
+    cfg = sweep_cfg(tiny_teacher, alphas=[0.0, 0.5], betas=["0", "alpha"], seeds=1)
     members, owner = cfg.members()
     assert members == [(0.0, "0"), (0.5, "0"), (0.5, "alpha")]
     assert owner[member_name(0.0, "alpha")] == member_name(0.0, "0")
@@ -409,16 +401,16 @@ def test_cells_with_the_same_settings_train_once(teacher, tmp_path, tiny_tree3, 
     assert rows[(0.0, "alpha")]["accuracy"] == rows[(0.0, "0")]["accuracy"]
 
 
-def test_negative_jobs_is_refused(teacher, tmp_path, tiny_tree3, tiny_cache):
+def test_negative_jobs_is_refused(tiny_teacher, tmp_path, tiny_tree3, tiny_cache):
     with pytest.raises(ConfigError, match="--jobs"):
         run_sweep(tmp_path / "out", data_cfg(tiny_tree3, tiny_cache), train_cfg(),
-                  sweep_cfg(teacher), progress=False, jobs=-1)
+                  sweep_cfg(tiny_teacher), progress=False, jobs=-1)
     assert not (tmp_path / "out").exists()
 
 
-def test_members_stepped_from_two_threads_equal_the_plain_loop(teacher, tmp_path, tiny_tree3,
+def test_members_stepped_from_two_threads_equal_the_plain_loop(tiny_teacher, tmp_path, tiny_tree3,
                                                               tiny_cache):
-    cfg = sweep_cfg(teacher, alphas=[0.0, 0.3, 0.6], betas=["0"], seeds=1)
+    cfg = sweep_cfg(tiny_teacher, alphas=[0.0, 0.3, 0.6], betas=["0"], seeds=1)
     plain = run_sweep(tmp_path / "plain", data_cfg(tiny_tree3, tiny_cache), train_cfg(), cfg,
                       progress=False, jobs=1)
     before = torch.get_num_threads()
@@ -443,7 +435,7 @@ def test_members_stepped_from_two_threads_equal_the_plain_loop(teacher, tmp_path
 
 
 def test_seed_workers_share_the_cores_and_read_their_budget_every_epoch(
-        teacher, tmp_path, tiny_tree3, tiny_cache, monkeypatch):
+        tiny_teacher, tmp_path, tiny_tree3, tiny_cache, monkeypatch):
     budgets = []
     fit = Trainer.fit
 
@@ -462,7 +454,7 @@ def test_seed_workers_share_the_cores_and_read_their_budget_every_epoch(
     def seed_trial(out):
         return Trial("seed 0", out / "seed0", (), functools.partial(
             sweep_mod.fit_seed, out, data_cfg(tiny_tree3, tiny_cache), train_cfg(),
-            sweep_cfg(teacher, seeds=1), 0, resume=False))
+            sweep_cfg(tiny_teacher, seeds=1), 0, resume=False))
 
     try:
         local_mod._worker(seed_trial(tmp_path / "alone"), 4, 2, logging.WARNING)

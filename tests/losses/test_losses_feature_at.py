@@ -7,7 +7,13 @@ import torch
 
 from rsdistill.training.distiller import Distiller, example_input
 from rsdistill.errors import ConfigError
-from rsdistill.losses import AttentionTransferLoss, at_pair_loss, attention_map, build_method
+from rsdistill.losses import (
+    AttentionTransferLoss,
+    at_pair_loss,
+    attention_map,
+    build_method,
+    weighted_terms,
+)
 from rsdistill.models import build_model
 from rsdistill.training.distiller import TrainStep
 from rsdistill.losses import StepInputs
@@ -53,9 +59,10 @@ def test_a_larger_student_map_is_pooled_to_the_teachers_size():
 def test_weighting_sums_the_pairs_with_the_papers_beta_over_two():
     s = [_maps(3), _maps(4, (2, 4, 2, 2))]
     t = [_maps(5), _maps(6, (2, 8, 2, 2))]
-    loss = AttentionTransferLoss(alpha=0.4, at_weight=1000.0)
+    loss = AttentionTransferLoss(at_weight=1000.0)
     logits, labels = torch.zeros(2, 3), torch.tensor([0, 1])
-    terms = loss(StepInputs(logits, labels, torch.zeros(2, 3), student_features=s, teacher_features=t))
+    terms = weighted_terms(loss, StepInputs(logits, labels, torch.zeros(2, 3), student_features=s,
+                                            teacher_features=t), 0.4)
     expected = 0.4 * 500.0 * (at_pair_loss(s[0], t[0]) + at_pair_loss(s[1], t[1]))
     assert terms["at"].item() == pytest.approx(expected.item(), rel=1e-6)
     assert terms["hard"].item() == pytest.approx(0.6 * torch.log(torch.tensor(3.0)).item())
@@ -69,7 +76,7 @@ def _pair():
 def test_distiller_taps_every_stage_and_only_the_student_learns():
     student, teacher = _pair()
     loss = build_method("at", alpha=0.5, temperature=4.0)
-    d = Distiller(student, loss, teacher, example_input=example_input(16))
+    d = Distiller(student, loss, teacher, alpha=0.5, example_input=example_input(16))
     assert d.student_layers == d.teacher_layers == ("layer1", "layer2", "layer3")
     assert {id(p) for p in d.trainable_parameters()} == {id(p) for p in student.parameters()}
     d.train()
@@ -86,7 +93,7 @@ def test_identical_student_and_teacher_give_zero():
     student, _ = _pair()
     teacher = build_model("resnet8", 3, 16)
     teacher.load_state_dict(student.state_dict())
-    d = Distiller(student, AttentionTransferLoss(alpha=1.0), teacher,
+    d = Distiller(student, AttentionTransferLoss(), teacher, alpha=1.0,
                   example_input=example_input(16))
     d.eval()
     with torch.no_grad():
@@ -98,7 +105,7 @@ def test_identical_student_and_teacher_give_zero():
 def test_unequal_layer_counts_are_refused():
     student, teacher = _pair()
     with pytest.raises(ConfigError, match="one to one"):
-        Distiller(student, AttentionTransferLoss(alpha=0.5), teacher,
+        Distiller(student, AttentionTransferLoss(), teacher, alpha=0.5,
                   student_layers=["layer1", "layer2"], example_input=example_input(16))
 
 

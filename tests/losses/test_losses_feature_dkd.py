@@ -9,7 +9,15 @@ import torch
 
 from rsdistill.training.distiller import Distiller
 from rsdistill.errors import ConfigError
-from rsdistill.losses import DKDLoss, build_method, dkd_parts, kd_soft_loss, warmup_factor
+from rsdistill.losses import (
+    DKDLoss,
+    build_method,
+    dkd_parts,
+    kd_soft_loss,
+    reads_teacher,
+    warmup_factor,
+    weighted_terms,
+)
 from rsdistill.models import build_model
 from rsdistill.training.distiller import TrainStep
 from rsdistill.losses import StepInputs
@@ -75,7 +83,7 @@ def test_warmup_ramps_linearly_by_epoch():
     assert warmup_factor(9, 20) == pytest.approx(0.5)
     assert warmup_factor(19, 20) == 1.0 and warmup_factor(50, 20) == 1.0
     assert warmup_factor(0, 0) == 1.0
-    loss = DKDLoss(alpha=0.5, temperature=4.0, warmup_epochs=20)
+    loss = DKDLoss(temperature=4.0, warmup_epochs=20)
     s, t, y = _logits(1), _logits(2), torch.tensor([0, 1, 2, 3, 4, 0])
     first = loss(StepInputs(s, y, t, epoch=0))
     late = loss(StepInputs(s, y, t, epoch=25))
@@ -90,17 +98,17 @@ def test_weighting_and_defaults():
                              options={"dkd_alpha": 0.5, "dkd_beta": 3, "warmup_epochs": 0})
     s, t, y = _logits(3), _logits(4), torch.tensor([4, 3, 2, 1, 0, 1])
     tckd, nckd = dkd_parts(s, t, y, 2.0)
-    terms = loss(StepInputs(s, y, t))
+    terms = weighted_terms(loss, StepInputs(s, y, t), 0.3)
     assert terms["dkd"].item() == pytest.approx(0.3 * (0.5 * tckd + 3 * nckd).item(), rel=1e-6)
-    zero = DKDLoss(alpha=0.0, temperature=4.0)
-    assert not zero.needs_teacher
-    assert zero(StepInputs(s, y))["dkd"].item() == 0.0
+    zero = DKDLoss(temperature=4.0)
+    assert not reads_teacher(zero, 0.0)
+    assert weighted_terms(zero, StepInputs(s, y), 0.0)["dkd"].item() == 0.0
 
 
 def test_gradient_reaches_the_student_only():
     s = _logits(5).requires_grad_(True)
     t = _logits(6).requires_grad_(True)
-    DKDLoss(alpha=1.0, temperature=4.0, warmup_epochs=0)(StepInputs(s, torch.tensor([0] * 6), t))["dkd"] \
+    DKDLoss(temperature=4.0, warmup_epochs=0)(StepInputs(s, torch.tensor([0] * 6), t))["dkd"] \
         .backward()
     assert s.grad.abs().sum() > 0 and t.grad is None
 
@@ -108,7 +116,7 @@ def test_gradient_reaches_the_student_only():
 def test_distiller_passes_the_epoch_through():
     torch.manual_seed(0)
     student, teacher = build_model("resnet8", 3, 16), build_model("resnet8", 3, 16)
-    d = Distiller(student, DKDLoss(alpha=1.0, temperature=4.0, warmup_epochs=4), teacher)
+    d = Distiller(student, DKDLoss(temperature=4.0, warmup_epochs=4), teacher, alpha=1.0)
     d.eval()
     x, y = torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 2, 0])
     with torch.no_grad():

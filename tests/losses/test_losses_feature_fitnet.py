@@ -25,7 +25,7 @@ def _batch(n=4, size=16, seed=1):
 
 
 def test_default_hint_is_the_middle_stage():
-    loss = FitNetLoss(alpha=0.5)
+    loss = FitNetLoss()
     assert loss.default_layers(("layer1", "layer2", "layer3")) == ("layer2",)
     mobilenet = build_model("mobilenetv2", 3, 16)
     assert loss.default_layers(mobilenet.stage_names) == ("layer4",)
@@ -33,7 +33,7 @@ def test_default_hint_is_the_middle_stage():
 
 def test_setup_sizes_the_regressor_from_the_real_feature_maps():
     student, teacher = _models()
-    d = Distiller(student, FitNetLoss(alpha=0.5), teacher, example_input=example_input(16))
+    d = Distiller(student, FitNetLoss(), teacher, alpha=0.5, example_input=example_input(16))
     assert d.student_layers == ("layer2",) and d.teacher_layers == ("layer2",)
     conv, bn, relu = d.loss.regressor
     # resnet8 layer2 has 32 channels, resnet8x4 layer2 has 128.
@@ -47,12 +47,12 @@ def test_the_regressor_ends_in_a_relu_only_where_the_teachers_stage_does():
     # A WRN block is pre-activation (its output is conv + shortcut, negative values too).
     student = build_model("resnet8", 3, 16)
     wrn = build_model("wrn_16_2", 3, 16)
-    d = Distiller(student, FitNetLoss(alpha=0.5), wrn, example_input=example_input(16))
+    d = Distiller(student, FitNetLoss(), wrn, alpha=0.5, example_input=example_input(16))
     assert [type(m) for m in d.loss.regressor] == [nn.Conv2d, nn.BatchNorm2d]
     d.close()
     for setting, expected in ((True, 3), (False, 2)):
-        d = Distiller(build_model("resnet8", 3, 16), FitNetLoss(alpha=0.5, regressor_relu=setting),
-                      wrn, example_input=example_input(16))
+        d = Distiller(build_model("resnet8", 3, 16), FitNetLoss(regressor_relu=setting),
+                      wrn, alpha=0.5, example_input=example_input(16))
         assert len(d.loss.regressor) == expected
         d.close()
 
@@ -62,12 +62,12 @@ def test_the_relu_probe_draws_nothing_from_the_global_rng():
     torch.manual_seed(7)
     expected = torch.rand(3)
     torch.manual_seed(7)
-    d = Distiller(student, FitNetLoss(alpha=0.5, regressor_relu=True), teacher,
+    d = Distiller(student, FitNetLoss(regressor_relu=True), teacher, alpha=0.5,
                   example_input=example_input(16))
     after_fixed = torch.rand(3)
     d.close()
     torch.manual_seed(7)
-    d = Distiller(student, FitNetLoss(alpha=0.5), teacher, example_input=example_input(16))
+    d = Distiller(student, FitNetLoss(), teacher, alpha=0.5, example_input=example_input(16))
     assert torch.equal(torch.rand(3), after_fixed)  # auto draws what a fixed choice draws
     d.close()
     assert not torch.equal(after_fixed, expected)  # the regressor's init itself draws
@@ -76,14 +76,14 @@ def test_the_relu_probe_draws_nothing_from_the_global_rng():
 @pytest.mark.parametrize("value", ["yes", 1, 0.5])
 def test_a_bad_regressor_relu_is_a_config_error(value):
     with pytest.raises(ConfigError, match="regressor_relu"):
-        FitNetLoss(alpha=0.5, regressor_relu=value)
+        FitNetLoss(regressor_relu=value)
 
 
 def test_dry_run_leaves_batch_norm_statistics_and_modes_alone():
     student, teacher = _models()
     student.train()
     before = {k: v.clone() for k, v in student.state_dict().items()}
-    d = Distiller(student, FitNetLoss(alpha=0.5), teacher, example_input=example_input(16))
+    d = Distiller(student, FitNetLoss(), teacher, alpha=0.5, example_input=example_input(16))
     assert student.training
     for k, v in student.state_dict().items():
         assert torch.equal(v, before[k]), k
@@ -100,7 +100,7 @@ def _identity_regressor(loss: FitNetLoss) -> None:
 def test_hint_is_minimal_when_the_student_is_the_teacher_and_positive_otherwise():
     student, teacher = _models("resnet8", "resnet8")
     teacher.load_state_dict(student.state_dict())
-    d = Distiller(student, FitNetLoss(alpha=1.0), teacher, example_input=example_input(16))
+    d = Distiller(student, FitNetLoss(), teacher, alpha=1.0, example_input=example_input(16))
     _identity_regressor(d.loss)
     d.eval()
     x, y = _batch()
@@ -117,7 +117,7 @@ def test_hint_is_minimal_when_the_student_is_the_teacher_and_positive_otherwise(
 
 def test_gradients_reach_the_student_and_regressor_but_not_the_teacher():
     student, teacher = _models()
-    d = Distiller(student, FitNetLoss(alpha=0.5), teacher, example_input=example_input(16))
+    d = Distiller(student, FitNetLoss(), teacher, alpha=0.5, example_input=example_input(16))
     trainable = {id(p) for p in d.trainable_parameters()}
     assert {id(p) for p in d.loss.regressor.parameters()} <= trainable
     assert not trainable & {id(p) for p in teacher.parameters()}
@@ -135,7 +135,7 @@ def test_weighting_is_alpha_times_hint_weight_times_mse():
     student, teacher = _models()
     loss = build_method("fitnet", alpha=0.25, temperature=4.0, options={"hint_weight": 50})
     assert loss.hint_weight == 50.0
-    d = Distiller(student, loss, teacher, example_input=example_input(16))
+    d = Distiller(student, loss, teacher, alpha=0.25, example_input=example_input(16))
     d.eval()
     x, y = _batch()
     with torch.no_grad():
@@ -153,7 +153,7 @@ def test_weighting_is_alpha_times_hint_weight_times_mse():
 def test_maps_of_other_sizes_are_resized_to_the_teachers(s_layer, t_layer):
     # At 16 px: layer1 is 16x16, layer3 is 4x4 -> pooled down, or interpolated up.
     student, teacher = _models()
-    d = Distiller(student, FitNetLoss(alpha=0.5), teacher, student_layers=[s_layer],
+    d = Distiller(student, FitNetLoss(), teacher, alpha=0.5, student_layers=[s_layer],
                   teacher_layers=[t_layer], example_input=example_input(16))
     x, y = _batch()
     _, terms = d.forward_train(TrainStep(x, y))
@@ -174,10 +174,9 @@ def test_resize_pools_down_and_interpolates_up():
 
 def test_alpha_zero_builds_no_regressor_and_needs_no_teacher():
     student, teacher = _models()
-    loss = FitNetLoss(alpha=0.0)
-    assert not loss.uses_features and not loss.needs_teacher
-    d = Distiller(student, loss, teacher, example_input=example_input(16))
-    assert loss.regressor is None and not d.uses_features
+    loss = FitNetLoss()
+    d = Distiller(student, loss, teacher, alpha=0.0, example_input=example_input(16))
+    assert loss.regressor is None and not d.uses_features and not d.needs_teacher
     x, y = _batch()
     _, terms = d.forward_train(TrainStep(x, y))
     assert terms["hint"].item() == 0.0 and terms["hard"].item() > 0
@@ -191,7 +190,7 @@ def test_alpha_zero_builds_no_regressor_and_needs_no_teacher():
 def test_bad_layer_choices_fail_in_setup_and_leave_no_hooks(layers, message):
     student, teacher = _models()
     with pytest.raises(ConfigError, match=message):
-        Distiller(student, FitNetLoss(alpha=0.5), teacher, example_input=example_input(16),
+        Distiller(student, FitNetLoss(), teacher, alpha=0.5, example_input=example_input(16),
                   **layers)
     for model in (student, teacher):
         assert all(not m._forward_hooks for m in model.modules())
@@ -200,13 +199,13 @@ def test_bad_layer_choices_fail_in_setup_and_leave_no_hooks(layers, message):
 @pytest.mark.parametrize("value", [-1.0, float("nan"), "50", True])
 def test_hint_weight_is_validated(value):
     with pytest.raises(ConfigError, match="hint_weight"):
-        FitNetLoss(alpha=0.5, hint_weight=value)
+        FitNetLoss(hint_weight=value)
 
 
 def test_a_feature_method_needs_a_teacher():
     student, _ = _models()
     with pytest.raises(ConfigError, match="teacher"):
-        Distiller(student, FitNetLoss(alpha=0.5), None, example_input=example_input(16))
+        Distiller(student, FitNetLoss(), None, alpha=0.5, example_input=example_input(16))
 
 
 def test_model_without_stages_asks_for_layer_names():
@@ -214,9 +213,9 @@ def test_model_without_stages_asks_for_layer_names():
     plain = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
                           nn.Flatten(), nn.Linear(8, 3))
     with pytest.raises(ConfigError, match="--teacher-layers"):
-        Distiller(student, FitNetLoss(alpha=0.5), plain, example_input=example_input(16))
+        Distiller(student, FitNetLoss(), plain, alpha=0.5, example_input=example_input(16))
     # Named explicitly, any 4-D module works (here "1", the ReLU after the conv).
-    d = Distiller(student, FitNetLoss(alpha=0.5), plain, teacher_layers=["1"],
+    d = Distiller(student, FitNetLoss(), plain, alpha=0.5, teacher_layers=["1"],
                   example_input=example_input(16))
     assert d.loss.regressor[0].weight.shape == (8, 32, 1, 1)
     d.close()

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rsdistill.losses import KDLoss, build_method, kd_soft_loss, total_loss
-from rsdistill.losses import StepInputs
+from rsdistill.losses import KDLoss, build_method, kd_soft_loss, total_loss, weighted_terms
+from rsdistill.losses import StepInputs, reads_teacher
 
 
 def _logits(seed, batch=6, classes=5, scale=3.0):
@@ -108,27 +108,36 @@ def batch():
 
 def test_alpha_zero_is_plain_cross_entropy(batch):
     s, t, labels = batch
-    loss = KDLoss(alpha=0.0, temperature=4.0)
-    assert torch.equal(total_loss(loss(StepInputs(s, labels, t))), F.cross_entropy(s, labels))
-    assert loss.needs_teacher is False
+    loss = KDLoss(temperature=4.0)
+
+    def total(inputs):
+        return total_loss(weighted_terms(loss, inputs, 0.0))
+
+    assert torch.equal(total(StepInputs(s, labels, t)), F.cross_entropy(s, labels))
+    assert reads_teacher(loss, 0.0) is False and reads_teacher(loss, 0.5) is True
     # The teacher is neither needed nor able to leak a nan into the total.
-    assert torch.equal(total_loss(loss(StepInputs(s, labels))), F.cross_entropy(s, labels))
+    assert torch.equal(total(StepInputs(s, labels)), F.cross_entropy(s, labels))
     nan_teacher = torch.full_like(t, float("nan"))
-    assert torch.isfinite(total_loss(loss(StepInputs(s, labels, nan_teacher))))
+    assert torch.isfinite(total(StepInputs(s, labels, nan_teacher)))
 
 
 def test_alpha_one_is_the_soft_term(batch):
     s, t, labels = batch
-    terms = KDLoss(alpha=1.0, temperature=4.0)(StepInputs(s, labels, t))
+    terms = weighted_terms(KDLoss(temperature=4.0), StepInputs(s, None, t), 1.0)
     assert terms["hard"].item() == 0.0
     assert torch.equal(total_loss(terms), kd_soft_loss(s, t, 4.0))
 
 
 def test_alpha_mixes_soft_and_hard(batch):
     s, t, labels = batch
-    terms = KDLoss(alpha=0.3, temperature=4.0)(StepInputs(s, labels, t))
+    loss = KDLoss(temperature=4.0)
+    terms = weighted_terms(loss, StepInputs(s, labels, t), 0.3)
     soft, hard = kd_soft_loss(s, t, 4.0), F.cross_entropy(s, labels)
     assert set(terms) == {"soft", "hard"}
+    # The loss itself returns its terms unweighted; the blend is the distiller's.
+    unweighted = loss(StepInputs(s, labels, t))
+    torch.testing.assert_close(unweighted["soft"], soft)
+    torch.testing.assert_close(unweighted["hard"], hard)
     torch.testing.assert_close(terms["soft"], 0.3 * soft)
     torch.testing.assert_close(terms["hard"], 0.7 * hard)
     torch.testing.assert_close(total_loss(terms), 0.3 * soft + 0.7 * hard)
@@ -136,7 +145,7 @@ def test_alpha_mixes_soft_and_hard(batch):
 
 def test_label_smoothing_reaches_the_hard_term(batch):
     s, t, labels = batch
-    terms = KDLoss(alpha=0.0, temperature=4.0, label_smoothing=0.1)(StepInputs(s, labels, t))
+    terms = KDLoss(temperature=4.0, label_smoothing=0.1)(StepInputs(s, labels, t))
     torch.testing.assert_close(terms["hard"], F.cross_entropy(s, labels, label_smoothing=0.1))
     assert not torch.allclose(terms["hard"], F.cross_entropy(s, labels))
 
@@ -144,7 +153,7 @@ def test_label_smoothing_reaches_the_hard_term(batch):
 def test_alpha_positive_without_teacher_is_an_error(batch):
     s, _, labels = batch
     with pytest.raises(ValueError, match="teacher"):
-        KDLoss(alpha=0.5, temperature=4.0)(StepInputs(s, labels))
+        weighted_terms(KDLoss(temperature=4.0), StepInputs(s, labels), 0.5)
 
 
 def test_soft_loss_is_float32_under_bf16_autocast(batch):

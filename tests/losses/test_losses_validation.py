@@ -5,6 +5,7 @@ import pytest
 from rsdistill.errors import ConfigError
 from rsdistill.losses import (
     KDLoss,
+    MethodConfig,
     NuclearNormPenalty,
     check_alpha,
     check_beta,
@@ -58,9 +59,9 @@ def test_resolve_beta():
 
 def test_constructors_validate():
     with pytest.raises(ConfigError):
-        KDLoss(alpha=-0.1, temperature=4.0)
+        MethodConfig(alpha=-0.1)
     with pytest.raises(ConfigError):
-        KDLoss(alpha=0.5, temperature=0.0)
+        KDLoss(temperature=0.0)
     with pytest.raises(ConfigError):
         NuclearNormPenalty(beta=-1)
     with pytest.raises(ConfigError):

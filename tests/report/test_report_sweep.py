@@ -21,7 +21,15 @@ from rsdistill.training.config import TrainConfig
 from rsdistill.errors import RsdistillError
 from rsdistill.io import read_json
 from rsdistill.report.blocks import to_markdown
-from rsdistill.report.sweep_report import _baseline, _best, build_report, lead_verdict, write_report
+from rsdistill.experiments.stats import paired_difference
+from rsdistill.report.sweep_report import (
+    _baseline,
+    _best,
+    build_report,
+    lead_verdict,
+    paired_vs_scratch,
+    write_report,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FIGURES = ("alpha_f1", "alpha_accuracy", "confusion_best", "training_curves", "accuracy_latency")
@@ -143,7 +151,7 @@ def test_report_teacher_and_student_rows(report):
     assert models[1][2] == "16" and models[0][2] == "16"  # input px of student and teacher
     assert models[1][3] == f"{res['student']['params']:,}"
     md = (report / "report.md").read_text()
-    assert lead_verdict(best, base) in md
+    assert lead_verdict(best, base, paired_vs_scratch(res["rows"], best, base)) in md
     assert f"Best setting: **α = {best['alpha']:g}, β = {best['beta']}**" in md
 
 
@@ -221,22 +229,28 @@ def agg_row(alpha, acc, std, seeds, beta="0"):
             "accuracy_std": std, "f1_macro_mean": acc}
 
 
-def test_verdict_lead_exceeds_seed_noise():
+def test_verdict_lead_is_judged_by_seed_pairs():
     base, best = agg_row(0.0, 0.80, 0.01, 3), agg_row(0.3, 0.90, 0.02, 3)
     aggregate = [base, best, agg_row(0.5, 0.85, 0.01, 3)]
     assert _best(aggregate) is best and _baseline(aggregate) is base
-    text = lead_verdict(best, base)
-    assert "+10.00 pt" in text
-    assert "which exceeds the seed noise" in text
-    assert "≈ 2.24 pt over 3 seeds" in text  # sqrt(1² + 2²)
+    # Every seed gains 9-11 pt: the 95 % interval (± 2.48 pt) excludes 0.
+    paired = paired_difference({0: 0.89, 1: 0.90, 2: 0.91}, {0: 0.80, 1: 0.80, 2: 0.80})
+    text = lead_verdict(best, base, paired)
+    assert "+10.00 ± 1.00 pt over 3 seeds (95 % interval ± 2.48 pt)" in text
+    assert text.endswith("which is distinguishable from seed noise.")
 
 
-def test_verdict_lead_does_not_exceed_seed_noise():
+def test_verdict_lead_within_seed_noise():
+    base, best = agg_row(0.0, 0.80, 0.03, 3), agg_row(0.1, 0.82, 0.02, 3)
+    paired = paired_difference({0: 0.85, 1: 0.79, 2: 0.82}, {0: 0.80, 1: 0.83, 2: 0.77})
+    text = lead_verdict(best, base, paired)
+    assert "+2.00 ±" in text and "**not distinguishable from seed noise**" in text
+
+
+def test_verdict_without_seed_pairs_is_not_judged():
     base, best = agg_row(0.0, 0.80, 0.03, 3), agg_row(0.1, 0.82, 0.02, 3)
     text = lead_verdict(best, base)
-    assert "+2.00 pt" in text
-    assert "which does not exceed the seed noise" in text
-    assert "≈ 3.61 pt over 3 seeds" in text
+    assert "+2.00 pt" in text and "seed noise cannot be judged" in text
 
 
 def test_verdict_with_one_seed_cannot_judge_noise():

@@ -87,10 +87,10 @@ def test_probe_reports_shapes_and_restores_the_mode():
 def test_distiller_close_removes_its_hooks_and_kd_taps_nothing():
     torch.manual_seed(0)
     student, teacher = build_model("resnet8", 3, 16), build_model("resnet8x4", 3, 16)
-    kd = Distiller(student, build_method("kd", alpha=0.5, temperature=4.0), teacher,
+    kd = Distiller(student, build_method("kd", temperature=4.0), teacher, alpha=0.5,
                    student_layers=["layer1"])  # kd ignores layers
     assert not kd.uses_features and hook_count(student) == hook_count(teacher) == 0
-    d = Distiller(student, build_method("at", alpha=0.5, temperature=4.0), teacher,
+    d = Distiller(student, build_method("at", temperature=4.0), teacher, alpha=0.5,
                   example_input=example_input(16))
     assert hook_count(student) == 3 and hook_count(teacher) == 3
     d.close()
@@ -195,7 +195,7 @@ def test_fused_members_must_tap_the_same_teacher_layers(teacher_run, tmp_path, t
     members = []
     for i, layers in enumerate((["layer1"], ["layer2"])):
         d = Distiller(build_model("resnet8", 3, 16),
-                      build_method("at", alpha=0.5, temperature=4.0), teacher,
+                      build_method("at", temperature=4.0), teacher, alpha=0.5,
                       student_layers=layers, teacher_layers=layers,
                       example_input=example_input(16))
         members.append(Member(f"m{i}", d, RunDirectory(tmp_path / f"m{i}"), {}, {}))

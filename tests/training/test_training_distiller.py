@@ -22,8 +22,8 @@ def _pair(alpha=0.5, beta=0.0):
     with torch.no_grad():
         teacher(torch.rand(8, 3, 16, 16) * 3 + 1)
     student = build_model("resnet8", num_classes=3, image_size=16)
-    loss = build_method("kd", alpha=alpha, temperature=4.0)
-    return Distiller(student, loss, teacher=teacher, nuclear_beta=beta), teacher
+    loss = build_method("kd", temperature=4.0)
+    return Distiller(student, loss, teacher=teacher, nuclear_beta=beta, alpha=alpha), teacher
 
 
 def _snapshot(module):

@@ -204,30 +204,30 @@ def test_resume_after_a_kill_mid_epoch_reaches_the_same_result(
     ref, ref_metrics = reference_run
     out = tmp_path / "killed"
     epoch = {"n": 0, "step": 0}
-    train_epoch, forward = Trainer.train_epoch, CrossEntropyLoss.forward
+    train_epoch, terms = Trainer.train_epoch, CrossEntropyLoss.terms
 
     def counting_epoch(self):
         epoch["n"] += 1
         epoch["step"] = 0
         return train_epoch(self)
 
-    def killing_forward(self, *args, **kwargs):
+    def killing_terms(self, *args, **kwargs):
         epoch["step"] += 1
         # Killed in epoch 2 after one optimiser step there: the in-memory weights,
         # optimiser, schedule and RNG streams have all moved past the checkpoint.
         if epoch["n"] == 2 and epoch["step"] == 2:
             raise KeyboardInterrupt
-        return forward(self, *args, **kwargs)
+        return terms(self, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "train_epoch", counting_epoch)
-    monkeypatch.setattr(CrossEntropyLoss, "forward", killing_forward)
+    monkeypatch.setattr(CrossEntropyLoss, "terms", killing_terms)
     with pytest.raises(KeyboardInterrupt):
         run_training(out, tiny_data(), tiny_train(), progress=False)
     assert epoch["n"] == 2
     state = safe_load(out / STATE_FILE)
     assert state["epoch"] == 1
     assert not (out / "metrics.json").exists()
-    monkeypatch.setattr(CrossEntropyLoss, "forward", forward)
+    monkeypatch.setattr(CrossEntropyLoss, "terms", terms)
 
     # Consume the global RNG in between: the resumed run must restore it, not rely on it.
     torch.rand(1000)
@@ -327,20 +327,20 @@ def test_truncated_checkpoint_is_a_checkpoint_error(tmp_path):
 
 def _nan_from_epoch(monkeypatch, bad_epoch: int) -> None:
     epoch = {"n": 0}
-    train_epoch, forward = Trainer.train_epoch, CrossEntropyLoss.forward
+    train_epoch, terms = Trainer.train_epoch, CrossEntropyLoss.terms
 
     def counting_epoch(self):
         epoch["n"] += 1
         return train_epoch(self)
 
-    def nan_forward(self, *args, **kwargs):
-        terms = forward(self, *args, **kwargs)
+    def nan_terms(self, *args, **kwargs):
+        computed = terms(self, *args, **kwargs)
         if epoch["n"] >= bad_epoch:
-            terms = {k: v * float("nan") for k, v in terms.items()}
-        return terms
+            computed = {k: (lambda f=f: f() * float("nan")) for k, f in computed.items()}
+        return computed
 
     monkeypatch.setattr(Trainer, "train_epoch", counting_epoch)
-    monkeypatch.setattr(CrossEntropyLoss, "forward", nan_forward)
+    monkeypatch.setattr(CrossEntropyLoss, "terms", nan_terms)
 
 
 def test_non_finite_loss_stops_with_the_epoch_and_keeps_the_last_good_checkpoint(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 
+import json
+
 import pytest
 import torch
 import yaml
@@ -112,6 +114,29 @@ def test_a_cached_run_teaches_with_the_online_logits(teacher32, tmp_path, monkey
     assert any("teacher logits of every view" in r.getMessage() for r in caplog.records)
     cfg = yaml.safe_load((tmp_path / "auto" / "config.yaml").read_text())
     assert cfg["train"]["teacher_cache"] == "auto" and cfg["data"]["teacher_view"] == view
+
+
+@pytest.mark.parametrize("view", ["own", "upsampled"])
+def test_a_cached_run_builds_no_batches_at_the_teachers_resolution(teacher32, tmp_path,
+                                                                  monkeypatch, view):
+    sizes = {}
+    original = trainer_mod.Trainer._teacher_outputs
+    for mode in ("off", "auto"):
+        seen = sizes.setdefault(mode, set())
+
+        def spy(self, x, batch=None, seen=seen):
+            seen.add(x.shape[-1])
+            return original(self, x, batch)
+
+        monkeypatch.setattr(trainer_mod.Trainer, "_teacher_outputs", spy)
+        assert main(["distill", "--teacher", str(teacher32), "--student", "resnet8",
+                     "--student-image-size", "16", "--teacher-view", view, "--no-crop",
+                     "--teacher-cache", mode, *TRAIN, "--out", str(tmp_path / mode)]) == 0
+        monkeypatch.undo()
+    assert sizes == {"off": {32}, "auto": {16}}
+    accuracy = [json.loads((tmp_path / m / "metrics.json").read_text())["accuracy"]
+                for m in ("off", "auto")]
+    assert accuracy[0] == pytest.approx(accuracy[1], abs=1e-9)
 
 
 def test_the_upsampled_teacher_reads_the_students_view_at_its_own_size(teacher32, tmp_path,

@@ -65,11 +65,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_distill(args: argparse.Namespace) -> int:
     distill = DistillConfig(teacher=args.teacher, nuclear_beta=args.nuclear_beta,
                             **method_settings(args))
-    distill.validate()  # before an assistant trains
+    train_cfg = train_config(args)
+    # Checked before an assistant trains; the run then trains with this loss, built once.
+    built = distill.validate(train_cfg.label_smoothing)
     check_resume_target(args)
     data_cfg = distill_data_config(args)
     distill.teacher = assistant_teacher(args, data_cfg)
-    metrics = run_training(args.out, data_cfg, train_config(args), distill,
-                           resume=args.resume, progress=args.progress, overwrite=args.overwrite)
+    metrics = run_training(args.out, data_cfg, train_cfg, distill, resume=args.resume,
+                           progress=args.progress, overwrite=args.overwrite, built=built)
     _print_summary(metrics, args.out)
     return 0

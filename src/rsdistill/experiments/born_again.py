@@ -48,7 +48,7 @@ def generation_config(req: RunRequest, k: int) -> DistillConfig | None:
 
 @PROCEDURES.register("generations")
 def train_generations(req: RunRequest) -> dict:
-    plan = req.distill_cfg.build(req.train_cfg.label_smoothing)
+    plan = req.built
     out, top = req.out, RunDirectory(req.out)
     started = top.file(CONFIG_FILE).is_file() or generation_dir(out, 0).exists()
     check_run_dir(out, req.record, req.resume, req.overwrite, has_state=started)

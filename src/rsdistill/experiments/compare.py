@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from rsdistill.config import read_record
 from rsdistill.data.module import DataConfig, prepare_data
 from rsdistill.config import option
 from rsdistill.errors import ConfigError
@@ -32,7 +33,6 @@ from rsdistill.experiments.records import (
 from rsdistill.experiments.stats import (
     SCORE_KEYS,
     by_seed,
-    difference_std,
     mean_std,
     paired_difference,
     write_csv,
@@ -99,8 +99,7 @@ class CompareConfig:
         for method in self.entries():
             distill = self.distill_config(method)
             if distill is not None:
-                distill.validate()
-                distill.check_teacher(self.teacher)
+                distill.check_teacher(self.teacher, distill.validate())
 
 
 def run_compare(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
@@ -164,7 +163,7 @@ def check_same_comparison(path: Path, record: dict) -> None:
     """
     if not path.is_file():
         return
-    old = yaml.safe_load(path.read_text()) or {}
+    old = read_record(path, "a comparison", "restore it, or choose another --out")
     # --seed is not used (seeds are 0..N-1); methods and seeds may grow; each method's
     # options are compared for the methods both comparisons hold.
     diffs = config_diffs(old, record, {"data": DataConfig, "train": TrainConfig,
@@ -210,26 +209,18 @@ def summarize(rows: list[dict], order: list[str]) -> list[dict]:
             base = refs.get(ref)
             row[f"delta_accuracy_vs_{ref}"] = (row["accuracy_mean"] - base["accuracy_mean"]
                                                if base is not None and base is not row else None)
-        row["lead_over_kd_exceeds_std"] = lead_exceeds_std(row, refs.get(REFERENCE))
-        row.update(paired_columns(by_method[row["method"]], by_method.get(SCRATCH)))
+        for ref in (REFERENCE, SCRATCH):
+            row.update(paired_columns(by_method[row["method"]], by_method.get(ref), ref))
     return table
 
 
-def paired_columns(runs: list[dict], scratch: list[dict] | None) -> dict:
-    """The method's accuracy minus scratch's of the same seed (``stats.paired_difference``),
-    flat for the CSV; all None for scratch itself or without a scratch row."""
+def paired_columns(runs: list[dict], ref_runs: list[dict] | None, ref: str) -> dict:
+    """The method's accuracy minus method ``ref``'s of the same seed
+    (``stats.paired_difference``: its mean, std, 95 % interval and whether that excludes
+    0), flat for the CSV as ``paired_vs_<ref>_<key>``; all None for ``ref`` itself or
+    without a ``ref`` row."""
     keys = ("mean", "std", "ci95", "distinguishable")
-    p = paired_difference(by_seed(runs), by_seed(scratch)) \
-        if scratch and runs[0]["method"] != SCRATCH else {}
-    return {f"paired_vs_scratch_{k}": p.get(k) for k in keys} | \
-        {"paired_vs_scratch_seeds": p.get("seeds", 0)}
-
-
-def lead_exceeds_std(row: dict, kd: dict | None) -> bool | None:
-    """Whether ``row`` beats kd by more than the seed noise of the difference; None when
-    there is no kd row to compare with, for kd itself, or with a single seed (no noise
-    estimate)."""
-    if kd is None or kd is row or min(row["seeds"], kd["seeds"]) < 2:
-        return None
-    lead = row["accuracy_mean"] - kd["accuracy_mean"]
-    return bool(lead > difference_std(row["accuracy_std"], kd["accuracy_std"]))
+    p = paired_difference(by_seed(runs), by_seed(ref_runs)) \
+        if ref_runs and runs[0]["method"] != ref else {}
+    return {f"paired_vs_{ref}_{k}": p.get(k) for k in keys} | \
+        {f"paired_vs_{ref}_seeds": p.get("seeds", 0)}

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rsdistill.errors import ConfigError
-from rsdistill.experiments.stats import difference_std
+from rsdistill.experiments.stats import by_seed, paired_difference
 from rsdistill.io import read_json
 from rsdistill.runtime.rundir import (
     COMPARE_RESULTS, MODEL_FILE, STUDY_FILE, SWEEP_FILE, SWEEP_RESULTS,
@@ -76,9 +76,23 @@ def run_dir(path: str | Path) -> tuple[Path, str | None]:
                     f"{chosen} ({label}, seed 0 of {len(runs)}){teacher}")
 
 
+def paired_lead(results: dict, best: dict, base: dict) -> str:
+    """``best``'s accuracy minus ``base``'s of the same seed, and whether that stands out of
+    the seed noise (``stats.paired_difference``), in words."""
+    p = paired_difference(*(by_seed([r for r in results["rows"] if r["alpha"] == s["alpha"]
+                                     and r["beta"] == s["beta"]]) for s in (best, base)))
+    if p["distinguishable"] is None:
+        lead = 100 * (best["accuracy_mean"] - base["accuracy_mean"])
+        return f"{lead:+.2f} pt (fewer than two seeds pair them: seed noise cannot be judged)"
+    where = "beyond" if p["distinguishable"] else "within"
+    return (f"{100 * p['mean']:+.2f} ± {100 * p['std']:.2f} pt paired by seed over "
+            f"{p['seeds']} seeds ({where} the seed noise: 95 % interval ± "
+            f"{100 * p['ci95']:.2f} pt)")
+
+
 def headline(results: dict) -> list[str]:
     """The study's result in three lines: teacher, best student and its lead over α = 0
-    (same β) with the seed noise of that difference."""
+    (same β), paired by seed, with whether its 95 % interval excludes 0."""
     lines = []
     teacher = results.get("teacher")
     if teacher:
@@ -91,11 +105,7 @@ def headline(results: dict) -> list[str]:
     base = next((r for r in results["aggregate"]
                  if r["alpha"] == 0 and r["beta"] == best["beta"]), None)
     if base is not None and base is not best:
-        lead = 100 * (best["accuracy_mean"] - base["accuracy_mean"])
-        noise = 100 * difference_std(best["accuracy_std"], base["accuracy_std"])
-        verdict = "above" if lead > noise else "within"
-        lines.append(f"lead over α = 0 (no distillation): {lead:+.2f} pt ({verdict} the seed "
-                     f"noise of ± {noise:.2f} pt; {base['seeds']} vs {n} seeds)")
+        lines.append(f"lead over α = 0 (no distillation): {paired_lead(results, best, base)}")
     elif base is best:
         lines.append("no α > 0 beats α = 0 (training on the labels alone)")
     return lines

@@ -19,11 +19,11 @@ from torch import nn
 from rsdistill.data.module import PreparedData
 from rsdistill.experiments.procedures import PROCEDURES, RunRequest
 from rsdistill.experiments.single import single_spec, train_members
-from rsdistill.losses import MutualLoss, NuclearNormPenalty, StepInputs
+from rsdistill.losses import MutualLoss, NuclearNormPenalty, StepInputs, weighted_terms
 from rsdistill.models import build_model, first_weight_layer
 from rsdistill.training.config import TrainConfig
 from rsdistill.training.distiller import TeacherView, TrainStep, weight_stats
-from rsdistill.training.members import MemberSpec
+from rsdistill.training.members import MemberSpec, member_loss
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ class MutualDistiller(nn.Module):
     method_name = "MutualLoss"
 
     def __init__(self, peers: Sequence[nn.Module], loss: MutualLoss,
-                 peer_names: Sequence[str], nuclear_beta: float = 0.0) -> None:
+                 peer_names: Sequence[str], nuclear_beta: float = 0.0, *,
+                 alpha: float) -> None:
         super().__init__()
         if len(peers) < 2 or len(peers) != len(peer_names):
             raise ValueError(f"MutualDistiller needs two or more peers, each with its model "
@@ -49,6 +50,7 @@ class MutualDistiller(nn.Module):
         self.peers = nn.ModuleList(peers)
         self.peer_names = list(peer_names)
         self.loss = loss
+        self.alpha = alpha  # blends every peer's mutual and hard terms
         # The nuclear norm compresses the deployed model's first layer: peer 0's only.
         self.nuclear = NuclearNormPenalty(nuclear_beta) if nuclear_beta > 0 else None
         self.first_layer_name, self.first_layer = first_weight_layer(peers[0])
@@ -77,8 +79,8 @@ class MutualDistiller(nn.Module):
     def forward_train(self, step: TrainStep) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Peer 0's logits and the terms of every peer; each peer's forward runs once."""
         logits = [peer(step.images) for peer in self.peers]
-        terms = dict(self.loss(StepInputs(logits[0], step.targets, peer_logits=logits,
-                                          epoch=step.epoch)))
+        terms = weighted_terms(self.loss, StepInputs(logits[0], step.targets, peer_logits=logits,
+                                                     epoch=step.epoch), self.alpha)
         if self.nuclear is not None:
             terms.update(self.nuclear(self.first_layer.weight))
         return logits[0], terms
@@ -89,7 +91,7 @@ class MutualDistiller(nn.Module):
 
 def mutual_distiller(spec: MemberSpec, cfg: TrainConfig, data: PreparedData,
                      teacher: nn.Module | None, view: TeacherView | None) -> MutualDistiller:
-    loss = spec.method.build(label_smoothing=cfg.label_smoothing)
+    loss = member_loss(spec, spec.method, cfg)
     names = loss.peer_models(cfg.model)
     if teacher is not None:
         log.info("dml trains its peers without a teacher; --teacher only supplied defaults "
@@ -99,12 +101,13 @@ def mutual_distiller(spec: MemberSpec, cfg: TrainConfig, data: PreparedData,
     peers = [build_model(name, data.num_classes, data.dataset.image_size,
                          pretrained=cfg.pretrained if i == 0 else None)
              for i, name in enumerate(names)]
-    return MutualDistiller(peers, loss, names, nuclear_beta=spec.method.beta())
+    return MutualDistiller(peers, loss, names, nuclear_beta=spec.method.beta(),
+                           alpha=spec.method.alpha)
 
 
 @PROCEDURES.register("mutual")
 def train_mutual(req: RunRequest) -> dict:
     # Checked before any data is decoded: a --peers list not starting with the student.
-    req.distill_cfg.build(req.train_cfg.label_smoothing).peer_models(req.train_cfg.model)
+    req.built.peer_models(req.train_cfg.model)
     (metrics,) = train_members(req, [single_spec(req)], factory=mutual_distiller)
     return metrics

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from rsdistill.config import read_record
 from rsdistill.data.module import DataConfig
 from rsdistill.config import option
 from rsdistill.errors import ConfigError
@@ -33,7 +34,7 @@ from rsdistill.experiments.records import check_resume
 from rsdistill.experiments.stats import SCORE_KEYS, by_seed, mean_std, paired_difference
 from rsdistill.experiments.sweep import sweep_plan
 from rsdistill.io import atomic_write_text, read_json
-from rsdistill.losses import MethodConfig, check_alpha
+from rsdistill.losses import MethodConfig
 from rsdistill.models.common import TIMM_PREFIX
 from rsdistill.models.imagenet import IMAGENET
 from rsdistill.models import check_model_name
@@ -82,7 +83,7 @@ class ParetoConfig:
             raise ConfigError(f"--seeds must be >= 1, got {self.seeds}")
         if any(s < 8 for s in self.sizes):
             raise ConfigError(f"--sizes must all be >= 8, got {self.sizes}")
-        if check_alpha(self.method.alpha) == 0:
+        if self.method.alpha == 0:  # a number in [0, 1]: MethodConfig checked it
             raise ConfigError("--alpha must be > 0: α = 0 is the scratch student every cell "
                               "trains anyway")
         if self.student_pretrained not in (None, IMAGENET):
@@ -121,7 +122,8 @@ def run_pareto(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, cf
               "pareto": {k: v for k, v in asdict(cfg).items() if k != "method"},
               "method": asdict(cfg.method)}
     if (out / PARETO_FILE).is_file():
-        old = yaml.safe_load((out / PARETO_FILE).read_text()) or {}
+        old = read_record(out / PARETO_FILE, "a Pareto grid",
+                          "restore it, or choose another --out")
         check_resume(out / PARETO_FILE, old, record,
                      {"data": DataConfig, "train": TrainConfig, "method": MethodConfig},
                      ignore={"model", "image_size"}, hint="; use another --out")

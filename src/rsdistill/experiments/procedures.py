@@ -8,9 +8,10 @@ entry; nothing here names a method.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -38,6 +39,9 @@ class RunRequest:
     resume: bool
     progress: bool
     overwrite: bool = False
+    # What the method trains with (its loss, or a plan), built once by run_training;
+    # None for a train run.
+    built: Any = None
 
 
 PROCEDURES: Registry[Callable[[RunRequest], dict]] = Registry("training procedure")
@@ -87,20 +91,27 @@ def prepare_teacher_and_data(data_cfg: DataConfig, teacher_path: str, progress: 
 
 def run_training(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
                  distill_cfg: DistillConfig | None = None, *, resume: bool = False,
-                 progress: bool = True, overwrite: bool = False) -> dict:
+                 progress: bool = True, overwrite: bool = False, built: Any = None) -> dict:
     """A ``train`` run (no ``distill_cfg``) or a ``distill`` run; returns its metrics.
 
+    ``built``: what ``distill_cfg.validate(train_cfg.label_smoothing)`` already returned,
+    if the caller checked it early (``distill`` does, before an assistant trains); the
+    run trains with that object rather than building its loss again.
     ``out`` is locked from here to the end (one rsdistill process per run directory);
     the procedure checks what it holds (``records.check_run_dir``) under the lock."""
     data_cfg, teacher = resolve_settings(data_cfg, train_cfg,
                                          distill_cfg.teacher if distill_cfg else "")
     procedure = "single"
     if distill_cfg is not None:
-        distill_cfg = replace(distill_cfg, teacher=teacher)
-        distill_cfg.validate()
-        distill_cfg.check_teacher(distill_cfg.teacher)
+        # A copy, not a new config: its settings (α among them) were checked when it was
+        # made, and construction would check them again.
+        distill_cfg = copy.copy(distill_cfg)
+        distill_cfg.teacher = teacher
+        if built is None:
+            built = distill_cfg.validate(train_cfg.label_smoothing)
+        distill_cfg.check_teacher(distill_cfg.teacher, built)
         procedure = distill_cfg.descriptor.procedure
     record = run_record(data_cfg, train_cfg, distill_cfg)
     with run_dir_lock(out) as out:
         return PROCEDURES.get(procedure)(RunRequest(out, data_cfg, train_cfg, distill_cfg,
-                                                    record, resume, progress, overwrite))
+                                                    record, resume, progress, overwrite, built))

@@ -27,7 +27,7 @@ def train_members(req: RunRequest, specs: list[MemberSpec],
 
 
 def single_spec(req: RunRequest) -> MemberSpec:
-    return MemberSpec("model", req.out, req.distill_cfg, req.record)
+    return MemberSpec("model", req.out, req.distill_cfg, req.record, built=req.built)
 
 
 @PROCEDURES.register("single")

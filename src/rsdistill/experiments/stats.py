@@ -19,12 +19,6 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def difference_std(std_a: float, std_b: float) -> float:
-    """Seed noise of the difference of two means: the std of ``a - b`` for independent
-    runs, the yardstick every "does this lead exceed the noise" verdict uses."""
-    return math.sqrt(std_a ** 2 + std_b ** 2)
-
-
 def write_csv(path: Path, rows: list[dict]) -> None:
     if not rows:
         return

@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 
 import yaml
 
+from rsdistill.config import read_record
 from rsdistill.data.module import DataConfig
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.grid import SweepConfig, beta_label, member_name, upgrade_sweep_record
@@ -131,7 +132,8 @@ def check_sweep_dir(out: Path, record: dict, resume: bool, overwrite: bool) -> N
     if not resume:
         raise ConfigError(f"{out} already holds a sweep; pass --resume to continue it, "
                           "--overwrite to replace it, or choose another --out")
-    old = upgrade_sweep_record(yaml.safe_load((out / SWEEP_FILE).read_text()) or {})
+    old = upgrade_sweep_record(read_record(out / SWEEP_FILE, "a sweep",
+                                           "restore it, or choose another --out"))
     check_resume(out / SWEEP_FILE, old, record, SWEEP_SECTIONS, ignore={"seeds"},
                  hint="; use another --out for a new sweep")
 

@@ -4,11 +4,14 @@ A stage's spatial attention map is the channel mean of ``|a|^p``, flattened and
 L2-normalised, so only its shape counts, not its scale: a student with 4x fewer
 channels than its teacher can still match it, and no regressor is needed.
 
-``{"at": alpha * at_weight / 2 * sum_j mean((q_s^j - q_t^j)^2), "hard": (1 - alpha) * L_hard}``
-over matched stage pairs ``j``.
+``{"at": at_weight / 2 * sum_j mean((q_s^j - q_t^j)^2), "hard": L_hard}`` over matched
+stage pairs ``j``, unweighted; the distiller weighs ``at`` by alpha and ``hard`` by
+1 - alpha.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -17,14 +20,15 @@ import torch.nn.functional as F
 from rsdistill.errors import ConfigError
 from rsdistill.losses.base import (
     DistillationLoss,
+    HARD,
+    SOFT,
     StepInputs,
-    check_alpha,
     check_label_smoothing,
     check_weight,
 )
 from rsdistill.losses.spatial import resize_to
 from rsdistill.losses.method import Method, register_method
-from rsdistill.losses.supervised import blend_with_hard
+from rsdistill.losses.supervised import hard_term
 from rsdistill.runtime.hooks import probe_feature_maps
 
 # The paper's beta = 1000 "divided by the number of elements in the attention map and
@@ -64,17 +68,16 @@ class AttentionTransferLoss(DistillationLoss):
     """Attention transfer over every matched pair of tapped stages."""
 
     uses_features = True
+    term_roles = {"at": SOFT, "hard": HARD}
 
-    def __init__(self, alpha: float, label_smoothing: float = 0.0,
+    def __init__(self, label_smoothing: float = 0.0,
                  at_weight: float = DEFAULT_AT_WEIGHT, at_p: float = DEFAULT_AT_P) -> None:
         super().__init__()
-        self.alpha = check_alpha(alpha)
         self.label_smoothing = check_label_smoothing(label_smoothing)
         self.at_weight = check_weight("at_weight", at_weight)
         self.at_p = check_weight("at_p", at_p)
         if not self.at_p > 0.0:
             raise ConfigError(f"at_p must be > 0, got {at_p!r}")
-        self.needs_teacher = self.uses_features = self.alpha > 0.0
 
     def setup(self, student: nn.Module, teacher: nn.Module | None,
               student_layers: tuple[str, ...], teacher_layers: tuple[str, ...],
@@ -92,7 +95,7 @@ class AttentionTransferLoss(DistillationLoss):
         probe_feature_maps(teacher, teacher_layers,
                            example_input if teacher_input is None else teacher_input, "teacher")
 
-    def forward(self, inputs: StepInputs) -> dict[str, torch.Tensor]:
+    def terms(self, inputs: StepInputs) -> dict[str, Callable[[], torch.Tensor]]:
         student_features, teacher_features = inputs.student_features, inputs.teacher_features
 
         def transfer() -> torch.Tensor:
@@ -104,11 +107,11 @@ class AttentionTransferLoss(DistillationLoss):
                      for s, t in zip(student_features, teacher_features)]
             return (self.at_weight / 2.0) * torch.stack(pairs).sum()
 
-        return blend_with_hard("at", self.alpha, transfer, inputs.student_logits, inputs.labels,
-                               self.label_smoothing)
+        return {"at": transfer, "hard": hard_term("at", inputs.student_logits, inputs.labels,
+                                                  self.label_smoothing)}
 
     def extra_repr(self) -> str:
-        return (f"alpha={self.alpha}, at_weight={self.at_weight}, at_p={self.at_p}, "
+        return (f"at_weight={self.at_weight}, at_p={self.at_p}, "
                 f"label_smoothing={self.label_smoothing}")
 
 

@@ -1,9 +1,10 @@
 """The contract between a distillation loss and the trainer.
 
-A loss returns its terms by name, each already multiplied by its weight, so the
-trainer can sum them for the backward pass and still log every term on its own
-(a run where ``soft`` stays flat while ``hard`` falls says something different from
-one where both fall).
+A loss returns its terms by name, unweighted, and declares each term's role in the
+one weighting every method shares, ``alpha * soft + (1 - alpha) * hard``; the
+distiller applies it once (:func:`weighted_terms`), sums the terms for the backward
+pass and still logs every term on its own (a run where ``soft`` stays flat while
+``hard`` falls says something different from one where both fall).
 """
 
 from __future__ import annotations
@@ -11,12 +12,18 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 import torch.nn as nn
 
 from rsdistill.errors import ConfigError
+
+# A term's role in the blend: SOFT terms (the method's own, the only ones that read a
+# teacher or tapped features) are weighted by alpha, HARD terms (the labels'
+# cross-entropy) by 1 - alpha; a term whose role is None is added as it is.
+SOFT = "soft"
+HARD = "hard"
 
 
 @dataclass
@@ -42,17 +49,25 @@ class StepInputs:
 class DistillationLoss(nn.Module):
     """Base class of every per-step loss a method builds (see ``losses/method.py``).
 
-    Subclasses implement :meth:`forward`, which takes one :class:`StepInputs` and returns
-    named, already weighted terms. ``needs_teacher`` tells the trainer whether it has to
-    run the teacher at all; a subclass (or an instance, when its options make the
-    teacher irrelevant, e.g. ``alpha = 0``) sets it to ``False`` and then accepts
-    ``teacher_logits=None``.
+    Subclasses implement :meth:`terms`, which takes one :class:`StepInputs` and returns
+    each named term as a function computing it, unweighted; ``term_roles`` gives every
+    name's role (:data:`SOFT`, :data:`HARD` or ``None``). The distiller calls only the
+    functions whose weight is above 0 (:func:`weighted_terms`), so at ``alpha = 0`` the
+    soft terms are not computed and at ``alpha = 1`` the labels are not read;
+    :meth:`forward` computes every term, unweighted. ``needs_teacher``: the soft terms
+    read the teacher's logits, so the trainer runs the teacher when ``alpha > 0``; a
+    loss that never reads one sets it to ``False`` and accepts ``teacher_logits=None``.
+    ``own_alpha``: a method that fixes its own blend (fm: ``1 - hard_weight``) sets it,
+    and the run's ``alpha`` is then not read. A loss's constructor draws no random
+    numbers (:meth:`setup` may, under the member's seed), so it may be built before the
+    member is seeded.
 
     A method that compares intermediate feature maps sets ``uses_features``. The
     distiller then taps the chosen layers of both models with forward hooks, calls
     :meth:`setup` once before training, and passes the maps of every step as lists,
     ``student_features[i]`` paired with ``teacher_features[i]``. Weighting is the same
-    for every method: ``alpha * L_method + (1 - alpha) * L_hard``.
+    for every method: ``alpha * L_method + (1 - alpha) * L_hard``, applied by the
+    distiller, and the features are tapped only when ``alpha > 0``.
 
     ``soft_labels``: the loss reads the labels only through the cross-entropy, so it
     also takes label distributions (from Mixup/CutMix). A loss that indexes by the true
@@ -62,6 +77,15 @@ class DistillationLoss(nn.Module):
     needs_teacher: bool = True
     soft_labels: bool = True
     uses_features: bool = False
+    term_roles: Mapping[str, str | None] = {}
+    own_alpha: float | None = None
+
+    def role(self, name: str) -> str | None:
+        """The blend role of term ``name``; every term a loss returns must be declared."""
+        if name not in self.term_roles:
+            raise ValueError(f"{type(self).__name__} returned a term {name!r} it does not "
+                             "declare in term_roles")
+        return self.term_roles[name]
 
     def default_layers(self, stages: tuple[str, ...]) -> tuple[str, ...]:
         """Which of a model's declared ``stages`` to tap when the user names none.
@@ -84,12 +108,57 @@ class DistillationLoss(nn.Module):
         ``state_dict`` include them.
         """
 
-    def forward(self, inputs: StepInputs) -> dict[str, torch.Tensor]:
+    def terms(self, inputs: StepInputs) -> dict[str, Callable[[], torch.Tensor]]:
         raise NotImplementedError
+
+    def forward(self, inputs: StepInputs) -> dict[str, torch.Tensor]:
+        """Every term of one step, unweighted."""
+        return {name: compute() for name, compute in self.terms(inputs).items()}
+
+
+def blend_alpha(loss: object, alpha: float | None) -> float | None:
+    """The alpha ``loss``'s terms are blended with: its own, or else the run's."""
+    own = getattr(loss, "own_alpha", None)
+    return alpha if own is None else own
+
+
+def reads_teacher(loss: object, alpha: float | None) -> bool:
+    """Whether ``loss`` at ``alpha`` reads a teacher: only its soft terms do."""
+    a = blend_alpha(loss, alpha)
+    return bool(getattr(loss, "needs_teacher", False)) and a is not None and a > 0.0
+
+
+def term_weight(role: str | None, alpha: float | None, loss: object) -> float | None:
+    """The weight of a term with ``role`` (``None`` = added as it is)."""
+    if role is None:
+        return None
+    if alpha is None:
+        raise ValueError(f"{type(loss).__name__} blends its terms by alpha; none was given")
+    return alpha if role == SOFT else 1.0 - alpha
+
+
+def weighted_terms(loss: DistillationLoss, inputs: StepInputs,
+                   alpha: float | None) -> dict[str, torch.Tensor]:
+    """``loss``'s terms of one step, each times its weight: the blend of every method.
+
+    A term whose weight is 0 is a float32 zero and is not computed, so it cannot turn the
+    total into nan (``0 * nan``) and costs nothing.
+    """
+    alpha = blend_alpha(loss, alpha)
+    out = {}
+    for name, compute in loss.terms(inputs).items():
+        weight = term_weight(loss.role(name), alpha, loss)
+        if weight is None:
+            out[name] = compute()
+        elif weight > 0.0:
+            out[name] = weight * compute()
+        else:
+            out[name] = zero_term(inputs.student_logits)
+    return out
 
 
 def total_loss(terms: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Sum of the (already weighted) loss terms, the tensor to call ``backward`` on."""
+    """Sum of the (weighted) loss terms, the tensor to call ``backward`` on."""
     if not terms:
         raise ValueError("total_loss needs at least one loss term")
     values = iter(terms.values())

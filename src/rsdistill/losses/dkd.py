@@ -12,27 +12,31 @@ confident; DKD weights the two parts freely:
 
     L_DKD = dkd_alpha * TCKD + dkd_beta * NCKD   (both at temperature T, times T^2)
 
-``{"dkd": alpha * ramp(epoch) * L_DKD, "hard": (1 - alpha) * L_hard}``. The paper's code
+Returns ``{"dkd": ramp(epoch) * L_DKD, "hard": L_hard}`` unweighted; the distiller
+weighs ``dkd`` by alpha and ``hard`` by 1 - alpha. The paper's code
 ramps the DKD term in linearly over the first ``warmup_epochs`` epochs, because the
 large NCKD weight destabilises the first epochs of a randomly initialised student.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
 from rsdistill.losses.base import (
     DistillationLoss,
+    HARD,
+    SOFT,
     StepInputs,
-    check_alpha,
     check_epochs,
     check_label_smoothing,
     check_temperature,
     check_weight,
 )
 from rsdistill.losses.method import Method, register_method
-from rsdistill.losses.supervised import blend_with_hard
+from rsdistill.losses.supervised import hard_term
 
 # The paper's settings for its CIFAR-100 pairs (Sec. 4 and its mdistiller configs):
 # alpha (TCKD) 1, beta (NCKD) 8, T 4, warm-up 20 epochs.
@@ -99,34 +103,32 @@ class DKDLoss(DistillationLoss):
     """TCKD + beta * NCKD on the logits; reads the epoch for its warm-up."""
 
     soft_labels = False  # the target/non-target split needs one true class per image
+    term_roles = {"dkd": SOFT, "hard": HARD}
 
-    def __init__(self, alpha: float, temperature: float, label_smoothing: float = 0.0,
+    def __init__(self, temperature: float, label_smoothing: float = 0.0,
                  dkd_alpha: float = DEFAULT_DKD_ALPHA, dkd_beta: float = DEFAULT_DKD_BETA,
                  warmup_epochs: int = DEFAULT_WARMUP_EPOCHS) -> None:
         super().__init__()
-        self.alpha = check_alpha(alpha)
         self.temperature = check_temperature(temperature)
         self.label_smoothing = check_label_smoothing(label_smoothing)
         self.dkd_alpha = check_weight("dkd_alpha", dkd_alpha)
         self.dkd_beta = check_weight("dkd_beta", dkd_beta)
         self.warmup_epochs = check_epochs("warmup_epochs", warmup_epochs)
-        self.needs_teacher = self.alpha > 0.0
 
-    def forward(self, inputs: StepInputs) -> dict[str, torch.Tensor]:
+    def terms(self, inputs: StepInputs) -> dict[str, Callable[[], torch.Tensor]]:
         def decoupled() -> torch.Tensor:
             if inputs.teacher_logits is None or inputs.labels is None:
-                raise ValueError(f"DKDLoss with alpha={self.alpha} needs teacher logits "
-                                 "and labels")
+                raise ValueError("DKDLoss's dkd term needs teacher logits and labels")
             tckd, nckd = dkd_parts(inputs.student_logits, inputs.teacher_logits, inputs.labels,
                                    self.temperature)
             ramp = warmup_factor(inputs.epoch, self.warmup_epochs)
             return ramp * (self.dkd_alpha * tckd + self.dkd_beta * nckd)
 
-        return blend_with_hard("dkd", self.alpha, decoupled, inputs.student_logits,
-                               inputs.labels, self.label_smoothing)
+        return {"dkd": decoupled, "hard": hard_term("dkd", inputs.student_logits, inputs.labels,
+                                                    self.label_smoothing)}
 
     def extra_repr(self) -> str:
-        return (f"alpha={self.alpha}, temperature={self.temperature}, "
+        return (f"temperature={self.temperature}, "
                 f"dkd_alpha={self.dkd_alpha}, dkd_beta={self.dkd_beta}, "
                 f"warmup_epochs={self.warmup_epochs}, label_smoothing={self.label_smoothing}")
 

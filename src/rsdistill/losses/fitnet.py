@@ -1,6 +1,7 @@
 """FitNets (Romero et al., ICLR 2015): the student's middle stage regresses the teacher's.
 
-``{"hint": alpha * hint_weight * MSE(r(s), t), "hard": (1 - alpha) * L_hard}``, where
+``{"hint": hint_weight * MSE(r(s), t), "hard": L_hard}``, unweighted (the distiller
+weighs ``hint`` by alpha and ``hard`` by 1 - alpha), where
 ``s`` and ``t`` are one stage's feature maps and ``r`` is a learned 1x1 conv + batch
 norm (+ ReLU) that maps the student's channels onto the teacher's. The paper trains the
 hint first and then runs KD; like the benchmarks that compare it with KD (CRD's,
@@ -16,6 +17,8 @@ negative targets a ReLU could never reach, so there it is left out.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -23,14 +26,15 @@ import torch.nn.functional as F
 from rsdistill.errors import ConfigError
 from rsdistill.losses.base import (
     DistillationLoss,
+    HARD,
+    SOFT,
     StepInputs,
-    check_alpha,
     check_label_smoothing,
     check_weight,
 )
 from rsdistill.losses.method import Method, register_method
 from rsdistill.losses.spatial import resize_to
-from rsdistill.losses.supervised import blend_with_hard
+from rsdistill.losses.supervised import hard_term
 from rsdistill.runtime.hooks import FeatureTap, probe_feature_maps
 
 # The weight of the mean-squared hint in CRD's benchmark code (Tian et al., ICLR 2020,
@@ -65,21 +69,20 @@ class FitNetLoss(DistillationLoss):
     """One hinted stage; ``setup`` builds the regressor from the real feature shapes."""
 
     uses_features = True
+    term_roles = {"hint": SOFT, "hard": HARD}
 
-    def __init__(self, alpha: float, label_smoothing: float = 0.0,
+    def __init__(self, label_smoothing: float = 0.0,
                  hint_weight: float = DEFAULT_HINT_WEIGHT,
                  regressor_relu: str | bool = "auto") -> None:
         super().__init__()
-        self.alpha = check_alpha(alpha)
         self.label_smoothing = check_label_smoothing(label_smoothing)
         self.hint_weight = check_weight("hint_weight", hint_weight)
         if regressor_relu not in RELU_CHOICES or isinstance(regressor_relu, int) and \
                 not isinstance(regressor_relu, bool):
             raise ConfigError(f"regressor_relu must be auto, true or false, got {regressor_relu!r}")
         self.regressor_relu = regressor_relu
-        # At alpha = 0 the run is plain supervised training: no teacher, no hooks, and no
-        # regressor, so its initialisation (and RNG use) matches a "none" run exactly.
-        self.needs_teacher = self.uses_features = self.alpha > 0.0
+        # Built by setup(), which the distiller calls only when alpha > 0: an alpha = 0 run
+        # has no teacher, hooks or regressor, so its RNG use matches a "none" run exactly.
         self.regressor: nn.Module | None = None
 
     def default_layers(self, stages: tuple[str, ...]) -> tuple[str, ...]:
@@ -124,18 +127,18 @@ class FitNetLoss(DistillationLoss):
         # The teacher is a target: no gradient may reach it even without no_grad.
         return F.mse_loss(self.regressor(student_map).float(), teacher_map.detach().float())
 
-    def forward(self, inputs: StepInputs) -> dict[str, torch.Tensor]:
+    def terms(self, inputs: StepInputs) -> dict[str, Callable[[], torch.Tensor]]:
         def hint() -> torch.Tensor:
             if not inputs.student_features or not inputs.teacher_features:
                 raise ValueError("FitNetLoss needs student_features and teacher_features")
             return self.hint_weight * self.hint_loss(inputs.student_features[0],
                                                      inputs.teacher_features[0])
 
-        return blend_with_hard("hint", self.alpha, hint, inputs.student_logits, inputs.labels,
-                               self.label_smoothing)
+        return {"hint": hint, "hard": hard_term("fitnet", inputs.student_logits, inputs.labels,
+                                                self.label_smoothing)}
 
     def extra_repr(self) -> str:
-        return (f"alpha={self.alpha}, hint_weight={self.hint_weight}, "
+        return (f"hint_weight={self.hint_weight}, "
                 f"regressor_relu={self.regressor_relu}, label_smoothing={self.label_smoothing}")
 
 

@@ -21,12 +21,18 @@ from rsdistill.losses.method import Method, register_method
 
 def function_matching(temperature: float = 1.0, hard_weight: float = 0.0,
                       label_smoothing: float = 0.0) -> KDLoss:
-    """``(1 - hard_weight)·T²·KL(p_t ‖ p_s) + hard_weight·CE``; ``--alpha`` is not read."""
+    """``(1 - hard_weight)·T²·KL(p_t ‖ p_s) + hard_weight·CE``; ``--alpha`` is not read.
+
+    KD's terms (``soft`` and ``hard``, unweighted), with the loss's own blend:
+    ``own_alpha = 1 - hard_weight`` takes the place of the run's alpha in the distiller.
+    """
     if not (isinstance(hard_weight, (int, float)) and math.isfinite(hard_weight)
             and 0.0 <= hard_weight < 1.0):
         raise ConfigError(f"fm: hard_weight must be a number in [0, 1) (the share of the "
                           f"label loss), got {hard_weight!r}")
-    return KDLoss(1.0 - float(hard_weight), temperature, label_smoothing)
+    loss = KDLoss(temperature, label_smoothing)
+    loss.own_alpha = 1.0 - float(hard_weight)
+    return loss
 
 
 register_method(Method("fm", "function matching (Beyer et al. 2022): KL to the teacher on the "

@@ -1,19 +1,26 @@
-"""Hinton et al. (2015) knowledge distillation: ``alpha * L_soft + (1 - alpha) * L_hard``."""
+"""Hinton et al. (2015) knowledge distillation: ``alpha * L_soft + (1 - alpha) * L_hard``.
+
+Returns ``{"soft": L_soft, "hard": L_hard}`` unweighted; the distiller weighs ``soft``
+by alpha and ``hard`` by 1 - alpha.
+"""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from rsdistill.losses.base import (
     DistillationLoss,
+    HARD,
+    SOFT,
     StepInputs,
-    check_alpha,
     check_label_smoothing,
     check_temperature,
 )
 from rsdistill.losses.method import Method, register_method
-from rsdistill.losses.supervised import blend_with_hard
+from rsdistill.losses.supervised import hard_term
 
 
 def kd_soft_loss(
@@ -49,37 +56,30 @@ def kd_soft_loss(
 
 
 class KDLoss(DistillationLoss):
-    """``{"soft": alpha * L_soft, "hard": (1 - alpha) * L_hard}``.
+    """``{"soft": L_soft, "hard": L_hard}``, blended by the distiller.
 
-    A term whose weight is 0 is returned as a float32 zero and not computed, so at
-    ``alpha = 0`` the teacher's logits are not needed (``needs_teacher`` is then
-    ``False`` and they may be ``None``), and at ``alpha = 1`` the labels are ignored.
+    At ``alpha = 0`` the soft term is not computed, so the teacher's logits are not
+    needed (they may be ``None``), and at ``alpha = 1`` the labels are ignored.
     """
 
-    def __init__(
-        self, alpha: float, temperature: float, label_smoothing: float = 0.0
-    ) -> None:
+    term_roles = {"soft": SOFT, "hard": HARD}
+
+    def __init__(self, temperature: float, label_smoothing: float = 0.0) -> None:
         super().__init__()
-        self.alpha = check_alpha(alpha)
         self.temperature = check_temperature(temperature)
         self.label_smoothing = check_label_smoothing(label_smoothing)
-        # Lets the trainer skip the teacher's forward pass for an alpha = 0 run.
-        self.needs_teacher = self.alpha > 0.0
 
-    def forward(self, inputs: StepInputs) -> dict[str, torch.Tensor]:
+    def terms(self, inputs: StepInputs) -> dict[str, Callable[[], torch.Tensor]]:
         def soft() -> torch.Tensor:
             if inputs.teacher_logits is None:
-                raise ValueError(f"KDLoss with alpha={self.alpha} needs teacher logits")
+                raise ValueError("KDLoss's soft term needs teacher logits")
             return kd_soft_loss(inputs.student_logits, inputs.teacher_logits, self.temperature)
 
-        return blend_with_hard("soft", self.alpha, soft, inputs.student_logits, inputs.labels,
-                               self.label_smoothing)
+        return {"soft": soft, "hard": hard_term("kd", inputs.student_logits, inputs.labels,
+                                                self.label_smoothing)}
 
     def extra_repr(self) -> str:
-        return (
-            f"alpha={self.alpha}, temperature={self.temperature}, "
-            f"label_smoothing={self.label_smoothing}"
-        )
+        return f"temperature={self.temperature}, label_smoothing={self.label_smoothing}"
 
 
 register_method(Method("kd", "Hinton et al. 2015: T²·KL(p_t ‖ p_s) at --temperature",

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from rsdistill.config import option
 from rsdistill.errors import ConfigError
-from rsdistill.losses.base import check_alpha, check_temperature
+from rsdistill.losses.base import check_alpha, check_temperature, reads_teacher
 from rsdistill.losses.nuclear import resolve_beta
 from rsdistill.registry import Registry
 
@@ -221,23 +221,28 @@ class MethodConfig:
         return build_method(self.method, alpha=self.alpha, temperature=self.temperature,
                             label_smoothing=label_smoothing, options=self.method_options)
 
-    def validate(self) -> float:
-        """Checks every setting before any data is decoded; returns the resolved β."""
+    def validate(self, label_smoothing: float = 0.0) -> Any:
+        """Checks every setting before any data is decoded; returns the loss (or plan).
+
+        Building it is the check of the options (an unknown option or value fails here),
+        so a run keeps what this returns and trains with it: the loss is built once.
+        """
         METHODS.get(self.method)
         check_temperature(self.temperature)
         check_layers("--student-layers", self.student_layers)
         check_layers("--teacher-layers", self.teacher_layers)
-        # Built once and thrown away: an unknown option or value fails here.
-        self.build()
-        return self.beta()
+        built = self.build(label_smoothing)
+        self.beta()
+        return built
 
-    def needs_teacher(self) -> bool:
-        """Whether this run's loss reads a teacher (kd, dkd, fitnet and at with α > 0)."""
-        return bool(getattr(self.build(), "needs_teacher", False))
+    def needs_teacher(self, built: Any = None) -> bool:
+        """Whether this run's loss (``built``, or one built here) reads a teacher: kd,
+        dkd, fitnet and at with α > 0."""
+        return reads_teacher(self.build() if built is None else built, self.alpha)
 
-    def check_teacher(self, teacher: str) -> None:
+    def check_teacher(self, teacher: str, built: Any = None) -> None:
         """A method whose loss reads a teacher is refused without one."""
-        if self.needs_teacher() and not teacher:
+        if self.needs_teacher(built) and not teacher:
             raise ConfigError(f"method {self.method!r} distils from a teacher; pass --teacher "
                               "(a run directory or model.pt)")
 

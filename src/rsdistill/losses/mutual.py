@@ -15,19 +15,22 @@ after another, recomputing predictions in between; the simultaneous update used 
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from rsdistill.errors import ConfigError
 from rsdistill.losses.base import (
     DistillationLoss,
+    HARD,
+    SOFT,
     StepInputs,
-    check_alpha,
     check_label_smoothing,
     check_temperature,
 )
 from rsdistill.losses.kd import kd_soft_loss
 from rsdistill.losses.method import Method, register_method
-from rsdistill.losses.supervised import blend_with_hard
+from rsdistill.losses.supervised import hard_term
 
 
 def parse_peers(peers: object) -> list[str]:
@@ -47,14 +50,16 @@ def parse_peers(peers: object) -> list[str]:
 
 class MutualLoss(DistillationLoss):
     """Named terms ``hard_<i>`` and ``mutual_<i>`` for every peer ``i``, from
-    ``inputs.peer_logits`` (the ``"mutual"`` procedure runs every peer per step)."""
+    ``inputs.peer_logits`` (the ``"mutual"`` procedure runs every peer per step),
+    unweighted: the distiller weighs every ``mutual_<i>`` by alpha and every ``hard_<i>``
+    by 1 - alpha."""
 
     needs_teacher = False
+    term_roles = {"hard": HARD, "mutual": SOFT}
 
-    def __init__(self, alpha: float, temperature: float, label_smoothing: float = 0.0,
+    def __init__(self, temperature: float, label_smoothing: float = 0.0,
                  peers: str = "") -> None:
         super().__init__()
-        self.alpha = check_alpha(alpha)
         self.temperature = check_temperature(temperature)
         self.label_smoothing = check_label_smoothing(label_smoothing)
         self.peer_names = parse_peers(peers)
@@ -67,12 +72,16 @@ class MutualLoss(DistillationLoss):
                               f"(the --student), got {','.join(names)}")
         return names
 
-    def forward(self, inputs: StepInputs) -> dict[str, torch.Tensor]:
+    def role(self, name: str) -> str | None:
+        # Peer i's terms are hard_<i> and mutual_<i>: the role is that of the prefix.
+        return super().role(name.rsplit("_", 1)[0])
+
+    def terms(self, inputs: StepInputs) -> dict[str, Callable[[], torch.Tensor]]:
         peer_logits, labels = inputs.peer_logits or [], inputs.labels
         if len(peer_logits) < 2:
             raise ValueError(f"MutualLoss needs the logits of two or more peers, "
                              f"got {len(peer_logits)}")
-        terms: dict[str, torch.Tensor] = {}
+        terms: dict[str, Callable[[], torch.Tensor]] = {}
         for i, logits in enumerate(peer_logits):
             others = [z for j, z in enumerate(peer_logits) if j != i]
 
@@ -82,14 +91,12 @@ class MutualLoss(DistillationLoss):
                 kls = [kd_soft_loss(logits, z, self.temperature) for z in others]
                 return torch.stack(kls).mean()
 
-            parts = blend_with_hard(f"mutual_{i}", self.alpha, mutual, logits, labels,
-                                    self.label_smoothing)
-            terms[f"hard_{i}"] = parts.pop("hard")
-            terms.update(parts)
+            terms[f"hard_{i}"] = hard_term("dml", logits, labels, self.label_smoothing)
+            terms[f"mutual_{i}"] = mutual
         return terms
 
     def extra_repr(self) -> str:
-        return (f"alpha={self.alpha}, temperature={self.temperature}, "
+        return (f"temperature={self.temperature}, "
                 f"peers={','.join(self.peer_names) or 'two copies of the student'}, "
                 f"label_smoothing={self.label_smoothing}")
 

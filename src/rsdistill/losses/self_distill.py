@@ -9,13 +9,15 @@ Two variants, chosen with ``--method-option variant=...`` from :data:`SELF_VARIA
   variant builds a :class:`GenerationsPlan`, not a loss.
 * ``teacher_free`` (Yuan et al., CVPR 2020, "Tf-KD_reg"): a virtual teacher that puts
   probability ``a`` on the true class and spreads ``1 - a`` uniformly over the others;
-  ``(1 - alpha) * CE + alpha * T^2 * KL(p_virtual || softmax(s / T))``.
+  ``(1 - alpha) * CE + alpha * T^2 * KL(p_virtual || softmax(s / T))``: its terms
+  ``virtual`` and ``hard`` come back unweighted and the distiller blends them by alpha.
 """
 
 from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -23,13 +25,14 @@ import torch.nn.functional as F
 from rsdistill.errors import ConfigError
 from rsdistill.losses.base import (
     DistillationLoss,
+    HARD,
+    SOFT,
     StepInputs,
-    check_alpha,
     check_label_smoothing,
     check_temperature,
 )
 from rsdistill.losses.method import Method, register_method
-from rsdistill.losses.supervised import blend_with_hard
+from rsdistill.losses.supervised import hard_term
 from rsdistill.registry import Registry
 
 # Born-again's smallest useful run: one teacher generation and one student generation,
@@ -57,7 +60,7 @@ class GenerationsPlan:
     needs_teacher = False
 
     def __post_init__(self) -> None:
-        check_alpha(self.alpha)
+        # alpha comes from the run's MethodConfig, which checked it when it was made.
         check_temperature(self.temperature)
         check_label_smoothing(self.label_smoothing)
         # Generation 0 alone would be training from scratch: at least one must distil.
@@ -101,7 +104,7 @@ def teacher_free_soft_loss(student_logits: torch.Tensor, labels: torch.Tensor, a
 
 
 class TeacherFreeLoss(DistillationLoss):
-    """``{"virtual": alpha * L_virtual, "hard": (1 - alpha) * CE}``; no teacher at all.
+    """``{"virtual": L_virtual, "hard": CE}``, blended by alpha; no teacher at all.
 
     The paper's code feeds ``softmax(p_virtual / T)`` to an unsoftened student; here the
     virtual distribution itself is the target and the student is softened, the same form
@@ -113,27 +116,27 @@ class TeacherFreeLoss(DistillationLoss):
 
     needs_teacher = False
     soft_labels = False  # the virtual teacher is built around one true class
+    term_roles = {"virtual": SOFT, "hard": HARD}
 
-    def __init__(self, alpha: float, temperature: float, label_smoothing: float = 0.0,
+    def __init__(self, temperature: float, label_smoothing: float = 0.0,
                  a: float = DEFAULT_TRUE_PROB) -> None:
         super().__init__()
-        self.alpha = check_alpha(alpha)
         self.temperature = check_temperature(temperature)
         self.label_smoothing = check_label_smoothing(label_smoothing)
         self.a = check_true_prob(a)
 
-    def forward(self, inputs: StepInputs) -> dict[str, torch.Tensor]:
+    def terms(self, inputs: StepInputs) -> dict[str, Callable[[], torch.Tensor]]:
         def virtual() -> torch.Tensor:
             if inputs.labels is None:
                 raise ValueError("the teacher-free loss builds its virtual teacher from labels")
             return teacher_free_soft_loss(inputs.student_logits, inputs.labels, self.a,
                                           self.temperature)
 
-        return blend_with_hard("virtual", self.alpha, virtual, inputs.student_logits,
-                               inputs.labels, self.label_smoothing)
+        return {"virtual": virtual, "hard": hard_term("self", inputs.student_logits,
+                                                      inputs.labels, self.label_smoothing)}
 
     def extra_repr(self) -> str:
-        return (f"alpha={self.alpha}, temperature={self.temperature}, a={self.a}, "
+        return (f"temperature={self.temperature}, a={self.a}, "
                 f"label_smoothing={self.label_smoothing}")
 
 

@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from rsdistill.losses.base import DistillationLoss, StepInputs, check_label_smoothing, zero_term
+from rsdistill.losses.base import DistillationLoss, StepInputs, check_label_smoothing
 from rsdistill.losses.method import Method, register_method
 
 
@@ -24,47 +24,34 @@ def hard_loss(
     return F.cross_entropy(student_logits.float(), labels, label_smoothing=label_smoothing)
 
 
-def blend_with_hard(
-    name: str,
-    alpha: float,
-    method_loss: Callable[[], torch.Tensor],
-    student_logits: torch.Tensor,
-    labels: torch.Tensor | None,
-    label_smoothing: float = 0.0,
-) -> dict[str, torch.Tensor]:
-    """``{name: alpha * method_loss(), "hard": (1 - alpha) * L_hard}``, the weighting of
-    every distillation method.
+def hard_term(owner: str, logits: torch.Tensor, labels: torch.Tensor | None,
+              label_smoothing: float = 0.0) -> Callable[[], torch.Tensor]:
+    """The ``hard`` term of a blended loss, computed when the distiller calls it.
 
-    ``method_loss`` is called only when ``alpha > 0`` and the labels are read only when
-    ``alpha < 1``: a term whose weight is 0 is a float32 zero and is not computed, so it
-    cannot turn the total into nan (``0 * nan``) and costs nothing.
+    The labels are read only then (``alpha < 1``), so an ``alpha = 1`` run needs none.
     """
-    if alpha > 0.0:
-        method = alpha * method_loss()
-    else:
-        method = zero_term(student_logits)
-    if alpha < 1.0:
+    def compute() -> torch.Tensor:
         if labels is None:
-            raise ValueError(f"the {name!r} loss with alpha={alpha} needs labels")
-        hard = (1.0 - alpha) * hard_loss(student_logits, labels, label_smoothing)
-    else:
-        hard = zero_term(student_logits)
-    return {name: method, "hard": hard}
+            raise ValueError(f"the {owner!r} loss's hard term needs labels")
+        return hard_loss(logits, labels, label_smoothing)
+
+    return compute
 
 
 class CrossEntropyLoss(DistillationLoss):
-    """``{"hard": CE(student, labels)}``; the teacher is never used (may be ``None``)."""
+    """``{"hard": CE(student, labels)}``, not blended: its weight is 1 whatever
+    ``--alpha`` says; the teacher is never used (may be ``None``)."""
 
     needs_teacher = False
+    term_roles = {"hard": None}
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.label_smoothing = check_label_smoothing(label_smoothing)
 
-    def forward(self, inputs: StepInputs) -> dict[str, torch.Tensor]:
-        if inputs.labels is None:
-            raise ValueError("CrossEntropyLoss needs labels")
-        return {"hard": hard_loss(inputs.student_logits, inputs.labels, self.label_smoothing)}
+    def terms(self, inputs: StepInputs) -> dict[str, Callable[[], torch.Tensor]]:
+        return {"hard": hard_term("none", inputs.student_logits, inputs.labels,
+                                  self.label_smoothing)}
 
     def extra_repr(self) -> str:
         return f"label_smoothing={self.label_smoothing}"

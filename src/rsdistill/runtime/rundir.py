@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from rsdistill.config import read_yaml
+from rsdistill.config import read_record
 from rsdistill.errors import ConfigError
 from rsdistill.io import atomic_write_text, is_temp_file_name, read_json
 
@@ -155,13 +155,8 @@ class RunDirectory:
     def read_config(self) -> dict:
         """config.yaml as a mapping; an empty, damaged or foreign one is a one-line error
         (a ``!!python`` tag is refused, never constructed)."""
-        path = self.file(CONFIG_FILE)
-        record = read_yaml(path)
-        if not isinstance(record, dict) or not record:
-            what = "is empty" if record in (None, {}) else f"holds a {type(record).__name__}"
-            raise ConfigError(f"{path} {what}, not the record of a run; it was edited or "
-                              "damaged: restore it, or train the run again")
-        return record
+        return read_record(self.file(CONFIG_FILE), "a run",
+                           "restore it, or train the run again")
 
     def read_sections(self, *names: str) -> tuple[dict, list[dict]]:
         """config.yaml and its sections ``names``, each of which must be a mapping."""

@@ -1,8 +1,10 @@
 """The student, an optional frozen teacher, and the named loss terms that train it.
 
 Like mdistiller's ``Distiller``: ``forward_train`` returns the student's logits and a
-dict of named, already weighted loss terms; the training loop only sums them. A new
-method is a new loss class, never a change to the loop. :class:`Trainable` is what the
+dict of named loss terms; the training loop only sums them. The loss returns its terms
+unweighted and the distiller applies the one blend of every method here, once:
+``alpha * soft + (1 - alpha) * hard`` (:func:`~rsdistill.losses.base.weighted_terms`).
+A new method is a new loss class, never a change to the loop. :class:`Trainable` is what the
 loop needs from any distiller (this one, or dml's peers in ``experiments/mutual.py``).
 
 For a feature-based loss (``loss.uses_features``) the distiller taps the chosen layers
@@ -26,8 +28,11 @@ from rsdistill.losses import (
     DistillationLoss,
     NuclearNormPenalty,
     StepInputs,
+    blend_alpha,
     effective_rank,
     nuclear_norm,
+    reads_teacher,
+    weighted_terms,
 )
 from rsdistill.models import first_weight_layer
 from rsdistill.runtime.hooks import FeatureTap, default_feature_layers
@@ -137,8 +142,16 @@ class Trainable(Protocol):
 
 
 class Distiller(nn.Module):
+    """A student, its loss and an optional frozen teacher.
+
+    ``alpha`` blends the loss's soft and hard terms (ignored for a loss with its own
+    ``own_alpha``; may be ``None`` for a loss whose terms are not blended, e.g. ``none``).
+    At ``alpha = 0`` the teacher is not run and no feature is tapped.
+    """
+
     def __init__(self, student: nn.Module, loss: DistillationLoss,
                  teacher: nn.Module | None = None, nuclear_beta: float = 0.0, *,
+                 alpha: float | None = None,
                  student_layers: Sequence[str] | None = None,
                  teacher_layers: Sequence[str] | None = None,
                  example_input: torch.Tensor | None = None,
@@ -146,6 +159,7 @@ class Distiller(nn.Module):
         super().__init__()
         self.student = student
         self.loss = loss
+        self.alpha = blend_alpha(loss, alpha)
         self.teacher = teacher
         # Set when the teacher reads its own resolution (cross-resolution distillation).
         self.teacher_view = teacher_view
@@ -159,7 +173,7 @@ class Distiller(nn.Module):
         self.teacher_tap: FeatureTap | None = None
         self.student_layers: tuple[str, ...] | None = None
         self.teacher_layers: tuple[str, ...] | None = None
-        if loss.uses_features:
+        if loss.uses_features and reads_teacher(loss, self.alpha):
             self._tap_features(student_layers, teacher_layers, example_input)
 
     def _tap_features(self, student_layers: Sequence[str] | None,
@@ -199,7 +213,7 @@ class Distiller(nn.Module):
 
     @property
     def needs_teacher(self) -> bool:
-        return self.teacher is not None and self.loss.needs_teacher
+        return self.teacher is not None and reads_teacher(self.loss, self.alpha)
 
     @property
     def soft_labels(self) -> bool:
@@ -259,9 +273,9 @@ class Distiller(nn.Module):
         if student_features is not None and teacher_features is None:
             raise ValueError(f"{self.method_name} needs teacher_features together "
                              "with teacher_logits")
-        terms = dict(self.loss(StepInputs(logits, step.targets, teacher_logits,
-                                          student_features, teacher_features,
-                                          epoch=step.epoch)))
+        terms = weighted_terms(self.loss, StepInputs(logits, step.targets, teacher_logits,
+                                                     student_features, teacher_features,
+                                                     epoch=step.epoch), self.alpha)
         if self.nuclear is not None:
             terms.update(self.nuclear(self.first_layer.weight))
         return logits, terms

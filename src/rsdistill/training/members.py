@@ -12,7 +12,7 @@ import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -73,13 +73,15 @@ class Member:
 
 @dataclass
 class MemberSpec:
-    """What one member trains: its name, run directory, method (None = labels only) and
-    the config record its run directory gets."""
+    """What one member trains: its name, run directory, method (None = labels only), the
+    config record its run directory gets, and the method's loss when the run already
+    built it (``None``: the member builds its own)."""
 
     name: str
     run_dir: Path
     method: MethodConfig | None
     record: dict
+    built: Any = None
 
 
 def model_meta(model_name: str, data: PreparedData) -> dict:
@@ -110,14 +112,20 @@ def student_distiller(spec: MemberSpec, cfg: TrainConfig, data: PreparedData,
     student = build_model(cfg.model, data.num_classes, data.dataset.image_size,
                           pretrained=cfg.pretrained)
     method = spec.method if spec.method is not None else MethodConfig(method="none", alpha=0.0)
-    loss = method.build(label_smoothing=cfg.label_smoothing)
+    loss = member_loss(spec, method, cfg)
     if spec.method is None:
         return Distiller(student, loss)
     # Built right after its student, under the member's seed: a FitNet regressor is then
     # initialised alike in a single run and in a sweep.
     return Distiller(student, loss, teacher=teacher, nuclear_beta=method.beta(),
-                     student_layers=method.student_layers, teacher_layers=method.teacher_layers,
+                     alpha=method.alpha, student_layers=method.student_layers,
+                     teacher_layers=method.teacher_layers,
                      example_input=example_input(data.dataset.image_size), teacher_view=view)
+
+
+def member_loss(spec: MemberSpec, method: MethodConfig, cfg: TrainConfig) -> Any:
+    """The loss the run built for this member, or a new one (a sweep member's own)."""
+    return spec.built if spec.built is not None else method.build(cfg.label_smoothing)
 
 
 def build_members(specs: list[MemberSpec], cfg: TrainConfig, data: PreparedData,
