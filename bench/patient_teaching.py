@@ -113,6 +113,10 @@ def train_sv_teacher(a: argparse.Namespace) -> None:
     subprocess.run(cmd, check=True)
 
 
+def run_dir(a: argparse.Namespace, arm: str, seed: int) -> Path:
+    return Path(a.out) / arm / f"seed{seed}"
+
+
 def metrics(run: Path) -> dict | None:
     f = run / "metrics.json"
     return json.loads(f.read_text()) if f.is_file() else None
@@ -124,7 +128,7 @@ def run_all(a: argparse.Namespace, chosen: dict[str, Arm]) -> None:
     at the deadline and resume on the next call."""
     start = time.monotonic()
     queue = [(name, seed) for seed in range(a.seeds) for name in chosen
-             if metrics(Path(a.out) / name / f"seed{seed}") is None]
+             if metrics(run_dir(a, name, seed)) is None]
     running: dict[tuple[str, int], tuple[subprocess.Popen, float]] = {}
     durations: list[float] = []
     logs = Path(a.out) / "logs"
@@ -150,11 +154,13 @@ def run_all(a: argparse.Namespace, chosen: dict[str, Arm]) -> None:
         expected = max(durations) if durations else 0.0
         while queue and len(running) < a.jobs and not (a.deadline and now + expected > a.deadline):
             name, seed = queue.pop(0)
-            cmd = run_command(a, chosen[name], seed, Path(a.out) / name / f"seed{seed}")
-            log = open(logs / f"{name}-seed{seed}.log", "a")
+            cmd = run_command(a, chosen[name], seed, run_dir(a, name, seed))
             print("$", " ".join(cmd[2:]), flush=True)
-            running[(name, seed)] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                                      env=env), time.monotonic())
+            # The child holds its own copy of the log's descriptor: ours closes at once.
+            with open(logs / f"{name}-seed{seed}.log", "a") as log:
+                running[(name, seed)] = (subprocess.Popen(cmd, stdout=log, env=env,
+                                                          stderr=subprocess.STDOUT),
+                                         time.monotonic())
         if not running:
             break
         time.sleep(1.0)
@@ -163,7 +169,7 @@ def run_all(a: argparse.Namespace, chosen: dict[str, Arm]) -> None:
 
 def table(a: argparse.Namespace, chosen: dict[str, Arm]) -> tuple[str, dict]:
     accs = {name: {s: m["accuracy"] for s in range(a.seeds)
-                   if (m := metrics(Path(a.out) / name / f"seed{s}"))} for name in chosen}
+                   if (m := metrics(run_dir(a, name, s)))} for name in chosen}
     scratch = [n for n, arm in chosen.items() if arm.scratch and accs[n]]
     best = max(scratch, key=lambda n: mean_std(list(accs[n].values()))[0]) if scratch else None
     lines = ["| arm | student | seeds | accuracy % | paired Δ vs best scratch (pt) | 95 % CI | "
