@@ -4,6 +4,8 @@ killed build continues; a rerun reads the bank."""
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 import torch
 
@@ -122,4 +124,10 @@ def test_a_transfer_set_is_labelled_into_the_bank_and_taught_by_the_teacher_only
     assert len(views) == 21 + 6 and int(views.rows.max()) == 36 + 6 - 1  # 21 train + 6
     # Live teaching takes it as well; a loss that ignores the teacher cannot use it.
     assert main([*args, "--method", "kd", "--alpha", "1", "--out", str(tmp_path / "live")]) == 0
+    # Training accuracy is over the 21 labelled images: the 6 unlabelled ones are no misses.
+    with open(tmp_path / "live" / "epochs.csv", newline="") as fh:
+        accuracy = [float(r["train_accuracy"]) for r in csv.DictReader(fh)]
+    correct = [a * 21 for a in accuracy]
+    assert all(c == pytest.approx(round(c), abs=1e-6) for c in correct)
+    assert any(round(c) % 9 for c in correct)  # would not be a whole count over 27
     assert main([*args, "--method", "kd", "--alpha", "0", "--out", str(tmp_path / "no")]) == 2

@@ -233,7 +233,7 @@ class Trainer:
             m.distiller.train()
         sums = [dict[str, float]() for _ in self.members]
         correct = [0] * len(self.members)
-        seen = 0
+        seen = labelled = 0  # a transfer set's images (label -100) count for no accuracy
         parallel = distributed.is_distributed()
         view = self.teacher.view
         if self.teacher.bank is not None:  # stored views and logits: no teacher pass
@@ -260,6 +260,7 @@ class Trainer:
                 step = TrainStep(x, targets, xt, teacher_logits, teacher_features, self.epoch)
                 n = batch.labels.numel()
                 seen += n
+                labelled += int((batch.labels >= 0).sum())
 
                 def run(i: int) -> None:
                     # Members are independent given the batch and the teacher's outputs.
@@ -274,7 +275,7 @@ class Trainer:
                 each(run)
                 best = max(range(len(self.members)), key=lambda i: correct[i])
                 bar.set_postfix(loss=f"{sums[best]['loss'] / seen:.3f}",
-                                acc=f"{correct[best] / seen:.3f}")
+                                acc=f"{correct[best] / max(labelled, 1):.3f}")
         # A finite loss can still take a step to inf/nan weights (the last step of an
         # epoch is never followed by a loss check): never validate or checkpoint those.
         for m in self.members:
@@ -285,29 +286,29 @@ class Trainer:
                     f"{self.epoch + 1}; {self._last_good()}; lower --lr or check the data"
                 )
         if parallel:
-            seen, correct = self._reduce_sums(seen, correct, sums)
+            seen, labelled, correct = self._reduce_sums(seen, labelled, correct, sums)
         rows = []
         for i in range(len(self.members)):
             row = {k: v / seen for k, v in sums[i].items()}
-            row["train_accuracy"] = correct[i] / seen
+            row["train_accuracy"] = correct[i] / max(labelled, 1)
             rows.append(row)
         return rows
 
-    def _reduce_sums(self, seen: int, correct: list[int], sums: list[dict]
-                     ) -> tuple[int, list[int]]:
+    def _reduce_sums(self, seen: int, labelled: int, correct: list[int], sums: list[dict]
+                     ) -> tuple[int, int, list[int]]:
         """Sums over every rank's shard: the epoch's averages over the global batches."""
         keys = [sorted(acc) for acc in sums]
-        flat = [float(seen), *map(float, correct)]
+        flat = [float(seen), float(labelled), *map(float, correct)]
         for acc, ks in zip(sums, keys):
             flat += [acc[k] for k in ks]
         flat = distributed.all_reduce_sum(flat, self.precision.device)
-        seen = int(round(flat[0]))
-        correct = [int(round(c)) for c in flat[1:1 + len(correct)]]
-        pos = 1 + len(correct)
+        seen, labelled = int(round(flat[0])), int(round(flat[1]))
+        correct = [int(round(c)) for c in flat[2:2 + len(correct)]]
+        pos = 2 + len(correct)
         for acc, ks in zip(sums, keys):
             for k in ks:
                 acc[k], pos = flat[pos], pos + 1
-        return seen, correct
+        return seen, labelled, correct
 
     def fit(self, resume: bool = False) -> list[dict]:
         """Trains to the last epoch (continuing last.pt with ``resume``); returns every
