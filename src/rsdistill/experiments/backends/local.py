@@ -12,14 +12,13 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Iterator
 
 import torch
 
 from rsdistill.experiments.backends.base import BACKENDS, BackendConfig, TrialBatch
-from rsdistill.experiments.backends.trial import Trial, TrialResult, execute_trial
+from rsdistill.experiments.backends.trial import Trial, TrialResult, enter_worker, execute_trial
 from rsdistill.experiments.seeds import core_budget, default_jobs, jobs_note, usable_cores
 from rsdistill.runtime.precision import resolve_precision
 from rsdistill.runtime.processes import die_with_parent
@@ -45,10 +44,7 @@ def _worker(trial: Trial, cores: int, jobs: int, log_level: int,
     # its share of the cores (or --cpus-per-trial), read again every epoch: a trial left
     # to train alone (the third of three on two cores) takes over the cores the others
     # gave back.
-    logging.basicConfig(level=log_level, format=f"rsdistill: {trial.label}: %(message)s",
-                        stream=sys.stderr, force=True)
-    # Before anything runs: a spawned process starts with one thread per core.
-    torch.set_num_threads(fixed or max(1, cores // jobs))
+    enter_worker(trial, fixed or max(1, cores // jobs), log_level)
     active = _ACTIVE
     with active.get_lock():
         active.value += 1
@@ -75,9 +71,9 @@ def _local_jobs(batch: TrialBatch, cfg: BackendConfig) -> int:
 def run_local(batch: TrialBatch, cfg: BackendConfig) -> Iterator[tuple[Trial, TrialResult]]:
     jobs = _local_jobs(batch, cfg)
     if jobs == 1:
+        if cfg.cpus_per_trial:
+            torch.set_num_threads(cfg.cpus_per_trial)
         for trial in batch.trials:
-            if cfg.cpus_per_trial:
-                torch.set_num_threads(cfg.cpus_per_trial)
             yield trial, execute_trial(trial, progress=batch.progress, announce=True)
         return
     yield from _in_processes(batch, jobs, cfg.cpus_per_trial)

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import logging
 import socket
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
-
-import torch
 
 from rsdistill.errors import ConfigError, TrainingError
 from rsdistill.experiments.backends.base import BACKENDS, BackendConfig, TrialBatch
@@ -26,6 +23,7 @@ from rsdistill.experiments.backends.trial import (
     StorageToken,
     Trial,
     TrialResult,
+    enter_worker,
     execute_trial,
     new_token,
     not_shared_error,
@@ -52,9 +50,7 @@ def import_ray():
 
 def _ray_trial(trial: Trial, cpus: int, token: StorageToken, log_level: int) -> TrialResult:
     """In a Ray worker: the trial with ``cpus`` intra-op threads."""
-    logging.basicConfig(level=log_level, format=f"rsdistill: {trial.label}: %(message)s",
-                        stream=sys.stderr, force=True)
-    torch.set_num_threads(cpus)
+    enter_worker(trial, cpus, log_level)
     result = execute_trial(trial, thread_budget=lambda: cpus, token=token)
     # Several Ray nodes may share a host name (or a machine): name the node too.
     node = import_ray().get_runtime_context().get_node_id()[:8]

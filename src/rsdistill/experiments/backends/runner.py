@@ -20,10 +20,12 @@ def run_trials(batch: TrialBatch, cfg: BackendConfig | None = None) -> list[Tria
     """Every trial of ``batch`` not yet done, on ``cfg``'s backend (default: local)."""
     cfg = cfg or BackendConfig()
     cfg.validate()
-    todo = [t for t in batch.trials if not t.done()]
+    todo = []
     for t in batch.trials:
-        if t not in todo:
+        if t.done():
             log.info("%s: finished earlier, not retrained", t.label)
+        else:
+            todo.append(t)
     if not todo:
         return []
     run = BACKENDS.get(cfg.name)

@@ -8,12 +8,16 @@ again after a crash, on any node that sees the same storage, and get the same nu
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
+
+import torch
 
 from rsdistill.errors import ConfigError
 from rsdistill.io import read_json
@@ -74,6 +78,15 @@ def check_token(token: StorageToken) -> None:
         what = "the driver's token file is missing" if seen is None else \
             "another driver's token file is there"
         raise not_shared_error(Path(token.path).parent, socket.gethostname(), what)
+
+
+def enter_worker(trial: Trial, threads: int, log_level: int) -> None:
+    """First thing in a worker process (local pool or Ray): log lines prefixed with the
+    trial's label, and its intra-op threads set before anything runs (a fresh process
+    starts with one thread per core)."""
+    logging.basicConfig(level=log_level, format=f"rsdistill: {trial.label}: %(message)s",
+                        stream=sys.stderr, force=True)
+    torch.set_num_threads(threads)
 
 
 def execute_trial(trial: Trial, *, progress: bool = False,
