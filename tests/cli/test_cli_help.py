@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 
-from rsdistill.cli.common import THREADS_ZERO
+from rsdistill.training.config import THREADS_ZERO
 from rsdistill.cli.main import build_parser
 
 

@@ -11,7 +11,6 @@ from rsdistill.cli.schema_args import add_section, given
 from rsdistill.data.module import DataConfig
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.locate import run_dir
-from rsdistill.training.config import THREADS_ZERO  # noqa: F401 (the help texts' one wording)
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ from rsdistill.cli.report_cmd import INT8_HELP
 from rsdistill.cli.schema_args import given
 from rsdistill.cli.training_args import (
     add_method_option_arg, add_seeds_arg, add_teacher_arg, add_train_args, add_weight_args,
-    distill_data_config, split_method_options, train_config, weights_given,
+    distill_data_config, split_method_options, train_config,
 )
 from rsdistill.experiments.compare import CompareConfig, default_methods, run_compare
 from rsdistill.errors import ConfigError
-from rsdistill.losses import METHODS
+from rsdistill.losses import METHODS, MethodConfig
 from rsdistill.report.blocks import pm_of, seeds_text
 from rsdistill.report.compare_report import write_compare_report
 
@@ -64,7 +64,7 @@ def parse_compare_options(items: list[str] | None) -> dict[str, dict]:
 def cmd_compare(args: argparse.Namespace) -> int:
     cfg = CompareConfig(teacher=args.teacher, methods=parse_methods(args.methods),
                         method_options=parse_compare_options(args.method_options),
-                        **given(args, CompareConfig), **weights_given(args))
+                        **given(args, CompareConfig), **given(args, MethodConfig))
     # Checked before the data options are read, so a typo in --methods fails first.
     cfg.validate()
     backend = backend_config(args)

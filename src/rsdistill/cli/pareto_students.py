@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 
+from rsdistill.cli.schema_args import given
 from rsdistill.errors import ConfigError
 from rsdistill.models.imagenet import IMAGENET
-from rsdistill.training.config import FINE_TUNE_RECIPE
+from rsdistill.training.config import TrainConfig, recipe_fill
 
 
 def add_student_start_args(g) -> None:
@@ -28,8 +29,7 @@ def student_start_settings(args: argparse.Namespace) -> dict:
     if getattr(args, "pretrained", None):
         raise ConfigError("pareto trains several students: pass --student-pretrained imagenet "
                           "(it applies to the timm: students) instead of --pretrained")
-    fine_tune = {k: v for k, v in FINE_TUNE_RECIPE.items() if getattr(args, k, None) is None} \
-        if args.student_pretrained else {}
+    fine_tune = recipe_fill(given(args, TrainConfig)) if args.student_pretrained else {}
     return {"student_pretrained": args.student_pretrained, "fine_tune": fine_tune,
             "size_teachers": parse_size_teachers(args.teacher_at)}
 

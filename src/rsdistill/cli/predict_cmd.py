@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 
-from rsdistill.cli.common import RUN_HELP, THREADS_ZERO, chosen_run
+from rsdistill.cli.common import RUN_HELP, chosen_run
 from rsdistill.data.inputs import collect_inputs
 from rsdistill.evaluation.predictions import check_output_path, check_top_k, format_table, write_rows
 from rsdistill.errors import ConfigError
 from rsdistill.export.predictor import open_model, predict_inputs
+from rsdistill.training.config import THREADS_ZERO
 
 log = logging.getLogger(__name__)
 

@@ -56,8 +56,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     backend = backend_config(args)
     check_resume_target(args)
     data_cfg = distill_data_config(args)
-    sweep.teacher = assistant_teacher(args, data_cfg)
-    summary = run_sweep(args.out, data_cfg, train_config(args), sweep,
+    train_cfg = train_config(args)
+    sweep.teacher = assistant_teacher(args, data_cfg, train_cfg)
+    summary = run_sweep(args.out, data_cfg, train_cfg, sweep,
                         resume=args.resume, progress=args.progress, jobs=args.jobs,
                         overwrite=args.overwrite, backend=backend)
     print(f"{'beta':>6} {'alpha':>6} {'accuracy':>16} {'f1_macro':>16}   "

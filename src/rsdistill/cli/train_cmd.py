@@ -70,7 +70,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     built = distill.validate(train_cfg.label_smoothing)
     check_resume_target(args)
     data_cfg = distill_data_config(args)
-    distill.teacher = assistant_teacher(args, data_cfg)
+    distill.teacher = assistant_teacher(args, data_cfg, train_cfg)
     metrics = run_training(args.out, data_cfg, train_cfg, distill, resume=args.resume,
                            progress=args.progress, overwrite=args.overwrite, built=built)
     _print_summary(metrics, args.out)

@@ -90,14 +90,15 @@ def add_assistant_args(g) -> None:
                    help="the assistant's epochs (default: --epochs)")
 
 
-def assistant_teacher(args: argparse.Namespace, data_cfg: DataConfig) -> str:
+def assistant_teacher(args: argparse.Namespace, data_cfg: DataConfig,
+                      train_cfg: TrainConfig) -> str:
     """--teacher, or the assistant distilled from it when --assistant is given."""
     assistant = parse_assistant(args.assistant, args.assistant_epochs)
     if not assistant.enabled:
         return args.teacher
     if not args.teacher:
         raise ConfigError("--assistant is distilled from --teacher; pass --teacher")
-    return train_assistant(Path(args.out), assistant, args.teacher, data_cfg, train_config(args),
+    return train_assistant(Path(args.out), assistant, args.teacher, data_cfg, train_cfg,
                            progress=args.progress)
 
 
@@ -106,12 +107,6 @@ def add_method_args(g) -> None:
     add_section(g, MethodConfig, None, only=("method",))
     add_method_option_arg(g)
     add_section(g, MethodConfig, None, only=("student_layers", "teacher_layers"))
-
-
-def weights_given(args: argparse.Namespace) -> dict:
-    """--alpha and --temperature where given (the config dataclass holds their defaults)."""
-    return {k: getattr(args, k) for k in ("alpha", "temperature")
-            if getattr(args, k, None) is not None}
 
 
 def method_settings(args: argparse.Namespace) -> dict:
@@ -129,7 +124,7 @@ def method_settings(args: argparse.Namespace) -> dict:
         if "peers" in options:
             raise ConfigError("peers is given twice (--peers and --method-option peers=...)")
         options["peers"] = peers
-    return {**weights_given(args), "method": method, "method_options": options,
+    return {**given(args, MethodConfig), "method": method, "method_options": options,
             "student_layers": parse_layers(args.student_layers, "--student-layers"),
             "teacher_layers": parse_layers(args.teacher_layers, "--teacher-layers")}
 

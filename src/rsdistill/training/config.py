@@ -136,11 +136,15 @@ def recipe_notes() -> dict[str, str]:
             for k, v in FINE_TUNE_RECIPE.items() if v != defaults[k]}
 
 
+def recipe_fill(given: dict) -> dict:
+    """The fine-tuning recipe's values of the training options not ``given``."""
+    return {k: v for k, v in FINE_TUNE_RECIPE.items() if k not in given}
+
+
 def train_config_from(given: dict) -> TrainConfig:
     """The training section from the options given: with ``--pretrained imagenet`` the
     fine-tuning recipe fills in the options left out, else TrainConfig's defaults do."""
-    filled = {k: v for k, v in FINE_TUNE_RECIPE.items() if k not in given} \
-        if given.get("pretrained") == IMAGENET else {}
+    filled = recipe_fill(given) if given.get("pretrained") == IMAGENET else {}
     if filled:
         log.info("--pretrained imagenet: fine-tuning recipe %s (options given on the command "
                  "line win)", ", ".join(f"{k}={v}" for k, v in filled.items()))
