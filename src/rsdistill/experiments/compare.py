@@ -33,6 +33,7 @@ from rsdistill.experiments.records import (
 from rsdistill.experiments.stats import (
     SCORE_KEYS,
     by_seed,
+    flat_paired,
     mean_std,
     paired_difference,
     write_csv,
@@ -219,8 +220,6 @@ def paired_columns(runs: list[dict], ref_runs: list[dict] | None, ref: str) -> d
     (``stats.paired_difference``: its mean, std, 95 % interval and whether that excludes
     0), flat for the CSV as ``paired_vs_<ref>_<key>``; all None for ``ref`` itself or
     without a ``ref`` row."""
-    keys = ("mean", "std", "ci95", "distinguishable")
     p = paired_difference(by_seed(runs), by_seed(ref_runs)) \
         if ref_runs and runs[0]["method"] != ref else {}
-    return {f"paired_vs_{ref}_{k}": p.get(k) for k in keys} | \
-        {f"paired_vs_{ref}_seeds": p.get("seeds", 0)}
+    return flat_paired(p, f"paired_vs_{ref}_") | {f"paired_vs_{ref}_seeds": p.get("seeds", 0)}

@@ -31,7 +31,13 @@ from rsdistill.errors import ConfigError
 from rsdistill.experiments.backends import BackendConfig, TrialBatch, run_trials
 from rsdistill.experiments.grid import SweepConfig
 from rsdistill.experiments.records import check_resume
-from rsdistill.experiments.stats import SCORE_KEYS, by_seed, mean_std, paired_difference
+from rsdistill.experiments.stats import (
+    SCORE_KEYS,
+    by_seed,
+    flat_paired,
+    mean_std,
+    paired_difference,
+)
 from rsdistill.experiments.sweep import sweep_plan
 from rsdistill.io import atomic_write_text, read_json
 from rsdistill.losses import MethodConfig
@@ -167,8 +173,7 @@ def cell_rows(where: Path, model: str, size: int, summary: dict, cfg: ParetoConf
         for key in SCORE_KEYS:
             row[f"{key}_mean"], row[f"{key}_std"] = mean_std([r[key] for r in runs])
         p = paired_difference(by_seed(runs), by_seed(scratch)) if kind == "distilled" else {}
-        for key in ("mean", "std", "ci95", "distinguishable"):
-            row[f"paired_{key}"] = p.get(key)
+        row.update(flat_paired(p, "paired_"))
         rows.append(row)
     return rows
 

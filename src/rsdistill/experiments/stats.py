@@ -53,6 +53,22 @@ def t_quantile(p: float, df: int) -> float:
     return (lo + hi) / 2
 
 
+PAIRED_KEYS = ("mean", "std", "ci95", "distinguishable")
+
+
+def flat_paired(p: dict, prefix: str) -> dict:
+    """A :func:`paired_difference` result flat for a CSV row, ``<prefix><key>``; all None
+    for ``{}`` (no difference)."""
+    return {f"{prefix}{k}": p.get(k) for k in PAIRED_KEYS}
+
+
+def row_paired(row: dict, prefix: str, keys: tuple[str, ...] = PAIRED_KEYS) -> dict | None:
+    """:func:`flat_paired` read back from a row; None where it holds no difference."""
+    if row.get(f"{prefix}mean") is None:
+        return None
+    return {k: row.get(f"{prefix}{k}") for k in keys}
+
+
 def paired_difference(a: dict[int, float], b: dict[int, float]) -> dict:
     """``a - b`` paired by seed (same seed = same split, batches and initial draw), over
     the seeds both hold: its mean, std, the half-width of its 95 % confidence interval

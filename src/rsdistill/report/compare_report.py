@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rsdistill.errors import RsdistillError
 from rsdistill.experiments.compare import REFERENCE, SCRATCH
+from rsdistill.experiments.stats import PAIRED_KEYS, row_paired
 from rsdistill.io import atomic_write_text, read_json
 from rsdistill.runtime.locks import run_dir_lock
 from rsdistill.runtime.rundir import COMPARE_HTML, COMPARE_MD, COMPARE_RESULTS
@@ -41,10 +42,7 @@ def table_row(r: dict) -> list[str]:
 def _paired(r: dict, ref: str) -> dict | None:
     """The row's paired difference to method ``ref``; None for ``ref`` itself and for
     results written before it was."""
-    if r.get(f"paired_vs_{ref}_mean") is None:
-        return None
-    return {k: r[f"paired_vs_{ref}_{k}"] for k in ("seeds", "mean", "std", "ci95",
-                                                    "distinguishable")}
+    return row_paired(r, f"paired_vs_{ref}_", ("seeds", *PAIRED_KEYS))
 
 
 def build_compare_report(out_dir: Path) -> list[Block]:

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from rsdistill.evaluation.timing import interleaved_latency
-from rsdistill.experiments.stats import write_csv
+from rsdistill.experiments.stats import row_paired, write_csv
 from rsdistill.experiments.teacher import teacher_summary
 from rsdistill.export.formats import EXPORT_FORMATS
 from rsdistill.io import atomic_write_text, write_json
@@ -23,7 +23,7 @@ from rsdistill.report.blocks import (
     Block,
     paired_cell,
     pct,
-    pm,
+    pm_of,
     seeds_text,
     to_html,
     to_markdown,
@@ -103,18 +103,8 @@ def build_pareto(rows: list[dict], teacher: str | None, threads: int = 1) -> dic
     return {"rows": rows, "teacher": ref, "timing": timing}
 
 
-def _paired(r: dict) -> dict | None:
-    if r.get("paired_mean") is None:
-        return None
-    return {k: r[f"paired_{k}"] for k in ("mean", "std", "ci95", "distinguishable")}
-
-
 def _start(r: dict) -> str:
     return "ImageNet" if r.get("pretrained") else "random"
-
-
-def _acc(r: dict) -> str:
-    return pm(r["accuracy_mean"], r["accuracy_std"]) if r["seeds"] > 1 else pct(r["accuracy_mean"])
 
 
 def budgets(rows: list[dict]) -> list[float]:
@@ -135,7 +125,7 @@ def budget_blocks(rows: list[dict]) -> list[Block]:
             continue
         r = max(fits, key=lambda r: (r["accuracy_mean"], -r["latency_ms"]))
         table.append([f"≤ {b:g}", f"{r['model']}@{r['image_size']}", r["kind"], _start(r),
-                      _acc(r), f"{r['latency_ms']:.3f}"])
+                      pm_of(r, "accuracy"), f"{r['latency_ms']:.3f}"])
     if not table:
         return []
     return [Block("h2", "The pick per latency budget"),
@@ -163,8 +153,8 @@ def write_pareto_report(out: Path, result: dict, data_name: str, epochs: int) ->
     plots.pareto(rows, teacher, out / FIGURES_DIR / "pareto.png", budgets(rows))
     seeds = max(r["seeds"] for r in rows)
     table = [[r["model"], str(r["image_size"]), r["kind"], _start(r), str(r.get("epochs", epochs)),
-              f"{r['params']:,}", f"{r['latency_ms']:.3f}", _acc(r),
-              paired_cell(_paired(r)), verdict_cell(_paired(r)),
+              f"{r['params']:,}", f"{r['latency_ms']:.3f}", pm_of(r, "accuracy"),
+              paired_cell(row_paired(r, "paired_")), verdict_cell(row_paired(r, "paired_")),
               "yes" if r["on_front"] else ""]
              for r in sorted(rows, key=lambda r: r["latency_ms"])]
     if teacher:
