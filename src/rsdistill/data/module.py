@@ -255,8 +255,10 @@ def prepare_data(cfg: DataConfig, extra_views: tuple[ViewKey, ...] = (), progres
     check_input_stats(cfg)
     keys = tuple(dict.fromkeys(view_key(*v) for v in
                                ((cfg.image_size, cfg.source_size), *extra_views)))
+    # Each view is decoded at its source size (its own size when it has none).
+    sizes = tuple(dict.fromkeys(src or size for size, src in keys))
     decoded = load_dataset_sizes(
-        cfg.dataset, cfg.data_root, tuple(dict.fromkeys(src or size for size, src in keys)),
+        cfg.dataset, cfg.data_root, sizes,
         cache_dir=cfg.cache_dir, allow_missing_classes=cfg.allow_missing_classes,
         skip_corrupt=cfg.skip_corrupt, download=cfg.download, workers=cfg.workers,
         progress=progress,
@@ -274,7 +276,7 @@ def prepare_data(cfg: DataConfig, extra_views: tuple[ViewKey, ...] = (), progres
     _check_split(cfg, ds, split, strict=check_splits)
     normalizer = input_normalizer(cfg, ds.images[split.train])
     if cfg.transfer_set:
-        views, split = _add_transfer(cfg, views, keys, split, progress)
+        views, split = _add_transfer(cfg, views, keys, sizes, split, progress)
         ds = views[keys[0]]
     augment = BatchAugment(hflip=cfg.hflip, vflip=cfg.vflip, rot90=cfg.rot90, crop=cfg.crop,
                            pad_fraction=cfg.crop_pad)
@@ -282,24 +284,22 @@ def prepare_data(cfg: DataConfig, extra_views: tuple[ViewKey, ...] = (), progres
                         BatchMix(cfg.mix, cfg.mix_alpha, cfg.mix_prob))
 
 
-def _add_transfer(cfg: DataConfig, views: dict, keys: tuple, split: Split, progress: bool):
+def _add_transfer(cfg: DataConfig, views: dict, keys: tuple, sizes: tuple, split: Split,
+                  progress: bool):
     """Every view with the transfer set appended (unlabelled) and the training split with
     its images; refused if one of them is an image of the test split."""
-    transfer = load_transfer(cfg.transfer_set, cfg.data_root,
-                             tuple(dict.fromkeys(src or size for size, src in keys)),
-                             cache_dir=cfg.cache_dir, workers=cfg.workers, progress=progress,
-                             limit=cfg.transfer_limit, skip_corrupt=cfg.skip_corrupt)
+    transfer = load_transfer(cfg.transfer_set, cfg.data_root, sizes, cache_dir=cfg.cache_dir,
+                             workers=cfg.workers, progress=progress, limit=cfg.transfer_limit,
+                             skip_corrupt=cfg.skip_corrupt)
+    at = {(s, src): transfer.images[s] if src is None else resize_uint8(transfer.images[src], s)
+          for s, src in views}
     student = views[keys[0]]
-    size, src = keys[0]
-    at_student = transfer.images[size] if src is None else resize_uint8(transfer.images[src], size)
-    refuse_test_images(transfer, size, at_student, student.images[split.test],
+    refuse_test_images(transfer, keys[0][0], at[keys[0]], student.images[split.test],
                        [student.files[i] for i in split.test.tolist()])
     n, extra = len(student), len(transfer)
     log.info("transfer set: %d unlabelled image(s) from %s join the training split",
              extra, transfer.where)
-    grown = {(s, src): with_transfer(ds, transfer.images[s] if src is None else
-                                     resize_uint8(transfer.images[src], s), transfer.fingerprint)
-             for (s, src), ds in views.items()}
+    grown = {key: with_transfer(ds, at[key], transfer.fingerprint) for key, ds in views.items()}
     train = torch.cat([split.train, torch.arange(n, n + extra)])
     return grown, Split(train, split.val, split.test)
 
