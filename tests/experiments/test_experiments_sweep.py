@@ -454,7 +454,7 @@ def test_seed_workers_share_the_cores_and_read_their_budget_every_epoch(
     def seed_trial(out):
         return Trial("seed 0", out / "seed0", (), functools.partial(
             sweep_mod.fit_seed, out, data_cfg(tiny_tree3, tiny_cache), train_cfg(),
-            sweep_cfg(tiny_teacher, seeds=1), 0, resume=False))
+            sweep_cfg(tiny_teacher, seeds=1), 0, cell=str(out), resume=False))
 
     try:
         local_mod._worker(seed_trial(tmp_path / "alone"), 4, 2, logging.WARNING)

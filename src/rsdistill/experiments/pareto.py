@@ -144,8 +144,7 @@ def run_pareto(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, cf
             plans.append((model, size, cells.enter_context(sweep_plan(
                 cell_dir(out, model, size), replace(data_cfg, image_size=size),
                 cfg.cell_train(train_cfg, model), cfg.cell_sweep(cfg.cell_teacher(size)),
-                resume=True, progress=progress, jobs=jobs, label=f"{model}@{size}",
-                keep_prepared=False))))
+                resume=True, progress=progress, jobs=jobs, label=f"{model}@{size}"))))
         run_trials(TrialBatch([t for *_, plan in plans for t in plan.trials], out, jobs,
                               train_cfg.precision, train_cfg.device, progress), backend)
         rows = []

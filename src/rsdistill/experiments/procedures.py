@@ -89,6 +89,24 @@ def prepare_teacher_and_data(data_cfg: DataConfig, teacher_path: str, progress: 
     return teacher, view, data
 
 
+# One entry, per process: (the grid cell it was prepared for, what was prepared).
+_LAST_PREPARED: list = []
+
+
+def prepared_once(cell: str, data_cfg: DataConfig, teacher_path: str, progress: bool
+                  ) -> tuple[torch.nn.Module | None, TeacherView | None, PreparedData]:
+    """``prepare_teacher_and_data`` for one cell of a grid (a sweep, a Pareto cell: ``cell``
+    names it uniquely for one command), reused by the cell's next trial in this process:
+    seeds that run one after another, in the driver or in one worker, load the teacher and
+    read the cached data once per cell instead of once per seed. One entry only, so a grid
+    of many cells holds one cell's data at a time; a fresh ``cell`` per command, so a
+    process that outlives a grid (a Ray worker) never serves one command's data to the next."""
+    if not _LAST_PREPARED or _LAST_PREPARED[0][0] != cell:
+        _LAST_PREPARED.clear()  # free the old cell's data before the new one is read
+        _LAST_PREPARED.append((cell, prepare_teacher_and_data(data_cfg, teacher_path, progress)))
+    return _LAST_PREPARED[0][1]
+
+
 def run_training(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
                  distill_cfg: DistillConfig | None = None, *, resume: bool = False,
                  progress: bool = True, overwrite: bool = False, built: Any = None) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import uuid
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
@@ -20,7 +21,7 @@ from rsdistill.config import read_record
 from rsdistill.data.module import DataConfig
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.grid import SweepConfig, beta_label, member_name, upgrade_sweep_record
-from rsdistill.experiments.procedures import prepare_teacher_and_data, resolve_settings
+from rsdistill.experiments.procedures import prepared_once, resolve_settings
 from rsdistill.experiments.records import check_resume, refuse_other_files, run_record
 from rsdistill.experiments.backends import BackendConfig, Trial, TrialBatch, run_trials
 from rsdistill.experiments.seeds import default_jobs
@@ -74,12 +75,11 @@ def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, swe
 @contextlib.contextmanager
 def sweep_plan(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
                sweep: SweepConfig, *, resume: bool = False, progress: bool = True,
-               jobs: int = 0, overwrite: bool = False, label: str = "",
-               keep_prepared: bool = True) -> Iterator[SweepPlan]:
+               jobs: int = 0, overwrite: bool = False, label: str = ""
+               ) -> Iterator[SweepPlan]:
     """Checks and locks ``out``, writes sweep.yaml and prepares the teacher and data (so
-    caches exist before any trial starts); yields one trial per seed. ``keep_prepared``:
-    trials run in this process reuse what was prepared (False frees it: a Pareto grid
-    holds many cells at once)."""
+    caches exist before any trial starts); yields one trial per seed. A trial run in this
+    process reuses what was prepared (``prepared_once``)."""
     sweep.validate()
     if jobs < 0:
         raise ConfigError(f"--jobs must be >= 0 (0 = one per core on a CPU), got {jobs}")
@@ -93,12 +93,10 @@ def sweep_plan(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
         if distributed.is_main():
             atomic_write_text(out / SWEEP_FILE, yaml.safe_dump(record, sort_keys=False))
 
-        prepared = prepare_teacher_and_data(data_cfg, sweep.teacher, progress)
-        described = prepared[2].describe()
+        cell = f"{out} {uuid.uuid4().hex}"
+        described = prepared_once(cell, data_cfg, sweep.teacher, progress)[2].describe()
         members, owner = sweep.members()
         names = [member_name(a, b) for a, b in members]
-        local = {"prepared": prepared} if keep_prepared else {}
-        del prepared
         # resume=True: the directory was checked above, so a seed's last.pt is this
         # sweep's, and a retried trial continues it.
         todo = tuple(seed for seed in range(sweep.seeds)
@@ -107,9 +105,8 @@ def sweep_plan(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
         waves = (todo, max(1, min(jobs or default_jobs(sweep.seeds, train_cfg.device), len(todo))))
         trials = [Trial(f"{label + ' ' if label else ''}seed {seed}", seed_dir(out, seed),
                         tuple(seed_dir(out, seed) / n / METRICS_FILE for n in names),
-                        functools.partial(fit_seed, out, data_cfg, train_cfg, sweep, seed,
-                                          resume=True, schedule=waves if seed in todo else None),
-                        local)
+                        functools.partial(fit_seed, out, data_cfg, train_cfg, sweep, seed, cell=cell,
+                                          resume=True, schedule=waves if seed in todo else None))
                   for seed in range(sweep.seeds)]
         yield SweepPlan(out, trials, functools.partial(summarize, out, sweep, owner, train_cfg,
                                                        record, described))
@@ -139,14 +136,15 @@ def check_sweep_dir(out: Path, record: dict, resume: bool, overwrite: bool) -> N
 
 
 def fit_seed(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: SweepConfig,
-             seed: int, *, resume: bool, progress: bool, prepared=None, thread_budget=None,
+             seed: int, *, cell: str, resume: bool, progress: bool, thread_budget=None,
              announce: bool = True, schedule: tuple[tuple[int, ...], int] | None = None) -> None:
     """One seed's students in one fused pass into ``out/seed<k>/<member>/``.
 
     ``thread_budget``: called before every epoch for the intra-op threads to use.
     ``schedule``: (the seeds to train, in order; how many at a time), for the ETA.
+    ``cell``: the sweep's name for ``prepared_once`` (its seeds share the teacher and data).
     """
-    teacher, view, data = prepared or prepare_teacher_and_data(data_cfg, sweep.teacher, False)
+    teacher, view, data = prepared_once(cell, data_cfg, sweep.teacher, False)
     cfg = replace(train_cfg, seed=seed)
     specs = []
     for alpha, beta in sweep.members()[0]:

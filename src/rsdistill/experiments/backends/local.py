@@ -96,7 +96,7 @@ def _in_processes(batch: TrialBatch, jobs: int, fixed: int | None
     active = ctx.Value("i", 0)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
                              initargs=(active, os.getpid())) as pool:
-        futures = {pool.submit(_worker, t.shippable(), cores, jobs, level, fixed): t
+        futures = {pool.submit(_worker, t, cores, jobs, level, fixed): t
                    for t in batch.trials}
         try:
             for future in as_completed(futures):

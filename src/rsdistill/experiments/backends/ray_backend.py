@@ -139,7 +139,7 @@ def run_ray(batch: TrialBatch, cfg: BackendConfig) -> Iterator[tuple[Trial, Tria
         options = dict(num_cpus=cpus, num_gpus=cfg.gpus_per_trial, max_retries=cfg.max_retries,
                        retry_exceptions=False)
         level = logging.getLogger("rsdistill").getEffectiveLevel()
-        refs = {task.options(name=t.label, **options).remote(t.shippable(), cpus, token, level): t
+        refs = {task.options(name=t.label, **options).remote(t, cpus, token, level): t
                 for t in batch.trials}
         log.info("%d trials on Ray (%g CPUs in the cluster), %d CPU(s)%s each", len(refs),
                  ray.cluster_resources().get("CPU", 0), cpus,

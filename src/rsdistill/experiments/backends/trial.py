@@ -13,7 +13,7 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,17 +29,11 @@ class Trial:
     label: str                      # what it is, e.g. "resnet8@32 seed 1"
     run_dir: Path                   # holds its last.pt: where a retry resumes
     results: tuple[Path, ...]       # its metrics.json files; all present = done
-    # fn(progress=, thread_budget=, announce=, **local): trains (resuming); picklable.
+    # fn(progress=, thread_budget=, announce=): trains (resuming); picklable.
     fn: Callable[..., Any]
-    # Keyword arguments only for a run in the driver's process (e.g. the teacher and data
-    # it prepared already); never shipped to another process.
-    local: dict = field(default_factory=dict, compare=False, repr=False)
 
     def done(self) -> bool:
         return all(p.is_file() for p in self.results)
-
-    def shippable(self) -> Trial:
-        return replace(self, local={})
 
 
 @dataclass(frozen=True)
@@ -97,7 +91,7 @@ def execute_trial(trial: Trial, *, progress: bool = False,
         check_token(token)
     resumed = (Path(trial.run_dir) / STATE_FILE).is_file()
     start = time.perf_counter()
-    trial.fn(progress=progress, thread_budget=thread_budget, announce=announce, **trial.local)
+    trial.fn(progress=progress, thread_budget=thread_budget, announce=announce)
     return TrialResult(trial.label, socket.gethostname(), os.getpid(),
                        time.perf_counter() - start, resumed)
 
