@@ -1,10 +1,12 @@
 """Batch-1 ONNX Runtime latency of several trained models, side by side in one process.
 
     python bench/onnx_side_by_side.py runs/pareto/resnet8_32/seed0/alpha0.50_beta0 \
-        runs/p_big/mobilenetv2_x0_5_32/seed0/alpha0.50_beta0 --teacher runs/pt/teacher128_s0
+        runs/p_big/mobilenetv2_x0_5_32/seed0/alpha0.50_beta0 runs/kd/model.int8.onnx \
+        --teacher runs/pt/teacher128_s0
 
 The models of separate studies (e.g. a 3-seed Pareto and a 1-seed one of larger students)
-are timed here as `rsdistill pareto` times its own: each exported to ONNX in memory, one
+are timed here as `rsdistill pareto` times its own: each exported to ONNX in memory (an
+exported `model.onnx` or quantized `model.int8.onnx` is timed as it is), one
 intra-op thread, interleaved rounds whose order reverses every round, so a change in
 machine load hits every model alike. Prints one row per model with its ratio to the
 teacher (or to the slowest model without one).
@@ -17,6 +19,7 @@ import sys
 from pathlib import Path
 
 from rsdistill.errors import RsdistillError
+from rsdistill.export.formats import format_for_file
 from rsdistill.models import load_model
 from rsdistill.report.pareto_report import time_models
 from rsdistill.runtime.rundir import MODEL_FILE
@@ -25,6 +28,20 @@ from rsdistill.runtime.rundir import MODEL_FILE
 def model_file(path: str) -> Path:
     p = Path(path)
     return p / MODEL_FILE if p.is_dir() else p
+
+
+def model_name(file: Path) -> str:
+    """``model@size``, `` int8`` added for a quantized ONNX file, `` onnx`` for another
+    exported file (timed as it is, not exported again)."""
+    exported = format_for_file(file)
+    if exported is None:
+        meta = load_model(file)[1]
+        return f"{meta['model']}@{meta['image_size']}"
+    if not file.is_file():
+        raise RsdistillError(f"exported model {file} does not exist")
+    meta = exported.load(file, 1).meta
+    kind = "int8" if meta.get("quantization") else exported.name
+    return f"{meta['model']}@{meta['image_size']} {kind}"
 
 
 def main() -> int:
@@ -37,8 +54,7 @@ def main() -> int:
     try:
         files = {}
         for run in args.runs:
-            _, meta = load_model(model_file(run))
-            name = f"{meta['model']}@{meta['image_size']}"
+            name = model_name(model_file(run))
             # A second run of the same architecture and size would silently replace the first.
             if name in files:
                 raise RsdistillError(f"{files[name]} and {model_file(run)} are both {name}: "

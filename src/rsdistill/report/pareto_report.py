@@ -14,7 +14,7 @@ from pathlib import Path
 from rsdistill.evaluation.timing import interleaved_latency
 from rsdistill.experiments.stats import row_paired, write_csv
 from rsdistill.experiments.teacher import teacher_summary
-from rsdistill.export.formats import EXPORT_FORMATS
+from rsdistill.export.formats import EXPORT_FORMATS, format_for_file
 from rsdistill.io import atomic_write_text, write_json
 from rsdistill.models import count_flops, count_parameters, load_model
 from rsdistill.report import plots
@@ -62,6 +62,10 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def _ort(model_file: Path, threads: int):
+    exported = format_for_file(model_file)
+    if exported is not None:  # a model.onnx or model.int8.onnx is timed as it is
+        backend = exported.load(Path(model_file), threads)
+        return backend, int(backend.meta["image_size"])
     model, meta = load_model(model_file)
     model = model.float().eval()
     fmt = EXPORT_FORMATS.get("onnx")
