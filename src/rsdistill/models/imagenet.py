@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 
 from rsdistill.errors import CheckpointError, ConfigError
-from rsdistill.models.common import TIMM_PREFIX
+from rsdistill.models.common import TIMM_PREFIX, check_timm_model
 from rsdistill.models.pretrained import read_state_dict
 from rsdistill.registry import Registry
 
@@ -60,8 +60,6 @@ def imagenet_normalization(model_name: str) -> tuple[list[float], list[float]]:
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
     name = _timm_name(model_name)
-    if not timm.is_model(name):
-        raise ConfigError(f"unknown timm model {name!r}; see timm.list_models() for valid names")
     cfg = timm.models.get_pretrained_cfg(name)
     mean = getattr(cfg, "mean", None) or IMAGENET_DEFAULT_MEAN
     std = getattr(cfg, "std", None) or IMAGENET_DEFAULT_STD
@@ -85,7 +83,7 @@ def _timm_name(model_name: str) -> str:
         raise ConfigError(f"--pretrained imagenet applies to timm: models (offline: "
                           f"{_offline_names()}), not {model_name}; pass --pretrained PATH "
                           "for a local state dict")
-    return model_name[len(TIMM_PREFIX):]
+    return check_timm_model(model_name)
 
 
 def build_imagenet_model(model_name: str, num_classes: int, in_chans: int) -> nn.Module:
@@ -93,8 +91,6 @@ def build_imagenet_model(model_name: str, num_classes: int, in_chans: int) -> nn
     import timm
 
     name = _timm_name(model_name)
-    if not timm.is_model(name):
-        raise ConfigError(f"unknown timm model {name!r}; see timm.list_models() for valid names")
     if name in OFFLINE_WEIGHTS:
         state = OFFLINE_WEIGHTS.get(name)()
         with _quiet(_LOADING):
