@@ -1,6 +1,6 @@
 """``rsdistill compare`` end to end on the tiny tree: kd, at and dml (plus the scratch
 baseline) × 2 seeds × 2 epochs, resnet8 → resnet8 at 16 px; its table in every format,
-the rerun that trains nothing, and the one-line errors."""
+the rerun (--resume) that trains nothing, and the one-line errors."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def test_rerun_skips_finished_runs(comparison, tiny_teacher, monkeypatch):
     assert len(stamps) == 8
     monkeypatch.setattr(compare, "run_training",
                         lambda *a, **k: pytest.fail("a finished run was trained again"))
-    assert main(compare_args(tiny_teacher, comparison)) == 0
+    assert main(compare_args(tiny_teacher, comparison, "--resume")) == 0
     assert stamps == {p: p.stat().st_mtime_ns for p in comparison.glob("*/seed*/metrics.json")}
 
 
@@ -146,7 +146,7 @@ def test_unknown_method_is_one_line_exit_2(tiny_teacher, tmp_path, capsys):
 
 
 def test_changed_settings_are_refused(comparison, tiny_teacher, capsys):
-    args = compare_args(tiny_teacher, comparison)
+    args = compare_args(tiny_teacher, comparison, "--resume")
     args[args.index("--epochs") + 1] = "3"
     assert main(args) == 2
     assert "train.epochs: 2 -> 3" in one_error_line(capsys.readouterr().err)

@@ -81,7 +81,7 @@ def test_the_front_is_marked_and_reported(pareto):
 def test_a_rerun_trains_nothing_new(pareto, teacher, capsys):
     stamps = {p: p.stat().st_mtime_ns for p in pareto.glob("*/seed*/*/model.pt")}
     assert main(["pareto", "--teacher", str(teacher), "--students", "resnet8,resnet14",
-                 "--sizes", "16,32", "--seeds", "2", "--jobs", "1", *TRAIN,
+                 "--sizes", "16,32", "--seeds", "2", "--jobs", "1", *TRAIN, "--resume",
                  "--out", str(pareto)]) == 0
     assert stamps == {p: p.stat().st_mtime_ns for p in pareto.glob("*/seed*/*/model.pt")}
 

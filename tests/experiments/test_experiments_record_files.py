@@ -55,7 +55,7 @@ def test_pareto_record(tmp_path, tiny_teacher, tiny_tree3, tiny_cache):
     cfg = ParetoConfig(teacher=str(tiny_teacher), students=["resnet8"], sizes=[16], seeds=1)
     with pytest.raises(ConfigError) as exc:
         run_pareto(tmp_path, data, TrainConfig(model="resnet8", epochs=1, device="cpu"), cfg,
-                   progress=False)
+                   resume=True, progress=False)
     _one_line(exc, tmp_path / PARETO_FILE, needle)
     assert sorted(p.name for p in tmp_path.iterdir()) == [PARETO_FILE]  # nothing trained
 

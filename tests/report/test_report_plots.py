@@ -25,18 +25,16 @@ def figures(monkeypatch):
         plots.plt.close(fig)
 
 
-def write_epochs(path, accs):
-    path.write_text("epoch,val_accuracy\n" + "".join(f"{i + 1},{a}\n" for i, a in enumerate(accs)))
-    return path
-
-
 def test_twelve_training_curves_never_share_colour_and_style(tmp_path, figures):
-    runs = [(alpha, beta, write_epochs(tmp_path / f"{alpha}_{beta}.csv", [0.1, 0.2 + alpha / 10]))
+    runs = [(alpha, beta, [0.1, 0.2 + alpha / 10])
             for beta in ("0", "alpha") for alpha in (0, 0.1, 0.2, 0.3, 0.4, 0.5)]
     plots.training_curves(runs, tmp_path / "curves.png")
     ax = figures[0].axes[0]
     looks = [(tuple(line.get_color()), line.get_linestyle()) for line in ax.get_lines()]
     assert len(looks) == 12 and len(set(looks)) == 12
+    # Epochs from 1, accuracies in percent.
+    assert list(ax.get_lines()[-1].get_xdata()) == [1, 2]
+    assert list(ax.get_lines()[-1].get_ydata()) == pytest.approx([10, 25])
     # One colour per α across both β: the colour reads as α.
     assert len({colour for colour, _ in looks}) == 6
 

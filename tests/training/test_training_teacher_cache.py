@@ -17,7 +17,8 @@ from rsdistill.data.augment import AugmentParams, BatchAugment
 from rsdistill.data.loader import Normalizer
 from rsdistill.models import build_model
 from rsdistill.training.teacher_cache import (
-    TeacherLogitCache, cacheable, dihedral_index, view_params,
+    CACHE_SUBDIR, VIEWS, TeacherLogitCache, cacheable, dihedral_index, load_cached, store,
+    view_params,
 )
 
 TRAIN = ["--epochs", "2", "--batch-size", "8", "--latency-runs", "2", "--device", "cpu",
@@ -207,3 +208,23 @@ def test_another_teacher_or_view_gets_its_own_entry(tmp_path):
     assert cache_key(a, parts) == cache_key(a, list(parts))
     assert cache_key(a, parts) != cache_key(b, parts)
     assert cache_key(a, parts) != cache_key(a, ["fingerprint", (32, 16), [0, 1, 2]])
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda f: f.write_bytes(b"PK\x03\x04 cut short"), "empty, truncated or corrupt"),
+    (lambda f: torch.save({"other": torch.zeros(1)}, f), "its logits are none"),
+    (lambda f: torch.save([1, 2], f), "its logits are none"),
+])
+def test_a_stored_entry_is_read_or_named_in_one_warning(damage, reason, tmp_path, caplog):
+    rows = torch.tensor([0, 2])
+    logits = torch.randn(VIEWS, 3, 4)
+    assert load_cached(tmp_path, "k", 3, 4, rows) is None and not caplog.records  # absent
+    store(tmp_path, "k", TeacherLogitCache(logits, 1.0))
+    assert torch.equal(load_cached(tmp_path, "k", 3, 4, rows).logits, logits)
+    kept = tmp_path / CACHE_SUBDIR / "k.pt"
+    damage(kept)
+    with caplog.at_level("WARNING", logger="rsdistill"):
+        assert load_cached(tmp_path, "k", 3, 4, rows) is None
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message.startswith(f"teacher logits cache {kept} is unusable (")
+    assert reason in message and message.endswith("; computing it again")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rsdistill.cli.backend_options import add_backend_arguments, backend_config
-from rsdistill.cli.common import add_data_args, parse_method_options
+from rsdistill.cli.common import add_data_args, check_resume_target, parse_method_options
 from rsdistill.cli.report_cmd import INT8_HELP
 from rsdistill.cli.schema_args import given
 from rsdistill.cli.training_args import (
@@ -25,8 +25,8 @@ def register(sub) -> None:
                         "compare them in one table",
         description="Each method (plus a scratch baseline) trains the same student on the same "
                     "data, schedule and seeds into OUT/<method>/seed<k>/; then comparison.json, "
-                    ".csv, .md, .html and figures/compare_accuracy.png. Rerunning continues: "
-                    "finished runs are not retrained.")
+                    ".csv, .md, .html and figures/compare_accuracy.png. Rerunning with "
+                    "--resume continues: finished runs are not retrained.")
     add_data_args(p, dataset_required=False, student=True)
     add_train_args(p, "--student", "student model name, e.g. resnet8")
     g = p.add_argument_group("comparison")
@@ -67,10 +67,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
                         **given(args, CompareConfig), **given(args, MethodConfig))
     # Checked before the data options are read, so a typo in --methods fails first.
     cfg.validate()
+    check_resume_target(args)
     backend = backend_config(args)
     summary = run_compare(args.out, distill_data_config(args), train_config(args), cfg,
-                          progress=args.progress, overwrite=args.overwrite,
-                          backend=backend)
+                          resume=args.resume, progress=args.progress,
+                          overwrite=args.overwrite, backend=backend)
     write_compare_report(args.out)
     print(f"{'method':>10} {'accuracy':>16} {'f1_macro':>16} {'s/epoch':>8}   "
           f"(test split, {seeds_text(cfg.seeds)})")

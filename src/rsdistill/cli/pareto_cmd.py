@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from rsdistill.cli.backend_options import add_backend_arguments, backend_config
-from rsdistill.cli.common import add_data_args
+from rsdistill.cli.common import add_data_args, check_resume_target
 from rsdistill.cli.pareto_students import add_student_start_args, student_start_settings
 from rsdistill.cli.schema_args import given
 from rsdistill.cli.training_args import (
@@ -35,7 +35,8 @@ def register(sub) -> None:
                                    "over --seeds seeds into OUT/<student>_<size>/; then every "
                                    "architecture and the teacher are timed side by side (batch 1, "
                                    "ONNX Runtime) and OUT/pareto.md, .csv, .json and "
-                                   "figures/pareto.png are written. Rerunning continues.")
+                                   "figures/pareto.png are written. Rerunning with --resume "
+                                   "continues.")
     add_data_args(p, dataset_required=False, student=True)
     add_train_args(p, "--students", "comma-separated student models",
                    model_default=",".join(ParetoConfig().students))
@@ -70,11 +71,13 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     cfg = ParetoConfig(teacher=args.teacher, students=students, sizes=_ints(args.sizes, "--sizes"),
                        method=method, **given(args, ParetoConfig), **student_start_settings(args))
     cfg.validate()
+    check_resume_target(args)
     backend = backend_config(args)
     args.model = students[0]
     data_cfg = distill_data_config(args)
     train_cfg = train_config(args)
-    rows = run_pareto(args.out, data_cfg, train_cfg, cfg, progress=args.progress, jobs=args.jobs,
+    rows = run_pareto(args.out, data_cfg, train_cfg, cfg, resume=args.resume,
+                      overwrite=args.overwrite, progress=args.progress, jobs=args.jobs,
                       backend=backend)
     result = build_pareto(rows, args.teacher, args.timing_threads)
     report = write_pareto_report(Path(args.out), result, data_cfg.dataset, train_cfg.epochs)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +25,7 @@ from rsdistill.io import (
     atomic_torch_save, describe_os_error, load_failure_reason, os_error_of,
     remove_stale_temp_files,
 )
+from rsdistill.runtime.checkpoint import load_tensors_only
 
 log = logging.getLogger(__name__)
 _ENTRY_KEYS = {"images", "labels", "files", "classes", "skipped"}
@@ -84,22 +84,23 @@ def entry_problem(entry, size: int, classes: list[str], listed: int) -> str | No
     return None
 
 
-def read_cache(path: Path, check: Callable[[dict], str | None] | None = None) -> dict | None:
+def read_cache(path: Path, check: Callable[[object], str | None] | None = None, *,
+               what: str = "cache", redo: str = "rebuilding it"):
     """The cached entry, or None when it is absent or unusable (then it is rebuilt):
-    unreadable, or loaded but refused by ``check`` (which says why)."""
+    unreadable, or loaded but refused by ``check`` (which says why). An unusable one is
+    named in one warning, ``<what> PATH is unusable (why); <redo>``. Every cache that
+    only saves time (decoded images, the teacher's logits) is read through here."""
     try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr
-            warnings.simplefilter("ignore")
-            entry = torch.load(path, map_location="cpu", weights_only=True)
+        entry = load_tensors_only(path)
     except FileNotFoundError:
         return None
     except Exception as exc:  # a damaged cache is rebuilt, never trusted
         _, reason = load_failure_reason(exc)
-        log.warning("cache %s is unusable (%s); rebuilding it", path, reason)
+        log.warning("%s %s is unusable (%s); %s", what, path, reason, redo)
         return None
     problem = check(entry) if check is not None else None
     if problem is not None:
-        log.warning("cache %s is unusable (%s); rebuilding it", path, problem)
+        log.warning("%s %s is unusable (%s); %s", what, path, problem, redo)
         return None
     return entry
 

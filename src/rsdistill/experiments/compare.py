@@ -3,9 +3,9 @@
 Every (method, seed) is an ordinary run in ``<out>/<method>/seed<k>/``, made by
 :func:`~rsdistill.experiments.procedures.run_training` with the same data, student, schedule,
 optimiser and seed, so each can be evaluated or resumed on its own. A ``scratch``
-baseline (the student from the labels alone) is always included. Rerunning continues:
-a finished run (its metrics.json exists) is read, not retrained, and an interrupted one
-resumes from its checkpoint.
+baseline (the student from the labels alone) is always included. Rerunning with
+``--resume`` continues: a finished run (its metrics.json exists) is read, not retrained,
+and an interrupted one resumes from its checkpoint.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from rsdistill.experiments.procedures import resolve_settings, run_training
 from rsdistill.experiments.records import (
     LOCATION_KEYS,
     DistillConfig,
+    check_grid_dir,
     config_diffs,
-    refuse_other_files,
 )
 from rsdistill.experiments.stats import (
     SCORE_KEYS,
@@ -41,7 +41,7 @@ from rsdistill.experiments.stats import (
 from rsdistill.experiments.teacher import teacher_summary
 from rsdistill.io import atomic_write_text, read_json, write_json
 from rsdistill.losses import DEFAULT_ALPHA, METHODS
-from rsdistill.runtime.locks import clear_project_files, run_dir_lock
+from rsdistill.runtime.locks import run_dir_lock
 from rsdistill.runtime.rundir import (
     COMPARE_CSV,
     COMPARE_FILE,
@@ -104,19 +104,18 @@ class CompareConfig:
 
 
 def run_compare(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
-                cfg: CompareConfig, *, progress: bool = True, overwrite: bool = False,
-                backend: BackendConfig | None = None) -> dict:
+                cfg: CompareConfig, *, resume: bool = False, progress: bool = True,
+                overwrite: bool = False, backend: BackendConfig | None = None) -> dict:
+    """Trains every (method, seed) not yet finished and summarizes them; ``out`` holding a
+    comparison is continued only with ``resume`` (and the same settings)."""
     cfg.validate()
     data_cfg, teacher = resolve_settings(data_cfg, train_cfg, cfg.teacher)
     cfg = replace(cfg, teacher=teacher)
     record = {"kind": "compare", "data": asdict(data_cfg), "train": asdict(train_cfg),
               "compare": asdict(cfg)}
     with run_dir_lock(out) as out:
-        if overwrite:
-            clear_project_files(out)
-        elif not (out / COMPARE_FILE).is_file():
-            refuse_other_files(out, "comparison")
-        check_same_comparison(out / COMPARE_FILE, record)
+        if check_grid_dir(out, COMPARE_FILE, "comparison", resume, overwrite):
+            check_same_comparison(out / COMPARE_FILE, record)
         atomic_write_text(out / COMPARE_FILE, yaml.safe_dump(record, sort_keys=False))
         return _train_and_summarize(out, data_cfg, train_cfg, cfg, record, progress, backend)
 

@@ -30,7 +30,7 @@ from rsdistill.config import option
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.backends import BackendConfig, TrialBatch, run_trials
 from rsdistill.experiments.grid import SweepConfig
-from rsdistill.experiments.records import check_resume
+from rsdistill.experiments.records import check_grid_dir, check_resume
 from rsdistill.experiments.stats import (
     SCORE_KEYS,
     by_seed,
@@ -44,6 +44,7 @@ from rsdistill.losses import MethodConfig
 from rsdistill.models.common import TIMM_PREFIX
 from rsdistill.models.imagenet import IMAGENET
 from rsdistill.models import check_model_name
+from rsdistill.runtime.locks import run_dir_lock
 from rsdistill.runtime.rundir import PARETO_FILE, SWEEP_RESULTS
 from rsdistill.training.config import TrainConfig
 
@@ -117,34 +118,35 @@ def cell_dir(out: Path, model: str, size: int) -> Path:
 
 
 def run_pareto(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, cfg: ParetoConfig,
-               *, progress: bool = True, jobs: int = 0,
-               backend: BackendConfig | None = None) -> list[dict]:
-    """Trains every cell (finished ones are read, interrupted ones resumed); returns one row
+               *, resume: bool = False, overwrite: bool = False, progress: bool = True,
+               jobs: int = 0, backend: BackendConfig | None = None) -> list[dict]:
+    """Trains every cell (finished ones are read, interrupted ones resumed: ``out`` holding
+    a Pareto grid is continued only with ``resume``, and the same settings); returns one row
     per (student, size, kind) with accuracy mean ± std over seeds. Every cell's seeds are
     trials of one batch, so a backend runs seeds of several cells side by side."""
-    out = Path(out)
     cfg.validate()
     record = {"kind": "pareto", "data": asdict(data_cfg), "train": asdict(train_cfg),
               "pareto": {k: v for k, v in asdict(cfg).items() if k != "method"},
               "method": asdict(cfg.method)}
-    if (out / PARETO_FILE).is_file():
-        old = read_record(out / PARETO_FILE, "a Pareto grid",
-                          "restore it, or choose another --out")
-        check_resume(out / PARETO_FILE, old, record,
-                     {"data": DataConfig, "train": TrainConfig, "method": MethodConfig},
-                     ignore={"model", "image_size"}, hint="; use another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / PARETO_FILE, yaml.safe_dump(record, sort_keys=False))
-    with contextlib.ExitStack() as cells:
+    with run_dir_lock(out) as out, contextlib.ExitStack() as cells:
+        if check_grid_dir(out, PARETO_FILE, "Pareto grid", resume, overwrite):
+            old = read_record(out / PARETO_FILE, "a Pareto grid",
+                              "restore it, or choose another --out")
+            check_resume(out / PARETO_FILE, old, record,
+                         {"data": DataConfig, "train": TrainConfig, "method": MethodConfig},
+                         ignore={"model", "image_size"}, hint="; use another --out")
+        atomic_write_text(out / PARETO_FILE, yaml.safe_dump(record, sort_keys=False))
         plans = []
         for model, size in cfg.cells():
             log.info("Pareto cell %s at %d px%s: scratch and α = %g, %d seed(s)", model, size,
                      " from ImageNet weights" if cfg.pretrained_for(model) else "",
                      cfg.method.alpha, cfg.seeds)
+            # A cell folder is not one --overwrite knows at the top: each clears its own.
             plans.append((model, size, cells.enter_context(sweep_plan(
                 cell_dir(out, model, size), replace(data_cfg, image_size=size),
                 cfg.cell_train(train_cfg, model), cfg.cell_sweep(cfg.cell_teacher(size)),
-                resume=True, progress=progress, jobs=jobs, label=f"{model}@{size}"))))
+                resume=not overwrite, overwrite=overwrite, progress=progress, jobs=jobs,
+                label=f"{model}@{size}"))))
         run_trials(TrialBatch([t for *_, plan in plans for t in plan.trials], out, jobs,
                               train_cfg.precision, train_cfg.device, progress), backend)
         rows = []

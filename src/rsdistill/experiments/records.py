@@ -93,6 +93,31 @@ def refuse_other_files(out: Path, what: str, allowed: frozenset[str] = frozenset
                           "it (other files stay)")
 
 
+def check_grid_dir(out: Path, record_file: str, what: str, resume: bool, overwrite: bool,
+                   allowed: frozenset[str] = frozenset()) -> bool:
+    """What a grid (sweep, comparison, Pareto grid) may do with ``out``, which this process
+    has locked; True when ``out`` holds a grid of its kind (``record_file``) to continue,
+    whose settings the caller then compares.
+
+    As for a run: ``--overwrite`` clears what rsdistill wrote; a grid of its kind is
+    continued only under ``--resume``; anything but ``allowed`` in a directory without
+    one is refused, ``--resume`` or not."""
+    if overwrite:
+        if resume:
+            raise ConfigError(f"--resume continues the {what} in --out and --overwrite "
+                              "replaces it; pass only one of them")
+        if distributed.is_main():
+            clear_project_files(out)
+        return False
+    if not (out / record_file).is_file():
+        refuse_other_files(out, what, allowed)
+        return False
+    if not resume:
+        raise ConfigError(f"{out} already holds a {what}; pass --resume to continue it, "
+                          "--overwrite to replace it, or choose another --out")
+    return True
+
+
 def check_run_dir(out: Path, record: dict, resume: bool, overwrite: bool = False, *,
                   has_state: bool | None = None) -> None:
     """What a run may do with ``out``, which this process has locked.

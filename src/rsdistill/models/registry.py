@@ -13,7 +13,7 @@ from typing import Callable
 import torch.nn as nn
 
 from rsdistill.errors import ConfigError
-from rsdistill.models.common import TIMM_PREFIX
+from rsdistill.models.common import TIMM_PREFIX, check_timm_model
 from rsdistill.models.imagenet import IMAGENET, build_imagenet_model
 from rsdistill.models.pretrained import load_pretrained
 from rsdistill.registry import Registry
@@ -33,11 +33,9 @@ def check_model_name(name: str, flag: str = "--model") -> None:
     """A one-line error unless ``name`` is a registered model or a timm model, checked
     without building it (a list of students is checked before the first one trains)."""
     if name.startswith(TIMM_PREFIX):
-        import timm
-
-        if timm.is_model(name[len(TIMM_PREFIX):]):
-            return
-    elif name in MODELS:
+        check_timm_model(name, flag)
+        return
+    if name in MODELS:
         return
     raise ConfigError(f"{flag}: unknown model {name}; choose one of {', '.join(MODELS.names())} "
                       "or timm:<name> (any timm model)")
@@ -49,12 +47,10 @@ def _check_positive(**values: int) -> None:
             raise ConfigError(f"{key} must be a positive integer, got {value!r}")
 
 
-def _build_timm(name: str, num_classes: int, in_chans: int) -> nn.Module:
-    # Imported lazily: timm is heavy and only needed for timm: names.
-    import timm
+def _build_timm(model_name: str, num_classes: int, in_chans: int) -> nn.Module:
+    name = check_timm_model(model_name)
+    import timm  # already imported by the check; heavy, so only for timm: names
 
-    if not timm.is_model(name):
-        raise ConfigError(f"unknown timm model {name!r}; see timm.list_models() for valid names")
     return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans)
 
 
@@ -78,7 +74,7 @@ def build_model(
     if pretrained == IMAGENET:
         return build_imagenet_model(name, num_classes, in_chans)
     if name.startswith(TIMM_PREFIX):
-        model = _build_timm(name[len(TIMM_PREFIX):], num_classes, in_chans)
+        model = _build_timm(name, num_classes, in_chans)
     else:
         model = MODELS.get(name)(num_classes, image_size, in_chans)
     if pretrained is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import matplotlib
@@ -75,19 +74,18 @@ def confusion(matrix: list[list[int]], classes: list[str], title: str, path: Pat
     return _save(fig, path)
 
 
-def training_curves(runs: list[tuple[float, str, Path]], path: Path) -> Path:
-    """Validation accuracy per epoch of each (α, β, epochs.csv): the colour is α (one
-    colour map, so a dozen lines never share a colour), the line style is β."""
+def training_curves(runs: list[tuple[float, str, list[float]]], path: Path) -> Path:
+    """Validation accuracy per epoch of each (α, β, accuracies from epoch 1 on, as
+    ``curves.val_curve`` reads them): the colour is α (one colour map, so a dozen lines
+    never share a colour), the line style is β."""
     fig, ax = plt.subplots(figsize=(7.0, 4.4))
     alphas = sorted({a for a, _, _ in runs})
     norm = matplotlib.colors.Normalize(min(alphas), max(alphas) if len(alphas) > 1 else min(alphas) + 1)
     cmap = matplotlib.colormaps["viridis"]
     betas = list(dict.fromkeys(b for _, b, _ in runs))
     styles = dict(zip(betas, ("-", "--", ":", "-.")))
-    for alpha, beta, csv_path in runs:
-        with open(csv_path) as fh:
-            rows = list(csv.DictReader(fh))
-        ax.plot([int(r["epoch"]) for r in rows], [100 * float(r["val_accuracy"]) for r in rows],
+    for alpha, beta, accuracies in runs:
+        ax.plot(range(1, len(accuracies) + 1), [100 * a for a in accuracies],
                 color=cmap(norm(alpha)), linestyle=styles.get(beta, "-"), linewidth=1.2)
     fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="α",
                  ticks=alphas if len(alphas) <= 11 else None)

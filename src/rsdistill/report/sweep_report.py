@@ -24,10 +24,9 @@ from rsdistill.report.blocks import (
     to_markdown,
     verdict_cell,
 )
-from rsdistill.report.curves import curve_blocks
+from rsdistill.report.curves import curve_blocks, val_curve
 from rsdistill.runtime.locks import run_dir_lock
 from rsdistill.runtime.rundir import (
-    EPOCHS_FILE,
     FIGURES_DIR,
     METRICS_FILE,
     MODEL_FILE,
@@ -198,7 +197,7 @@ def build_report(sweep_dir: Path) -> list[Block]:
     plots.confusion(best_metrics["confusion_matrix"], data["classes"],
                     f"best student ({best_run}), test split", figs / "confusion_best.png")
     seed0 = [r for r in rows if r["seed"] == rows[0]["seed"]]
-    plots.training_curves([(r["alpha"], r["beta"], sweep_dir / r["run"] / EPOCHS_FILE)
+    plots.training_curves([(r["alpha"], r["beta"], val_curve(sweep_dir / r["run"]) or [])
                            for r in seed0], figs / "training_curves.png")
     # Latencies from the side-by-side timing when there is one (the per-run figures were
     # taken under different thread counts and loads); every student shares one architecture.

@@ -20,9 +20,9 @@ from typing import Callable
 import torch
 
 from rsdistill.data.augment import AugmentParams, BatchAugment
+from rsdistill.data.cache import read_cache
 from rsdistill.data.loader import Normalizer
 from rsdistill.io import atomic_torch_save, os_error_of
-from rsdistill.runtime.checkpoint import load_tensors_only
 
 log = logging.getLogger(__name__)
 
@@ -133,17 +133,13 @@ def load_cached(folder: Path, key: str, images: int, classes: int, rows: torch.T
                 ) -> TeacherLogitCache | None:
     """A stored entry, or None (absent, unreadable or not of this shape: then it is
     computed again)."""
-    path = Path(folder) / CACHE_SUBDIR / f"{key}.pt"
-    try:
-        entry = load_tensors_only(path)
-        logits = entry["logits"]
-    except Exception:  # absent, damaged or foreign: never trusted, recomputed
-        return None
-    problem = logits_problem(logits, images, classes, rows)
-    if problem is not None:
-        log.warning("teacher logits cache %s is unusable (%s); computing it again", path, problem)
-        return None
-    return TeacherLogitCache(logits, 0.0)
+    def problem(entry) -> str | None:
+        logits = entry.get("logits") if isinstance(entry, dict) else None
+        return logits_problem(logits, images, classes, rows)
+
+    entry = read_cache(Path(folder) / CACHE_SUBDIR / f"{key}.pt", problem,
+                       what="teacher logits cache", redo="computing it again")
+    return None if entry is None else TeacherLogitCache(entry["logits"], 0.0)
 
 
 def store(folder: Path, key: str, cache: TeacherLogitCache) -> None:

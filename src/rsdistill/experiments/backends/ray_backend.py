@@ -112,7 +112,7 @@ def _failure(ray, exc: Exception, trial: Trial, retries: int) -> Exception:
         return KeyboardInterrupt()
     return TrainingError(f"{trial.label}: its Ray worker was lost {retries + 1} time(s) "
                          f"({type(exc).__name__}); {trial.run_dir} keeps every finished "
-                         "epoch in its last.pt: rerun the same command (or raise "
+                         "epoch in its last.pt: rerun with --resume (or raise "
                          "--max-retries) to continue")
 
 
