@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+import shutil
 
 import pytest
 import torch
@@ -16,20 +17,14 @@ from rsdistill.cli.main import main
 from rsdistill.data.module import DataConfig
 from rsdistill.experiments.procedures import run_training
 from rsdistill.experiments.grid import SweepConfig
-from rsdistill.experiments.sweep import run_sweep
+from rsdistill.experiments.sweep import aggregate as sweep_aggregate, run_sweep
 from rsdistill.training.config import TrainConfig
 from rsdistill.errors import RsdistillError
-from rsdistill.io import read_json
+from rsdistill.io import read_json, write_json
 from rsdistill.report.blocks import to_markdown
 from rsdistill.experiments.stats import paired_difference
-from rsdistill.report.sweep_report import (
-    _baseline,
-    _best,
-    build_report,
-    lead_verdict,
-    paired_vs_scratch,
-    write_report,
-)
+from rsdistill.experiments.locate import Lead, baseline, best_of, headline, scratch_lead
+from rsdistill.report.sweep_report import build_report, lead_verdict, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FIGURES = ("alpha_f1", "alpha_accuracy", "confusion_best", "training_curves", "accuracy_latency")
@@ -138,7 +133,8 @@ def test_report_teacher_and_student_rows(report):
     assert t[1:5] == [f"{100 * teacher[k]:.2f}" for k in
                       ("precision_macro", "recall_macro", "f1_macro", "accuracy")]
     assert len(t) == 5  # latency lives in the side-by-side section, not beside accuracy
-    best, base = _best(res["aggregate"]), _baseline(res["aggregate"])
+    lead = scratch_lead(res)
+    best, base = lead.best, lead.base
     assert (base["alpha"], base["beta"]) == (0.0, "0")
     by_label = {r[0]: r for r in rows[1:]}
     b = by_label[f"student α={best['alpha']:g}, β={best['beta']} (best)"]
@@ -151,14 +147,14 @@ def test_report_teacher_and_student_rows(report):
     assert models[1][2] == "16" and models[0][2] == "16"  # input px of student and teacher
     assert models[1][3] == f"{res['student']['params']:,}"
     md = (report / "report.md").read_text()
-    assert lead_verdict(best, base, paired_vs_scratch(res["rows"], best, base)) in md
+    assert lead_verdict(lead) in md
     assert f"Best setting: **α = {best['alpha']:g}, β = {best['beta']}**" in md
 
 
 def test_report_times_teacher_and_best_student_side_by_side(report):
     speed = read_json(report / "speed.json")
     res = read_json(report / "results.json")
-    best = _best(res["aggregate"])
+    best = best_of(res["aggregate"])
     best_run = next(r["run"] for r in res["rows"]
                     if r["alpha"] == best["alpha"] and r["beta"] == best["beta"])
     assert speed["models"]["student"]["file"] == str(report / best_run / "model.pt")
@@ -229,13 +225,18 @@ def agg_row(alpha, acc, std, seeds, beta="0"):
             "accuracy_std": std, "f1_macro_mean": acc}
 
 
+def plain_lead(best, base, paired=None):
+    return Lead(best, base, base is not None, paired)
+
+
 def test_verdict_lead_is_judged_by_seed_pairs():
     base, best = agg_row(0.0, 0.80, 0.01, 3), agg_row(0.3, 0.90, 0.02, 3)
     aggregate = [base, best, agg_row(0.5, 0.85, 0.01, 3)]
-    assert _best(aggregate) is best and _baseline(aggregate) is base
+    assert best_of(aggregate) is best and baseline(aggregate, best) == (base, True)
     # Every seed gains 9-11 pt: the 95 % interval (± 2.48 pt) excludes 0.
     paired = paired_difference({0: 0.89, 1: 0.90, 2: 0.91}, {0: 0.80, 1: 0.80, 2: 0.80})
-    text = lead_verdict(best, base, paired)
+    text = lead_verdict(plain_lead(best, base, paired))
+    assert text.startswith("Its lead over the scratch student (α = 0, β = 0, no distillation)")
     assert "+10.00 ± 1.00 pt over 3 seeds (95 % interval ± 2.48 pt)" in text
     assert text.endswith("which is distinguishable from seed noise.")
 
@@ -243,19 +244,19 @@ def test_verdict_lead_is_judged_by_seed_pairs():
 def test_verdict_lead_within_seed_noise():
     base, best = agg_row(0.0, 0.80, 0.03, 3), agg_row(0.1, 0.82, 0.02, 3)
     paired = paired_difference({0: 0.85, 1: 0.79, 2: 0.82}, {0: 0.80, 1: 0.83, 2: 0.77})
-    text = lead_verdict(best, base, paired)
+    text = lead_verdict(plain_lead(best, base, paired))
     assert "+2.00 ±" in text and "**not distinguishable from seed noise**" in text
 
 
 def test_verdict_without_seed_pairs_is_not_judged():
     base, best = agg_row(0.0, 0.80, 0.03, 3), agg_row(0.1, 0.82, 0.02, 3)
-    text = lead_verdict(best, base)
+    text = lead_verdict(plain_lead(best, base))
     assert "+2.00 pt" in text and "seed noise cannot be judged" in text
 
 
 def test_verdict_with_one_seed_cannot_judge_noise():
     base, best = agg_row(0.0, 0.70, 0.0, 1), agg_row(0.4, 0.75, 0.0, 1)
-    text = lead_verdict(best, base)
+    text = lead_verdict(plain_lead(best, base))
     assert "+5.00 pt with one seed" in text
     assert "run more seeds" in text
     assert "exceed" not in text
@@ -264,21 +265,67 @@ def test_verdict_with_one_seed_cannot_judge_noise():
 def test_verdict_when_the_best_is_alpha_zero():
     base = agg_row(0.0, 0.90, 0.01, 2)
     aggregate = [base, agg_row(0.2, 0.85, 0.01, 2), agg_row(0.0, 0.90, 0.01, 2, beta="alpha")]
-    best = _best(aggregate)
+    best = best_of(aggregate)
     assert best is base  # ties keep the first row: β = 0 comes first in a sweep
-    text = lead_verdict(best, _baseline(aggregate))
+    text = lead_verdict(plain_lead(best, baseline(aggregate, best)[0]))
     assert text.startswith("The best setting is α = 0")
     assert "did not beat" in text
 
 
 def test_verdict_without_alpha_zero_in_the_sweep():
     aggregate = [agg_row(0.1, 0.8, 0.01, 2), agg_row(0.3, 0.9, 0.01, 2)]
-    assert _baseline(aggregate) is None
-    assert "α = 0 is not in the sweep" in lead_verdict(_best(aggregate), None)
+    assert baseline(aggregate, best_of(aggregate)) == (None, False)
+    assert "α = 0 is not in the sweep" in lead_verdict(plain_lead(best_of(aggregate), None))
 
 
-def test_baseline_prefers_beta_zero():
-    with_nuc = agg_row(0.0, 0.8, 0.0, 1, beta="alpha")
+def test_baseline_prefers_beta_zero_then_alpha_zero_at_the_best_beta():
+    best = agg_row(0.5, 0.9, 0.0, 1, beta="1")
+    with_nuc = agg_row(0.0, 0.8, 0.0, 1, beta="1")
     plain = agg_row(0.0, 0.7, 0.0, 1)
-    assert _baseline([with_nuc, plain]) is plain
-    assert _baseline([with_nuc]) is with_nuc
+    assert baseline([with_nuc, plain, best], best) == (plain, True)
+    assert baseline([with_nuc, best], best) == (with_nuc, False)
+
+
+# ------------------------------------------------------- the report and the headline agree
+
+def relabelled_sweep(sweep_dir, dest, drop_plain=False):
+    """A copy of the tiny sweep whose β = alpha cells are relabelled β = 0.5, with
+    accuracies set so that the nuclear norm helps: α = 0.5, β = 0.5 is best, +20/+21 pt
+    over α = 0, β = 0 in seeds 0/1 but only +10/+12 pt over α = 0, β = 0.5."""
+    shutil.copytree(sweep_dir, dest)
+    res = read_json(dest / "results.json")
+    accs = {(0.0, "0"): (0.50, 0.52), (0.5, "0"): (0.55, 0.56),
+            (0.0, "0.5"): (0.60, 0.61), (0.5, "0.5"): (0.70, 0.73)}
+    rows = []
+    for r in res["rows"]:
+        r = {**r, "beta": "0.5" if r["beta"] == "alpha" else r["beta"]}
+        r["accuracy"] = accs[(r["alpha"], r["beta"])][r["seed"]]
+        if not (drop_plain and r["beta"] == "0"):
+            rows.append(r)
+    res.update(rows=rows, aggregate=sweep_aggregate(rows))
+    write_json(dest / "results.json", res)
+    return res
+
+
+def lead_pt(text):
+    return re.search(r"([+-]\d+\.\d\d) (?:± \d+\.\d\d )?pt", text).group(1)
+
+
+@pytest.mark.parametrize("drop_plain, base_text, label, lead", [
+    (False, "the scratch student (α = 0, β = 0, no distillation)",
+     "student α=0 (no distillation)", "+20.50"),
+    (True, "α = 0 at β = 0.5 (no distillation; the sweep has no β = 0 run)",
+     "student α=0, β=0.5 (no distillation)", "+11.00"),
+])
+def test_report_and_headline_state_the_same_lead_when_beta_helps(
+        sweep_dir, tmp_path, drop_plain, base_text, label, lead):
+    res = relabelled_sweep(sweep_dir, tmp_path / "sweep", drop_plain)
+    md = to_markdown(build_report(tmp_path / "sweep"))
+    line = headline(res)[-1]
+    verdict = next(p for p in md.splitlines() if p.startswith("Best setting:"))
+    assert "**α = 0.5, β = 0.5**" in verdict
+    assert line.startswith(f"lead over {base_text}: ")
+    assert f"Its lead over {base_text}, paired by seed, is " in verdict
+    assert lead_pt(line) == lead_pt(verdict) == lead
+    rows = md_tables(md)["Teacher vs student"]
+    assert [r[0] for r in rows[1:]] == ["student α=0.5, β=0.5 (best)", label]

@@ -6,10 +6,12 @@ headline, read from the sweep's results."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.stats import by_seed, paired_difference
 from rsdistill.io import read_json
+from rsdistill.losses import resolve_beta
 from rsdistill.runtime.rundir import (
     COMPARE_RESULTS, MODEL_FILE, STUDY_FILE, SWEEP_FILE, SWEEP_RESULTS,
 )
@@ -18,17 +20,21 @@ STUDY_SWEEP = "sweep"
 STUDY_TEACHER = "teacher"
 
 
-def best_setting(results: dict) -> dict:
-    """The aggregate row (α, β, means over seeds) with the best mean accuracy."""
-    return max(results["aggregate"], key=lambda r: (r["accuracy_mean"], r["f1_macro_mean"]))
+def best_of(settings: list[dict]) -> dict:
+    """The setting (an aggregate row: means over seeds) with the best mean accuracy; macro
+    F1 breaks a tie, then the first row wins."""
+    return max(settings, key=lambda r: (r["accuracy_mean"], r["f1_macro_mean"]))
+
+
+def setting_runs(rows: list[dict], setting: dict) -> list[dict]:
+    """The per-seed rows of one (α, β) setting."""
+    return [r for r in rows if r["alpha"] == setting["alpha"] and r["beta"] == setting["beta"]]
 
 
 def best_sweep_runs(results: dict) -> tuple[str, list[str]]:
     """(label, run paths relative to the sweep) of the best setting, lowest seed first."""
-    best = best_setting(results)
-    rows = sorted((r for r in results["rows"]
-                   if r["alpha"] == best["alpha"] and r["beta"] == best["beta"]),
-                  key=lambda r: r["seed"])
+    best = best_of(results["aggregate"])
+    rows = sorted(setting_runs(results["rows"], best), key=lambda r: r["seed"])
     return f"α = {best['alpha']:g}, β = {best['beta']}", [r["run"] for r in rows]
 
 
@@ -76,14 +82,58 @@ def run_dir(path: str | Path) -> tuple[Path, str | None]:
                     f"{chosen} ({label}, seed 0 of {len(runs)}){teacher}")
 
 
-def paired_lead(results: dict, best: dict, base: dict) -> str:
-    """``best``'s accuracy minus ``base``'s of the same seed, and whether that stands out of
-    the seed noise (``stats.paired_difference``), in words."""
-    p = paired_difference(*(by_seed([r for r in results["rows"] if r["alpha"] == s["alpha"]
-                                     and r["beta"] == s["beta"]]) for s in (best, base)))
+class Lead(NamedTuple):
+    """The best setting against the student trained without rsdistill, paired by seed:
+    what the study's headline and the sweep's report both state."""
+    best: dict
+    base: dict | None     # the α = 0 setting it is measured against; None: no α = 0 run
+    plain: bool           # base is the plain scratch student (α = 0, β = 0)
+    paired: dict | None   # stats.paired_difference of best − base; None without a base
+
+
+def _is_plain(setting: dict) -> bool:
+    # β = alpha at α = 0 is β = 0: the grid trains that cell once, as the plain student.
+    return setting["alpha"] == 0 and resolve_beta(setting["beta"], 0.0) == 0
+
+
+def baseline(aggregate: list[dict], best: dict) -> tuple[dict | None, bool]:
+    """(the baseline setting, whether it is the plain scratch student). The baseline is
+    what a user gets without rsdistill, α = 0 and β = 0; a grid without β = 0 falls back to
+    α = 0 at ``best``'s β (the nuclear norm alone)."""
+    plain = sorted((r for r in aggregate if _is_plain(r)), key=lambda r: r["beta"] != "0")
+    if plain:
+        return plain[0], True
+    return next((r for r in aggregate if r["alpha"] == 0 and r["beta"] == best["beta"]),
+                None), False
+
+
+def paired_with(rows: list[dict], setting: dict, base: dict) -> dict:
+    """``setting``'s accuracy minus ``base``'s of the same seed (``stats.paired_difference``)."""
+    return paired_difference(by_seed(setting_runs(rows, setting)),
+                             by_seed(setting_runs(rows, base)))
+
+
+def scratch_lead(results: dict) -> Lead:
+    """The best setting of a sweep's results and its lead over the baseline (``baseline``)."""
+    best = best_of(results["aggregate"])
+    base, plain = baseline(results["aggregate"], best)
+    paired = None if base is None else paired_with(results["rows"], best, base)
+    return Lead(best, base, plain, paired)
+
+
+def baseline_text(lead: Lead) -> str:
+    """Which baseline ``lead`` is measured against, in words (``lead.base`` is set)."""
+    if lead.plain:
+        return "the scratch student (α = 0, β = 0, no distillation)"
+    return f"α = 0 at β = {lead.base['beta']} (no distillation; the sweep has no β = 0 run)"
+
+
+def paired_lead(lead: Lead) -> str:
+    """``lead``'s paired difference and whether it stands out of the seed noise, in words."""
+    p = lead.paired
     if p["distinguishable"] is None:
-        lead = 100 * (best["accuracy_mean"] - base["accuracy_mean"])
-        return f"{lead:+.2f} pt (fewer than two seeds pair them: seed noise cannot be judged)"
+        diff = 100 * (lead.best["accuracy_mean"] - lead.base["accuracy_mean"])
+        return f"{diff:+.2f} pt (fewer than two seeds pair them: seed noise cannot be judged)"
     where = "beyond" if p["distinguishable"] else "within"
     return (f"{100 * p['mean']:+.2f} ± {100 * p['std']:.2f} pt paired by seed over "
             f"{p['seeds']} seeds ({where} the seed noise: 95 % interval ± "
@@ -91,21 +141,22 @@ def paired_lead(results: dict, best: dict, base: dict) -> str:
 
 
 def headline(results: dict) -> list[str]:
-    """The study's result in three lines: teacher, best student and its lead over α = 0
-    (same β), paired by seed, with whether its 95 % interval excludes 0."""
+    """The study's result in three lines: teacher, best student and its lead over the
+    scratch student (``scratch_lead``), paired by seed, with whether its 95 % interval
+    excludes 0."""
     lines = []
     teacher = results.get("teacher")
     if teacher:
         lines.append(f"teacher {teacher['model']}: test accuracy {100 * teacher['accuracy']:.2f} %")
-    best = best_setting(results)
-    n = best["seeds"]
+    lead = scratch_lead(results)
+    best, n = lead.best, lead.best["seeds"]
     lines.append(f"best student {results['student']['model']} (α = {best['alpha']:g}, β = "
                  f"{best['beta']}): {100 * best['accuracy_mean']:.2f} ± "
                  f"{100 * best['accuracy_std']:.2f} % over {n} seed{'s' if n != 1 else ''}")
-    base = next((r for r in results["aggregate"]
-                 if r["alpha"] == 0 and r["beta"] == best["beta"]), None)
-    if base is not None and base is not best:
-        lines.append(f"lead over α = 0 (no distillation): {paired_lead(results, best, base)}")
-    elif base is best:
+    if lead.base is None:
+        return lines
+    if best["alpha"] == 0:
         lines.append("no α > 0 beats α = 0 (training on the labels alone)")
+    else:
+        lines.append(f"lead over {baseline_text(lead)}: {paired_lead(lead)}")
     return lines

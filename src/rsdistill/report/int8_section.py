@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from rsdistill.experiments.locate import best_sweep_runs  # noqa: F401 (the int8 section's choice)
+from rsdistill.experiments.locate import best_of, best_sweep_runs  # noqa: F401 (the int8 section's choice)
 from rsdistill.experiments.records import load_run_config
 from rsdistill.export.quantize import QuantizeRequest, quantize_onnx
 from rsdistill.io import write_json
@@ -23,7 +23,7 @@ THREADS = 1  # batch-1 latency of an edge deployment: one core
 
 def best_compare_runs(results: dict) -> tuple[str, list[str]]:
     """(label, run paths) of the compared method with the best mean accuracy."""
-    best = max(results["methods"], key=lambda r: (r["accuracy_mean"], r["f1_macro_mean"]))
+    best = best_of(results["methods"])
     return best["method"], [r["run"] for r in results["rows"] if r["method"] == best["method"]]
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from rsdistill.errors import RsdistillError
-from rsdistill.experiments.stats import by_seed, paired_difference
+from rsdistill.experiments.locate import (
+    Lead, baseline_text, best_of, paired_with, scratch_lead, setting_runs,
+)
 from rsdistill.io import atomic_write_text, read_json, write_json
 from rsdistill.report import plots
 from rsdistill.report.blocks import (
@@ -42,46 +44,28 @@ def _mix_text(data_cfg: dict) -> str:
     return "" if mode == "none" else f" (plus {mode}, Beta({data_cfg.get('mix_alpha')}), on every batch)"
 
 
-def _best(aggregate: list[dict]) -> dict:
-    return max(aggregate, key=lambda r: (r["accuracy_mean"], r["f1_macro_mean"]))
-
-
-def _baseline(aggregate: list[dict]) -> dict | None:
-    return next((r for r in aggregate if r["alpha"] == 0 and r["beta"] == "0"), None) or \
-        next((r for r in aggregate if r["alpha"] == 0), None)
-
-
-def lead_verdict(best: dict, base: dict | None, paired: dict | None = None) -> str:
-    """The best setting's lead over α = 0, judged on the seeds' paired differences
-    (``paired``: ``stats.paired_difference``); without two paired seeds it is not judged."""
+def lead_verdict(lead: Lead) -> str:
+    """The best setting's lead over the baseline (``locate.scratch_lead``, the same as the
+    study's headline), judged on the seeds' paired differences; without two paired seeds
+    it is not judged."""
+    best, base, paired = lead.best, lead.base, lead.paired
     if base is None:
         return "α = 0 is not in the sweep, so the lead over training without distillation is unknown."
     if best["alpha"] == 0:
         return "The best setting is α = 0: distillation did not beat training without it."
+    over = baseline_text(lead)
     diff = best["accuracy_mean"] - base["accuracy_mean"]
     if best["seeds"] < 2:
-        return (f"Its lead over α = 0 is {100 * diff:+.2f} pt with one seed, so seed noise "
+        return (f"Its lead over {over} is {100 * diff:+.2f} pt with one seed, so seed noise "
                 "cannot be judged; run more seeds.")
     if paired is not None and paired["distinguishable"] is not None:
         verdict = ("is distinguishable from seed noise" if paired["distinguishable"] else
                    "is **not distinguishable from seed noise**")
-        return (f"Its lead over α = 0, paired by seed, is {100 * paired['mean']:+.2f} ± "
+        return (f"Its lead over {over}, paired by seed, is {100 * paired['mean']:+.2f} ± "
                 f"{100 * paired['std']:.2f} pt over {paired['seeds']} seeds (95 % interval "
                 f"± {100 * paired['ci95']:.2f} pt), which {verdict}.")
-    return (f"Its lead over α = 0 is {100 * diff:+.2f} pt, but no two seeds pair it with "
+    return (f"Its lead over {over} is {100 * diff:+.2f} pt, but no two seeds pair it with "
             "α = 0, so seed noise cannot be judged.")
-
-
-def _runs(rows: list[dict], alpha: float, beta: str) -> list[dict]:
-    return [r for r in rows if r["alpha"] == alpha and r["beta"] == beta]
-
-
-def paired_vs_scratch(rows: list[dict], setting: dict, base: dict | None) -> dict | None:
-    """``setting``'s accuracy minus the α = 0 student's, paired by seed."""
-    if base is None:
-        return None
-    return paired_difference(by_seed(_runs(rows, setting["alpha"], setting["beta"])),
-                             by_seed(_runs(rows, base["alpha"], base["beta"])))
 
 
 def paired_blocks(agg: list[dict], rows: list[dict], base: dict | None, n_test: int
@@ -92,7 +76,7 @@ def paired_blocks(agg: list[dict], rows: list[dict], base: dict | None, n_test: 
         return []
     table = []
     for r in distilled:
-        p = paired_vs_scratch(rows, r, base)
+        p = paired_with(rows, r, base)
         table.append([f"{r['alpha']:g}", r["beta"], str(p["seeds"]), paired_cell(p),
                       verdict_cell(p)])
     return [Block("h2", "Distilled − scratch, paired by seed"),
@@ -106,17 +90,22 @@ def sweep_curve_panels(sweep_dir: Path, agg: list[dict], rows: list[dict], base:
     """Per β: the scratch student (α = 0) and the most accurate distilled α."""
     if base is None:
         return []
-    scratch = [sweep_dir / r["run"] for r in _runs(rows, base["alpha"], base["beta"])]
+    scratch = [sweep_dir / r["run"] for r in setting_runs(rows, base)]
     panels = []
     for beta in dict.fromkeys(r["beta"] for r in agg):
         distilled = [r for r in agg if r["beta"] == beta and r["alpha"] > 0]
         if distilled:
-            top = _best(distilled)
+            top = best_of(distilled)
             panels.append((f"best distilled vs scratch, β = {beta}",
                            [("scratch α = 0", scratch),
                             (f"α = {top['alpha']:g}", [sweep_dir / r["run"]
-                                                       for r in _runs(rows, top["alpha"], beta)])]))
+                                                       for r in setting_runs(rows, top)])]))
     return panels
+
+
+def _base_label(lead: Lead) -> str:
+    beta = "" if lead.plain or lead.base is None else f", β={lead.base['beta']}"
+    return f"student α=0{beta} (no distillation)"
 
 
 def build_report(sweep_dir: Path) -> list[Block]:
@@ -127,7 +116,8 @@ def build_report(sweep_dir: Path) -> list[Block]:
     res = read_json(results_file)
     agg, rows, teacher = res["aggregate"], res["rows"], res["teacher"]
     data, student, cfg = res["data"], res["student"], res["config"]
-    best, base = _best(agg), _baseline(agg)
+    lead = scratch_lead(res)
+    best, base = lead.best, lead.base
     # Results written before the method had its own section keep it inside "sweep".
     method = cfg.get("method") or cfg["sweep"]
     figs = sweep_dir / FIGURES_DIR
@@ -163,7 +153,7 @@ def build_report(sweep_dir: Path) -> list[Block]:
         tv.append([f"teacher {teacher['model']}", pct(teacher["precision_macro"]),
                    pct(teacher["recall_macro"]), pct(teacher["f1_macro"]), pct(teacher["accuracy"])])
     for label, r in ((f"student α={best['alpha']:g}, β={best['beta']} (best)", best),
-                     ("student α=0 (no distillation)", base)):
+                     (_base_label(lead), base)):
         if r is None:
             continue
         tv.append([label, *(pm_of(r, k) for k in ("precision_macro", "recall_macro", "f1_macro",
@@ -173,7 +163,7 @@ def build_report(sweep_dir: Path) -> list[Block]:
     blocks.append(Block("p", (
         f"Best setting: **α = {best['alpha']:g}, β = {best['beta']}** with accuracy "
         f"{pm_of(best, 'accuracy')} % ({seeds_text(best['seeds'])}). "
-        + lead_verdict(best, base, paired_vs_scratch(rows, best, base)))))
+        + lead_verdict(lead))))
     blocks += paired_blocks(agg, rows, base, sp["test"])
     speed = _read_speed(sweep_dir)
     if speed is not None:
@@ -192,7 +182,7 @@ def build_report(sweep_dir: Path) -> list[Block]:
 
     plots.alpha_curve(agg, "f1_macro", "macro F1", figs / "alpha_f1.png", teacher, base)
     plots.alpha_curve(agg, "accuracy", "accuracy", figs / "alpha_accuracy.png", teacher, base)
-    best_run = next(r["run"] for r in rows if r["alpha"] == best["alpha"] and r["beta"] == best["beta"])
+    best_run = setting_runs(rows, best)[0]["run"]
     best_metrics = read_json(sweep_dir / best_run / METRICS_FILE)
     plots.confusion(best_metrics["confusion_matrix"], data["classes"],
                     f"best student ({best_run}), test split", figs / "confusion_best.png")
@@ -255,9 +245,7 @@ def measure_sweep_speed(sweep_dir: Path, threads: int = 1, retime: bool = False)
     teacher = res["config"]["sweep"].get("teacher")
     if not teacher or not res.get("teacher"):
         return None
-    best = _best(res["aggregate"])
-    best_run = next(r["run"] for r in res["rows"]
-                    if r["alpha"] == best["alpha"] and r["beta"] == best["beta"])
+    best_run = setting_runs(res["rows"], best_of(res["aggregate"]))[0]["run"]
     student = sweep_dir / best_run
     old = _read_speed(sweep_dir)
     if old and not retime and old["threads"] == threads and \
