@@ -10,7 +10,8 @@ import pytest
 
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.locate import baseline, headline, report_dir, run_dir, scratch_lead
-from rsdistill.experiments.sweep import sweep_eta
+from rsdistill.experiments.backends.trial import Schedule
+from rsdistill.experiments.sweep import batch_eta
 from rsdistill.io import write_json
 
 
@@ -132,8 +133,9 @@ def test_beta_alpha_at_alpha_zero_is_the_plain_scratch_student():
     assert baseline([best], best) == (None, False)
 
 
-@pytest.mark.parametrize("seed, epochs_left, minutes", [(0, 5, 10 + 20), (2, 5, 10), (1, 0, 20)])
-def test_sweep_eta_counts_the_waves_after_this_seed(seed, epochs_left, minutes):
+@pytest.mark.parametrize("place, epochs_left, left", [
+    (0, 5, "30 min 00 s"), (2, 5, "10 min 00 s"), (1, 0, "20 min 00 s")])
+def test_batch_eta_counts_the_waves_after_this_trial(place, epochs_left, left):
     # 3 seeds, 2 at a time, 10 epochs of 2 min: seeds 0 and 1 first, then seed 2.
-    text = sweep_eta(seed, (0, 1, 2), 2, 10)(epochs_left, 120.0)
-    assert re.fullmatch(rf"sweep done at about \d\d:\d\d UTC \(~{minutes} min\)", text), text
+    text = batch_eta(Schedule("sweep", place, 3, 2), 10)(epochs_left, 120.0)
+    assert re.fullmatch(rf"sweep done at about \d\d:\d\d UTC \({left} left\)", text), text

@@ -4,8 +4,11 @@ unknown before a training stage has been timed; stage lines from a fake clock.""
 from __future__ import annotations
 
 import logging
+import re
 
+from rsdistill.experiments.backends.trial import Schedule
 from rsdistill.experiments.study import StudyConfig, study_stages
+from rsdistill.experiments.sweep import batch_eta
 from rsdistill.experiments.study_progress import (
     Stage, StudyProgress, duration, eta_seconds, seconds_per_epoch, stage_done_line,
 )
@@ -26,8 +29,9 @@ def test_the_eta_is_the_pace_times_the_epochs_left():
     assert seconds_per_epoch(STAGES, took) == 2.0
     assert eta_seconds(STAGES, took) == 150.0  # 75 sweep epochs
     line = stage_done_line(STAGES, "teacher", took, 92.0)
-    assert line == ("stage 2/4 teacher done in 1 min 20 s; study 1 min 32 s so far, "
-                    "ETA 2 min 30 s for the rest (75 epochs at 2.00 s/epoch so far)")
+    assert line.startswith("stage 2/4 teacher done in 1 min 20 s; study 1 min 32 s so far, "
+                           "study done at about ")
+    assert line.endswith("UTC (2 min 30 s left: 75 epochs at 2.00 s/epoch so far)")
 
 
 def test_every_timed_stage_counts_in_the_pace():
@@ -56,7 +60,7 @@ def test_progress_logs_a_line_per_stage_with_a_fake_clock(caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0] == "stage 1/4: data"
     assert lines[1].startswith("stage 1/4 data done in 5 s; study 5 s so far, ETA unknown")
-    assert lines[3].endswith("ETA 1 min 15 s for the rest (75 epochs at 1.00 s/epoch so far)")
+    assert lines[3].endswith("UTC (1 min 15 s left: 75 epochs at 1.00 s/epoch so far)")
     assert lines[5].startswith("stage 3/4 sweep done in 1 min 40 s; study 2 min 25 s so far")
     assert lines[7].startswith("stage 4/4 report done in 1 s; study 2 min 26 s")
 
@@ -66,3 +70,14 @@ def test_the_study_counts_its_stages_epochs():
     assert study_stages(cfg) == STAGES
     cfg.assistant.model, cfg.assistant.epochs = "resnet8x4", 7
     assert [s for s in study_stages(cfg) if s.name == "assistant"] == [Stage("assistant", 7)]
+
+
+def test_the_sweep_and_the_study_write_their_etas_alike():
+    # Both kinds of line land in one study log: one format, the same duration words.
+    eta = re.compile(r"(\w[\w ]*) done at about \d\d:\d\d UTC \((\d+ min \d\d s|\d+ s) left"
+                     r"(: [^)]+)?\)")
+    sweep = batch_eta(Schedule("sweep", 0, 1, 1), 10)(5, 15.0)
+    study = stage_done_line(STAGES, "teacher", {"data": 12.0, "teacher": 80.0}, 92.0)
+    assert eta.fullmatch(sweep).groups() == ("sweep", "1 min 15 s", None)
+    tail = study.split(", ", 1)[1]
+    assert eta.fullmatch(tail).groups()[:2] == ("study", "2 min 30 s")

@@ -23,6 +23,7 @@ import rsdistill.experiments.sweep as sweep_mod
 import rsdistill.training.members as members_mod
 from rsdistill.experiments import procedures
 from rsdistill.experiments.backends import Trial
+from rsdistill.experiments.backends.trial import Schedule
 from rsdistill.data.augment import BatchAugment
 from rsdistill.data.module import DataConfig
 from rsdistill.runtime.rundir import MODEL_FILE, STATE_FILE
@@ -509,3 +510,17 @@ def test_default_jobs_never_exceed_the_thread_budget(monkeypatch):
         assert seeds_mod.default_jobs(1, "cpu") == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_seed_pass_takes_its_eta_from_the_schedule_its_backend_gave(
+        tiny_teacher, tmp_path, tiny_tree3, tiny_cache, monkeypatch):
+    # No training: what counts is the ETA the trainer is handed. Place 1 of 6 run 2 at a
+    # time (a Pareto grid's cells together): its own epochs left, then two more waves.
+    seen = []
+    monkeypatch.setattr(Trainer, "fit", lambda self, resume=False: seen.append(self.eta(1, 30.0)))
+    sweep_mod.fit_seed(tmp_path, data_cfg(tiny_tree3, tiny_cache), train_cfg(),
+                       sweep_cfg(tiny_teacher, seeds=1), 0, cell="eta", resume=False,
+                       progress=False, schedule=Schedule("Pareto grid", 1, 6, 2))
+    (text,) = seen
+    assert EPOCHS == 2  # (1 + 2 × 2 epochs) × 30 s
+    assert text.startswith("Pareto grid done at about ") and text.endswith("UTC (2 min 30 s left)")

@@ -148,7 +148,8 @@ def run_pareto(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, cf
                 resume=not overwrite, overwrite=overwrite, progress=progress, jobs=jobs,
                 label=f"{model}@{size}"))))
         run_trials(TrialBatch([t for *_, plan in plans for t in plan.trials], out, jobs,
-                              train_cfg.precision, train_cfg.device, progress), backend)
+                              train_cfg.precision, train_cfg.device, progress, "Pareto grid"),
+                   backend)
         rows = []
         for model, size, plan in plans:
             rows += cell_rows(cell_dir(out, model, size), model, size, plan.summarize(), cfg)

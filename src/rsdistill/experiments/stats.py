@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import datetime
 import functools
 import io
 import math
@@ -89,10 +88,3 @@ def paired_difference(a: dict[int, float], b: dict[int, float]) -> dict:
 def by_seed(rows: list[dict], key: str = "accuracy") -> dict[int, float]:
     """``{seed: row[key]}`` of one setting's per-seed rows."""
     return {int(r["seed"]): float(r[key]) for r in rows}
-
-
-def eta_text(seconds_left: float, what: str) -> str:
-    """``"sweep done at about 14:31 UTC (~12 min)"`` for a log line."""
-    end = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds_left)
-    left = f"~{seconds_left / 60:.0f} min" if seconds_left >= 90 else f"~{seconds_left:.0f} s"
-    return f"{what} done at about {end:%H:%M} UTC ({left})"

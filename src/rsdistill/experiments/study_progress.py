@@ -10,6 +10,7 @@ ETA is unknown; a stage found complete (a resumed study) is not a measurement.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 from dataclasses import dataclass, field
@@ -56,15 +57,23 @@ def duration(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
-def eta_text(stages: list[Stage], took: dict[str, float | None]) -> str:
+def eta_text(seconds_left: float, what: str, basis: str = "") -> str:
+    """``"sweep done at about 14:31 UTC (12 min 05 s left)"``: the one ETA format of a
+    study's log, in the sweep's epoch lines and the study's stage lines alike."""
+    end = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds_left)
+    return f"{what} done at about {end:%H:%M} UTC ({duration(seconds_left)} left" \
+        f"{': ' + basis if basis else ''})"
+
+
+def study_eta(stages: list[Stage], took: dict[str, float | None]) -> str:
     eta = eta_seconds(stages, took)
     if eta is None:
         return "ETA unknown (no training stage timed yet)"
     left = epochs_left(stages, took)
     if left == 0:
         return "nothing left to train"
-    return (f"ETA {duration(eta)} for the rest ({left} epochs at "
-            f"{seconds_per_epoch(stages, took):.2f} s/epoch so far)")
+    return eta_text(eta, "study", f"{left} epochs at {seconds_per_epoch(stages, took):.2f} "
+                                  "s/epoch so far")
 
 
 def stage_done_line(stages: list[Stage], name: str, took: dict[str, float | None],
@@ -74,7 +83,7 @@ def stage_done_line(stages: list[Stage], name: str, took: dict[str, float | None
     spent = took[name]
     how = "already complete" if spent is None else f"done in {duration(spent)}"
     return (f"stage {index}/{len(stages)} {name} {how}; study {duration(elapsed)} so far, "
-            f"{eta_text(stages, took)}")
+            f"{study_eta(stages, took)}")
 
 
 @dataclass

@@ -24,8 +24,9 @@ from rsdistill.experiments.grid import SweepConfig, beta_label, member_name, upg
 from rsdistill.experiments.procedures import prepared_once, resolve_settings
 from rsdistill.experiments.records import check_grid_dir, check_resume, run_record
 from rsdistill.experiments.backends import BackendConfig, Trial, TrialBatch, run_trials
-from rsdistill.experiments.seeds import default_jobs
-from rsdistill.experiments.stats import SCORE_KEYS, eta_text, mean_std, write_csv
+from rsdistill.experiments.backends.trial import Schedule
+from rsdistill.experiments.stats import SCORE_KEYS, mean_std, write_csv
+from rsdistill.experiments.study_progress import eta_text
 from rsdistill.experiments.teacher import teacher_summary
 from rsdistill.io import atomic_write_text, read_json, write_json
 from rsdistill.losses import MethodConfig
@@ -68,7 +69,7 @@ def run_sweep(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig, swe
     with sweep_plan(out, data_cfg, train_cfg, sweep, resume=resume, progress=progress,
                     jobs=jobs, overwrite=overwrite) as plan:
         run_trials(TrialBatch(plan.trials, plan.out, jobs, train_cfg.precision,
-                              train_cfg.device, progress), backend)
+                              train_cfg.device, progress, "sweep"), backend)
         return plan.summarize()
 
 
@@ -99,14 +100,10 @@ def sweep_plan(out: str | Path, data_cfg: DataConfig, train_cfg: TrainConfig,
         names = [member_name(a, b) for a, b in members]
         # resume=True: the directory was checked above, so a seed's last.pt is this
         # sweep's, and a retried trial continues it.
-        todo = tuple(seed for seed in range(sweep.seeds)
-                     if not all((seed_dir(out, seed) / n / METRICS_FILE).is_file() for n in names))
-        # The ETA assumes the local pool's parallelism; another backend only shifts it.
-        waves = (todo, max(1, min(jobs or default_jobs(sweep.seeds, train_cfg.device), len(todo))))
         trials = [Trial(f"{label + ' ' if label else ''}seed {seed}", seed_dir(out, seed),
                         tuple(seed_dir(out, seed) / n / METRICS_FILE for n in names),
                         functools.partial(fit_seed, out, data_cfg, train_cfg, sweep, seed, cell=cell,
-                                          resume=True, schedule=waves if seed in todo else None))
+                                          resume=True))
                   for seed in range(sweep.seeds)]
         yield SweepPlan(out, trials, functools.partial(summarize, out, sweep, owner, train_cfg,
                                                        record, described))
@@ -127,11 +124,11 @@ def check_sweep_dir(out: Path, record: dict, resume: bool, overwrite: bool) -> N
 
 def fit_seed(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: SweepConfig,
              seed: int, *, cell: str, resume: bool, progress: bool, thread_budget=None,
-             announce: bool = True, schedule: tuple[tuple[int, ...], int] | None = None) -> None:
+             announce: bool = True, schedule: Schedule | None = None) -> None:
     """One seed's students in one fused pass into ``out/seed<k>/<member>/``.
 
     ``thread_budget``: called before every epoch for the intra-op threads to use.
-    ``schedule``: (the seeds to train, in order; how many at a time), for the ETA.
+    ``schedule``: the seed's place in the batch its backend runs, for the ETA.
     ``cell``: the sweep's name for ``prepared_once`` (its seeds share the teacher and data).
     """
     teacher, view, data = prepared_once(cell, data_cfg, sweep.teacher, False)
@@ -154,17 +151,18 @@ def fit_seed(out: Path, data_cfg: DataConfig, train_cfg: TrainConfig, sweep: Swe
                           announce=announce, teacher_file=resolve_model_path(sweep.teacher))
         trainer.thread_budget = thread_budget
         if schedule is not None:
-            trainer.eta = sweep_eta(seed, *schedule, cfg.epochs)
+            trainer.eta = batch_eta(schedule, cfg.epochs)
         trainer.fit(resume=resume)
 
 
-def sweep_eta(seed: int, todo: tuple[int, ...], jobs: int, epochs: int):
-    """The sweep's ETA as seen by ``seed``'s pass: its epochs left, then the waves of
-    ``jobs`` seeds that start after its own, each as long as its epochs."""
-    waves_after = -(-len(todo) // jobs) - 1 - todo.index(seed) // jobs
+def batch_eta(schedule: Schedule, epochs: int):
+    """The ETA of the batch (a sweep's seeds, a Pareto grid's cells' seeds) as seen by one
+    seed's pass: its epochs left, then the waves of trials that start after its own, each
+    as long as its ``epochs`` at its pace."""
+    waves_after = schedule.waves_after()
 
     def eta(epochs_left: int, epoch_seconds: float) -> str:
-        return eta_text((epochs_left + waves_after * epochs) * epoch_seconds, "sweep")
+        return eta_text((epochs_left + waves_after * epochs) * epoch_seconds, schedule.what)
     return eta
 
 

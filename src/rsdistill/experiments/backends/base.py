@@ -46,6 +46,7 @@ class TrialBatch:
     precision: str = "auto"
     device: str = "cpu"
     progress: bool = True
+    what: str = "grid"        # the grid in its ETA's words: "sweep", "Pareto grid"
 
 
 # name -> run(batch, cfg): yields (trial, result) as each trial finishes; raises on a

@@ -13,12 +13,15 @@ import logging
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
 from typing import Iterator
 
 import torch
 
 from rsdistill.experiments.backends.base import BACKENDS, BackendConfig, TrialBatch
-from rsdistill.experiments.backends.trial import Trial, TrialResult, enter_worker, execute_trial
+from rsdistill.experiments.backends.trial import (
+    Trial, TrialResult, enter_worker, execute_trial, scheduled,
+)
 from rsdistill.experiments.seeds import core_budget, default_jobs, jobs_note, usable_cores
 from rsdistill.runtime.precision import resolve_precision
 from rsdistill.runtime.processes import die_with_parent
@@ -70,6 +73,7 @@ def _local_jobs(batch: TrialBatch, cfg: BackendConfig) -> int:
 @BACKENDS.register("local")
 def run_local(batch: TrialBatch, cfg: BackendConfig) -> Iterator[tuple[Trial, TrialResult]]:
     jobs = _local_jobs(batch, cfg)
+    batch = replace(batch, trials=scheduled(batch.trials, batch.what, jobs))
     if jobs == 1:
         if cfg.cpus_per_trial:
             torch.set_num_threads(cfg.cpus_per_trial)

@@ -26,6 +26,7 @@ from rsdistill.experiments.backends.trial import (
     enter_worker,
     execute_trial,
     new_token,
+    scheduled,
     not_shared_error,
 )
 from rsdistill.experiments.seeds import usable_cores
@@ -101,6 +102,16 @@ def _check_fits(ray, cpus: int, gpus: float) -> None:
                           "--gpus-per-trial")
 
 
+def _slots(ray, cpus: int, gpus: float) -> int:
+    """Trials the cluster runs at once: on each live node, as many as its CPUs (and GPUs)
+    hold."""
+    total = 0
+    for r in (n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")):
+        fit = int(r.get("CPU", 0) // cpus)
+        total += min(fit, int(r.get("GPU", 0) // gpus)) if gpus else fit
+    return max(1, total)
+
+
 def _failure(ray, exc: Exception, trial: Trial, retries: int) -> Exception:
     """What a failed trial raises in the driver: the trial's own error where it raised one,
     else one line saying the worker died and how to continue."""
@@ -134,15 +145,16 @@ def run_ray(batch: TrialBatch, cfg: BackendConfig) -> Iterator[tuple[Trial, Tria
     try:
         cpus = cfg.cpus_per_trial or 1
         _check_fits(ray, cpus, cfg.gpus_per_trial)
+        trials = scheduled(batch.trials, batch.what, _slots(ray, cpus, cfg.gpus_per_trial))
         atomic_write_text(Path(token.path), token.value)
         task = ray.remote(_ray_trial)
         options = dict(num_cpus=cpus, num_gpus=cfg.gpus_per_trial, max_retries=cfg.max_retries,
                        retry_exceptions=False)
         level = logging.getLogger("rsdistill").getEffectiveLevel()
         refs = {task.options(name=t.label, **options).remote(t, cpus, token, level): t
-                for t in batch.trials}
-        log.info("%d trials on Ray (%g CPUs in the cluster), %d CPU(s)%s each", len(refs),
-                 ray.cluster_resources().get("CPU", 0), cpus,
+                for t in trials}
+        log.info("%d trials on Ray (%g CPUs in the cluster), %d at a time, %d CPU(s)%s each",
+                 len(refs), ray.cluster_resources().get("CPU", 0), trials[0].schedule.slots, cpus,
                  f" and {cfg.gpus_per_trial:g} GPU(s)" if cfg.gpus_per_trial else "")
         yield from _collect(ray, refs, cfg, batch.out)
     finally:

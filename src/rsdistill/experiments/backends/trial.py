@@ -13,7 +13,7 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,15 +25,39 @@ from rsdistill.runtime.rundir import CLUSTER_TOKEN_FILE, STATE_FILE
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """Where a trial stands among its batch's trials still to run, for an ETA. The backend
+    starts them in this order, ``slots`` at a time: the concurrency it runs them with."""
+    what: str    # the batch, in the ETA's words: "sweep", "Pareto grid"
+    place: int   # 0-based
+    count: int
+    slots: int
+
+    def waves_after(self) -> int:
+        """Waves of ``slots`` trials that start after this trial's own."""
+        return -(-self.count // self.slots) - 1 - self.place // self.slots
+
+
+@dataclass(frozen=True)
 class Trial:
     label: str                      # what it is, e.g. "resnet8@32 seed 1"
     run_dir: Path                   # holds its last.pt: where a retry resumes
     results: tuple[Path, ...]       # its metrics.json files; all present = done
-    # fn(progress=, thread_budget=, announce=): trains (resuming); picklable.
+    # fn(progress=, thread_budget=, announce=, schedule=): trains (resuming); picklable.
     fn: Callable[..., Any]
+    # Set by the backend that runs it (``scheduled``); None outside a backend.
+    schedule: Schedule | None = None
 
     def done(self) -> bool:
         return all(p.is_file() for p in self.results)
+
+
+def scheduled(trials: list[Trial], what: str, slots: int) -> list[Trial]:
+    """``trials`` with their places in a run of ``slots`` at a time (at most all of them):
+    a backend calls it with the concurrency it runs them with, the one number an ETA needs."""
+    slots = max(1, min(slots, len(trials)))
+    return [replace(t, schedule=Schedule(what, i, len(trials), slots))
+            for i, t in enumerate(trials)]
 
 
 @dataclass(frozen=True)
@@ -91,7 +115,8 @@ def execute_trial(trial: Trial, *, progress: bool = False,
         check_token(token)
     resumed = (Path(trial.run_dir) / STATE_FILE).is_file()
     start = time.perf_counter()
-    trial.fn(progress=progress, thread_budget=thread_budget, announce=announce)
+    trial.fn(progress=progress, thread_budget=thread_budget, announce=announce,
+             schedule=trial.schedule)
     return TrialResult(trial.label, socket.gethostname(), os.getpid(),
                        time.perf_counter() - start, resumed)
 
