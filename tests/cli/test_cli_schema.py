@@ -12,7 +12,10 @@ from rsdistill.cli import common
 from rsdistill.cli.main import build_parser
 from rsdistill.cli.schema_args import SOURCE_ATTR, cli_fields, flags_of, shown_default
 from rsdistill.config import cli_option, option
+from rsdistill.cli.backend_options import backend_config
 from rsdistill.data.module import DataConfig
+from rsdistill.errors import ConfigError
+from rsdistill.experiments.backends import BackendConfig
 from rsdistill.experiments.compare import CompareConfig
 from rsdistill.experiments.grid import SweepConfig
 from rsdistill.experiments.pareto import ParetoConfig
@@ -21,7 +24,14 @@ from rsdistill.losses import MethodConfig
 from rsdistill.training.config import TrainConfig
 
 SCHEMAS = (TrainConfig, DataConfig, MethodConfig, SweepConfig, CompareConfig, ParetoConfig,
-           StudySweep)
+           StudySweep, BackendConfig)
+
+# The commands that run a grid, with what each needs to parse; each takes the backend's
+# options (BackendConfig).
+GRID_COMMANDS = {"sweep": ["--teacher", "t", "--student", "resnet8", "--out", "o"],
+                 "pareto": ["--teacher", "t", "--out", "o"],
+                 "compare": ["--student", "resnet8", "--out", "o"],
+                 "run": []}
 
 
 def parsers(parser: argparse.ArgumentParser, name: str = "rsdistill"):
@@ -127,3 +137,42 @@ def test_a_field_with_metadata_is_a_new_option(monkeypatch, capsys):
     base = ["train", "--dataset", "ucmerced", "--model", "resnet8", "--out", "o"]
     assert common.data_config(parser.parse_args(base)).knob_level == 7
     assert common.data_config(parser.parse_args([*base, "--knob-level", "9"])).knob_level == 9
+
+
+def test_every_backend_field_is_an_option_of_every_grid_command():
+    """A BackendConfig field without option(...) metadata would be settable from no
+    command: each field must be generated, with its help stating the field's default."""
+    commands = dict(parsers(build_parser()))
+    fields = {f.name: f for f in dataclasses.fields(BackendConfig)}
+    for command in GRID_COMMANDS:
+        actions = {getattr(a, SOURCE_ATTR)[1]: a
+                   for a in generated(commands[f"rsdistill {command}"])
+                   if getattr(a, SOURCE_ATTR)[0] is BackendConfig}
+        assert sorted(actions) == sorted(fields), command
+        for name, action in actions.items():
+            opt = cli_option(fields[name])
+            default = fields[name].default
+            stated = opt.shown if isinstance(opt.shown, str) else shown_default(default)
+            assert f"(default {stated})" in action.help % {}, (command, action.option_strings)
+    flags = {a.option_strings[0] for a in generated(commands["rsdistill sweep"])
+             if getattr(a, SOURCE_ATTR)[0] is BackendConfig}
+    assert flags == {"--backend", "--ray-address", "--cpus-per-trial", "--gpus-per-trial",
+                     "--max-retries"}
+
+
+@pytest.mark.parametrize("command", sorted(GRID_COMMANDS))
+def test_backend_options_not_given_leave_the_dataclass_defaults(command):
+    args = build_parser().parse_args([command, *GRID_COMMANDS[command]])
+    assert backend_config(args) == BackendConfig()
+
+
+def test_backend_choices_come_from_the_registry_and_values_are_checked(capsys):
+    base = ["sweep", *GRID_COMMANDS["sweep"]]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*base, "--backend", "spark"])
+    err = capsys.readouterr().err
+    assert "invalid choice: 'spark'" in err and "'local'" in err and "'ray'" in err
+    with pytest.raises(ConfigError, match="^--cpus-per-trial must be >= 1, got 0$"):
+        backend_config(build_parser().parse_args([*base, "--cpus-per-trial", "0"]))
+    with pytest.raises(ConfigError, match="^--ray-address needs --backend ray$"):
+        backend_config(build_parser().parse_args([*base, "--ray-address", "auto"]))

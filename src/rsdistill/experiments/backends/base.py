@@ -6,22 +6,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from rsdistill.config import option
 from rsdistill.errors import ConfigError
 from rsdistill.experiments.backends.trial import Trial, TrialResult
 from rsdistill.registry import Registry
 
 
+# name -> run(batch, cfg) (see ``Backend`` below); made before BackendConfig, whose
+# --backend offers its names.
+BACKENDS: Registry[Backend] = Registry("backend")
+
+
 @dataclass(frozen=True)
 class BackendConfig:
-    name: str = "local"
-    # Ray: "auto" (the cluster this machine belongs to) or HOST:PORT; None starts a Ray
-    # instance on this machine's cores for the grid.
-    address: str | None = None
+    """Where a grid's trials run; each field is a command-line option (schema_args)."""
+
+    name: str = option("local", flag="--backend", choices=BACKENDS.names,
+                       help="local: processes on this machine; ray: a Ray cluster "
+                            "(pip install 'rsdistill[ray]')")
+    # None starts a Ray instance on this machine's cores for the grid.
+    address: str | None = option(
+        None, flag="--ray-address", metavar="auto|HOST:PORT",
+        shown="none: start Ray on this machine's cores for this run",
+        help="the Ray cluster to join ('auto': the one this machine belongs to)")
     # None: local = the thread budget shared by the trials running; Ray = 1.
-    cpus_per_trial: int | None = None
-    gpus_per_trial: float = 0.0
-    # Times a trial whose worker died is run again (from its last.pt).
-    max_retries: int = 3
+    cpus_per_trial: int | None = option(
+        None, shown="Ray 1; local: the cores shared by the trials running",
+        help="CPUs (and intra-op threads) of each trial")
+    gpus_per_trial: float = option(0.0, help="GPUs of each trial on Ray, fractions allowed")
+    max_retries: int = option(3, help="times a trial whose worker died runs again from its "
+                                      "last.pt")
 
     def validate(self) -> None:
         # A backend may name what it needs installed (``run.check``): refused here, before
@@ -49,7 +63,6 @@ class TrialBatch:
     what: str = "grid"        # the grid in its ETA's words: "sweep", "Pareto grid"
 
 
-# name -> run(batch, cfg): yields (trial, result) as each trial finishes; raises on a
-# trial that failed for good. Closing the iterator early stops the trials still running.
+# run(batch, cfg): yields (trial, result) as each trial finishes; raises on a trial that
+# failed for good. Closing the iterator early stops the trials still running.
 Backend = Callable[[TrialBatch, BackendConfig], Iterator[tuple[Trial, TrialResult]]]
-BACKENDS: Registry[Backend] = Registry("backend")
