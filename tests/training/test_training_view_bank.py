@@ -110,6 +110,56 @@ def test_a_killed_build_continues_at_the_first_missing_round(tmp_path):
     assert build_bank(*args, label, progress=False).computed == 1
 
 
+def _edited(change):
+    """A damage that rewrites the stored entry with ``change`` applied to it."""
+    def damage(path):
+        entry = load_tensors_only(path)
+        change(entry)
+        torch.save(entry, path)
+    return damage
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda f: f.write_bytes(b"PK\x03\x04 cut short"), "empty, truncated or corrupt"),
+    (lambda f: torch.save({"other": torch.zeros(1)}, f), "it holds no view recipes"),
+    (_edited(lambda e: e["recipes"].pop("lam")), "its view recipes lack lam"),
+    (_edited(lambda e: e["recipes"].update(rows=e["recipes"]["rows"] + 1)),
+     "its views are of other training images"),
+    (_edited(lambda e: e["recipes"].update(box=e["recipes"]["box"][:3])),
+     "its view recipes box are not one per view"),
+    (_edited(lambda e: e.update(logits=e["logits"][:3])), "its logits are (3, 3), not float32"),
+])
+def test_a_stored_round_is_read_or_named_in_one_warning_and_labelled_again(
+        damage, reason, tmp_path, caplog):
+    rows = torch.arange(0, 20, 2)
+    calls = []
+
+    def label(recipes, step):
+        calls.append(recipes)
+        return recipes.lam.unsqueeze(1).repeat(1, 3)
+
+    args = (tmp_path, "k" * 32, 2, 7, rows, BatchAugment(), BatchMix("mixup", 1.0, 0.5))
+    with caplog.at_level("WARNING", logger="rsdistill"):
+        first = build_bank(*args, label, progress=False)  # absent: labelled, no warning
+        assert first.computed == 2 and not caplog.records
+        assert build_bank(*args, label, progress=False).computed == 0  # read back
+    kept = round_path(tmp_path, "k" * 32, 1)
+    damage(kept)
+    calls.clear()
+    with caplog.at_level("WARNING", logger="rsdistill"):
+        again = build_bank(*args, label, progress=False)
+    assert again.computed == 1 and len(calls) == 1
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message.startswith(f"view bank round {kept} is unusable (")
+    assert reason in message and message.endswith("; labelling it again with the teacher")
+    # The same draws as before, stored again in place of the damaged entry.
+    assert torch.equal(again.recipes[1].partner, first.recipes[1].partner)
+    assert torch.equal(again.logits[1], first.logits[1])
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rsdistill"):
+        assert build_bank(*args, label, progress=False).computed == 0 and not caplog.records
+
+
 def test_a_transfer_set_is_labelled_into_the_bank_and_taught_by_the_teacher_only(
         teacher16, tmp_path, tiny_tree3):
     from tests.conftest import write_class_tree

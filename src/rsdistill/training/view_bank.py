@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -25,11 +25,11 @@ import torch
 from tqdm import tqdm
 
 from rsdistill.data.augment import BatchAugment
+from rsdistill.data.cache import read_cache
 from rsdistill.data.loader import Normalizer
 from rsdistill.data.mix import BatchMix
 from rsdistill.data.recipes import ViewRecipes, render, sample_round
 from rsdistill.io import atomic_torch_save, os_error_of
-from rsdistill.runtime.checkpoint import load_tensors_only
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +61,36 @@ def round_path(folder: Path, key: str, round_no: int) -> Path:
     return Path(folder) / BANK_SUBDIR / key / f"round-{round_no:04d}.pt"
 
 
+def round_problem(entry, rows: torch.Tensor) -> str | None:
+    """Why a stored entry cannot be the round of views of ``rows``, or None. Its name is
+    a hash that covers the rows, but its content is only what the disk holds."""
+    recipes = entry.get("recipes") if isinstance(entry, dict) else None
+    if not isinstance(recipes, dict):
+        return "it holds no view recipes"
+    names = [f.name for f in fields(ViewRecipes)]
+    missing = [n for n in names if not isinstance(recipes.get(n), torch.Tensor)]
+    if missing:
+        return f"its view recipes lack {', '.join(missing)}"
+    stored = recipes["rows"]
+    if stored.shape != rows.shape or stored.dtype != rows.dtype or not torch.equal(stored, rows):
+        return "its views are of other training images"
+    uneven = [n for n in names if recipes[n].shape[:1] != rows.shape]
+    if uneven:
+        return f"its view recipes {', '.join(uneven)} are not one per view"
+    logits = entry.get("logits")
+    if not isinstance(logits, torch.Tensor) or logits.dtype != torch.float32 \
+            or logits.dim() != 2 or logits.shape[0] != rows.numel():
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else "none"
+        return f"its logits are {shape}, not float32 ({rows.numel()}, classes)"
+    return None
+
+
 def _read(path: Path, rows: torch.Tensor) -> tuple[ViewRecipes, torch.Tensor] | None:
-    """A stored round, or None (absent, damaged or for other rows: computed again)."""
-    try:
-        entry = load_tensors_only(path)
-        recipes = ViewRecipes.from_dict(entry["recipes"])
-        logits = entry["logits"]
-        if not torch.equal(recipes.rows, rows) or logits.shape[0] != len(recipes):
-            return None
-        return recipes, logits
-    except Exception:  # never trusted when unreadable
-        return None
+    """A stored round, or None: absent, or unusable (then named in one warning and
+    labelled again)."""
+    entry = read_cache(path, lambda e: round_problem(e, rows), what="view bank round",
+                       redo="labelling it again with the teacher")
+    return None if entry is None else (ViewRecipes.from_dict(entry["recipes"]), entry["logits"])
 
 
 def label_round(teacher: Callable[[torch.Tensor], torch.Tensor], recipes: ViewRecipes,
