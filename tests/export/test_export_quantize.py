@@ -9,6 +9,7 @@ the calibration draw are checked on the same run.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -182,3 +183,64 @@ def test_an_int8_file_is_not_quantized_again(ucm_run, quantized, tmp_path):
         quantize_onnx(ucm_run / "model.int8.onnx", QuantizeRequest(), load_run_config(ucm_run)[0],
                       out=tmp_path / "again.onnx")
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------- an int8 graph ONNX Runtime cannot run
+
+def _refusing(monkeypatch, refused: set[str]):
+    """OnnxRuntimeBackend whose int8 graphs of the ``refused`` activation types fail to
+    run as onnxruntime fails on Lite0 at 32 px (a QLinearConv refusing a 2 × 2 map)."""
+    from rsdistill.export import ort_backend, quantize as quantize_mod
+
+    real_call = ort_backend.OnnxRuntimeBackend.__call__
+
+    def call(self, x):
+        q = self.meta.get("quantization")
+        if q and (json.loads(q) if isinstance(q, str) else q)["activations"] in refused:
+            x = torch.zeros(1, 3, 2, 2)  # onnxruntime refuses it, as it refused Lite0's map
+        return real_call(self, x)
+
+    monkeypatch.setattr(ort_backend.OnnxRuntimeBackend, "__call__", call)
+    monkeypatch.setattr(quantize_mod, "choose_activations", lambda: ("uint8", "auto: test"))
+
+
+def test_auto_takes_the_other_type_when_one_cannot_run(ucm_run, quantized, tmp_path,
+                                                       monkeypatch):
+    _refusing(monkeypatch, {"uint8"})
+    out = tmp_path / "m.int8.onnx"
+    result = quantize_onnx(ucm_run / "model.onnx", QuantizeRequest(allow_drop=True),
+                           load_run_config(ucm_run)[0], out=out, threads=1, latency_runs=2)
+    assert result["written"] and out.is_file()
+    q = result["quantization"]
+    assert q["activations"] == "int8"
+    assert q["activations_why"].startswith("auto: test; but ONNX Runtime cannot run the uint8 graph here (")
+
+
+@pytest.mark.parametrize("activations, refused, needle", [
+    ("uint8", {"uint8"}, r"with uint8 activations here \(.*\); nothing was written; try "
+                         r"--activations int8$"),
+    ("auto", {"uint8", "int8"}, r"with either activation type here \(.*\); nothing was "
+                                r"written; deploy the fp32 model.onnx$"),
+])
+def test_a_graph_that_cannot_run_is_one_line_and_writes_nothing(
+        ucm_run, quantized, tmp_path, monkeypatch, capsys, activations, refused, needle):
+    _refusing(monkeypatch, refused)
+    out = tmp_path / "m.int8.onnx"
+    rc = main(["quantize", str(ucm_run / "model.onnx"), "--out", str(out), "--activations",
+               activations, "--latency-runs", "2", "--inference-threads", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(err) == 1, err
+    assert re.search(r"^rsdistill: error: ONNX Runtime cannot run the int8 model of .*model\.onnx "
+                     + needle, err[0]), err[0]
+    assert "Traceback" not in err[0] and "[ONNXRuntimeError]" not in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_failure_of_any_onnx_model_is_one_line(ucm_run, quantized):
+    from rsdistill.export.ort_backend import OnnxRuntimeBackend, OrtRunError
+
+    backend = OnnxRuntimeBackend(ucm_run / "model.onnx", threads=1)
+    with pytest.raises(OrtRunError) as exc:
+        backend(torch.zeros(1, 3, 2, 2))  # a 2 × 2 image into a 32 px model
+    assert str(exc.value).startswith(f"ONNX Runtime cannot run {ucm_run / 'model.onnx'}: ")
+    assert "\n" not in str(exc.value) and "[ONNXRuntimeError]" not in str(exc.value)

@@ -7,13 +7,14 @@ metrics, batched prediction and latency/throughput code measure it unchanged.
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from rsdistill.runtime.precision import Precision
-from rsdistill.errors import ConfigError
+from rsdistill.errors import ConfigError, ExportError
 from rsdistill.export.contract import read_contract
 from rsdistill.export.contract_check import check_graph
 
@@ -25,6 +26,19 @@ def import_optional(name: str):
     except ImportError:
         raise ConfigError(f"{name} is not installed (a dependency of rsdistill); reinstall "
                           "rsdistill, or pip install onnx onnxruntime") from None
+
+
+class OrtRunError(ExportError):
+    """onnxruntime loaded the graph but cannot run it (e.g. a quantized kernel that refuses
+    a feature map's shape); ``reason`` is onnxruntime's own first line, shortened."""
+
+    def __init__(self, label: str, exc: Exception) -> None:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        # onnxruntime prefixes "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : " and often
+        # "Non-zero status code returned while running "; what follows says what failed.
+        text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+        self.reason = text.split("returned while running ", 1)[-1][:200]
+        super().__init__(f"ONNX Runtime cannot run {label}: {self.reason}")
 
 
 class OnnxRuntimeBackend:
@@ -41,8 +55,12 @@ class OnnxRuntimeBackend:
         self.threads = threads or torch.get_num_threads()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
+        # Its failures reach the user as rsdistill's one line (below); onnxruntime's own
+        # log would print each a second time, in colour, before it.
+        opts.log_severity_level = 4
         source = model if isinstance(model, bytes) else str(model)
         label = "the exported model" if isinstance(model, bytes) else str(model)
+        self.label = label
         try:
             self.session = ort.InferenceSession(source, sess_options=opts,
                                                 providers=["CPUExecutionProvider"])
@@ -56,7 +74,10 @@ class OnnxRuntimeBackend:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(x.detach().cpu().float().numpy())
-        (logits,) = self.session.run(None, {self.input_name: array})
+        try:
+            (logits,) = self.session.run(None, {self.input_name: array})
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise OrtRunError(self.label, exc) from None
         return torch.from_numpy(logits)
 
     def prepare(self, precision: Precision) -> "OnnxRuntimeBackend":

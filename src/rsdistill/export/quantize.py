@@ -34,7 +34,7 @@ from rsdistill.evaluation import classification_metrics, interleaved_latency, pr
 from rsdistill.export.contract import normalizer_from_meta
 from rsdistill.export.exporter import export_checkpoint
 from rsdistill.export.int8_probe import choose_activations
-from rsdistill.export.ort_backend import OnnxRuntimeBackend, import_optional
+from rsdistill.export.ort_backend import OnnxRuntimeBackend, OrtRunError, import_optional
 from rsdistill.export.qdq import (  # noqa: F401 (CalibrationImages: part of this module's API)
     ACTIVATION_TYPES, CALIBRATION_METHODS, CalibrationImages, quantize_graph,
 )
@@ -192,14 +192,34 @@ def _quantize(source: Path, request: QuantizeRequest, data_cfg: DataConfig, out:
         activations, why = choose_activations()
     else:
         activations, why = request.activations, "asked for"
-    kept = attempt(activations, why)
-    if request.activations == "auto" and kept.drop > request.max_drop and not request.allow_drop:
-        # The faster type loses too much here: the other one, if it keeps within the bound.
-        other = next(a for a in ACTIVATION_TYPES.names() if a != activations)
-        note = (f"{why}; but {activations} dropped {kept.drop:.2f} pt here, more than --max-drop "
-                f"{request.max_drop:g}, so {other}")
-        retry = attempt(other, note)
-        if retry.drop <= request.max_drop:
+    other = next(a for a in ACTIVATION_TYPES.names() if a != activations)
+    try:
+        kept, failed = attempt(activations, why), None
+    except OrtRunError as exc:
+        if request.activations != "auto":
+            raise QuantizationError(
+                f"ONNX Runtime cannot run the int8 model of {fp32_file} with {activations} "
+                f"activations here ({exc.reason}); nothing was written; try --activations "
+                f"{other}") from None
+        kept, failed = None, exc
+    if request.activations == "auto" and (
+            kept is None or kept.drop > request.max_drop and not request.allow_drop):
+        # The faster type cannot run here or loses too much: the other one, if it runs
+        # (and keeps within the bound, when the first one ran).
+        note = (f"{why}; but ONNX Runtime cannot run the {activations} graph here "
+                f"({failed.reason}), so {other}" if kept is None else
+                f"{why}; but {activations} dropped {kept.drop:.2f} pt here, more than "
+                f"--max-drop {request.max_drop:g}, so {other}")
+        try:
+            retry = attempt(other, note)
+        except OrtRunError as exc:
+            if kept is None:
+                raise QuantizationError(
+                    f"ONNX Runtime cannot run the int8 model of {fp32_file} with either "
+                    f"activation type here ({failed.reason}; {exc.reason}); nothing was "
+                    "written; deploy the fp32 model.onnx") from None
+            retry = None
+        if retry is not None and (kept is None or retry.drop <= request.max_drop):
             kept = retry
     record, graph, blob, int8_backend, after, drop = kept
     size = int(meta["image_size"])
