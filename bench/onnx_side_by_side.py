@@ -20,6 +20,7 @@ from pathlib import Path
 
 from rsdistill.errors import RsdistillError
 from rsdistill.export.formats import format_for_file
+from rsdistill.export.predictor import open_model
 from rsdistill.models import load_model
 from rsdistill.report.pareto_report import time_models
 from rsdistill.runtime.rundir import MODEL_FILE
@@ -37,9 +38,7 @@ def model_name(file: Path) -> str:
     if exported is None:
         meta = load_model(file)[1]
         return f"{meta['model']}@{meta['image_size']}"
-    if not file.is_file():
-        raise RsdistillError(f"exported model {file} does not exist")
-    meta = exported.load(file, 1).meta
+    meta = open_model(file, threads=1).meta
     kind = "int8" if meta.get("quantization") else exported.name
     return f"{meta['model']}@{meta['image_size']} {kind}"
 

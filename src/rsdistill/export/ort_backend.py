@@ -33,12 +33,17 @@ class OrtRunError(ExportError):
     a feature map's shape); ``reason`` is onnxruntime's own first line, shortened."""
 
     def __init__(self, label: str, exc: Exception) -> None:
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        # onnxruntime prefixes "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : " and often
-        # "Non-zero status code returned while running "; what follows says what failed.
-        text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
-        self.reason = text.split("returned while running ", 1)[-1][:200]
+        self.reason = ort_reason(exc)
         super().__init__(f"ONNX Runtime cannot run {label}: {self.reason}")
+
+
+def ort_reason(exc: Exception) -> str:
+    """onnxruntime's error as one short line: what failed, without the prefixes it puts
+    before it ("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : ", often "Non-zero status code
+    returned while running ")."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    return text.split("returned while running ", 1)[-1][:200]
 
 
 class OnnxRuntimeBackend:
@@ -65,8 +70,7 @@ class OnnxRuntimeBackend:
             self.session = ort.InferenceSession(source, sess_options=opts,
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ConfigError(f"cannot load ONNX model {label}: {first[:200]}") from None
+            raise ConfigError(f"cannot load ONNX model {label}: {ort_reason(exc)}") from None
         self.input_name = self.session.get_inputs()[0].name
         self.meta = read_contract(self.session.get_modelmeta().custom_metadata_map, label)
         check_graph(self.meta, list(self.session.get_inputs()[0].shape),
